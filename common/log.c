@@ -1,0 +1,135 @@
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_LINE_MAX 1024
+#define LOG_LIMIT_BURST 20
+#define LOG_LIMIT_PER_S 5
+
+static const char *log_component = "acme-edge";
+static enum log_level log_level = LOG_LVL_INFO;
+static const char *const level_names[] = {"err", "warn", "info", "debug"};
+
+void log_init(const char *component, enum log_level level)
+{
+	log_component = component;
+	log_level = level;
+}
+
+void log_set_level(enum log_level level)
+{
+	log_level = level;
+}
+
+bool log_enabled(enum log_level level)
+{
+	return level <= log_level;
+}
+
+int log_level_parse(const char *s)
+{
+	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
+		if (strcmp(s, level_names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+uint64_t clock_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int64_t clock_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Formats the whole line first and writes it with one write(2), so lines
+ * from several processes sharing stderr never interleave mid-line.
+ */
+static void log_vwrite(enum log_level level, const char *prefix,
+		       const char *fmt, va_list ap)
+{
+	char line[LOG_LINE_MAX];
+	struct timespec ts;
+	struct tm tm;
+	int n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = snprintf(line, sizeof(line),
+		     "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%d] %s: %s",
+		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		     tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, log_component,
+		     (int)getpid(), level_names[level], prefix);
+	if (n < 0 || (size_t)n >= sizeof(line) - 1)
+		n = (int)sizeof(line) - 2;
+	int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	if (m < 0)
+		m = 0;
+	n += m;
+	if ((size_t)n > sizeof(line) - 2)
+		n = (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	/* Nothing sensible to do if stderr is gone. */
+	ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+	(void)w;
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!log_enabled(level))
+		return;
+	va_start(ap, fmt);
+	log_vwrite(level, "", fmt, ap);
+	va_end(ap);
+}
+
+void log_ratelimited(struct log_limit *lim, enum log_level level,
+		     const char *fmt, ...)
+{
+	char note[64] = "";
+	uint64_t now = clock_mono_ms();
+	va_list ap;
+
+	if (!log_enabled(level))
+		return;
+	if (lim->last_ms == 0) {
+		lim->tokens = LOG_LIMIT_BURST;
+		lim->last_ms = now;
+	} else {
+		/* Refill whole tokens only, carrying the remainder forward. */
+		uint64_t add = (now - lim->last_ms) * LOG_LIMIT_PER_S / 1000;
+		if (add > 0) {
+			uint64_t t = lim->tokens + add;
+			lim->tokens = t > LOG_LIMIT_BURST ? LOG_LIMIT_BURST : (uint32_t)t;
+			lim->last_ms += add * 1000 / LOG_LIMIT_PER_S;
+		}
+	}
+	if (lim->tokens == 0) {
+		lim->dropped++;
+		return;
+	}
+	lim->tokens--;
+	if (lim->dropped) {
+		snprintf(note, sizeof(note), "(%u similar lines suppressed) ",
+			 lim->dropped);
+		lim->dropped = 0;
+	}
+	va_start(ap, fmt);
+	log_vwrite(level, note, fmt, ap);
+	va_end(ap);
+}

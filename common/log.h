@@ -1,0 +1,59 @@
+/*
+ * Logging to stderr (journald or the supervisor collects it), one line per
+ * event, with a level and a component tag. Peer misbehaviour goes out at
+ * INFO through log_ratelimited() so a flood of bad clients cannot flood the
+ * log; our own failures go out at ERR.
+ */
+#ifndef EDGE_LOG_H
+#define EDGE_LOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum log_level {
+	LOG_LVL_ERR = 0,
+	LOG_LVL_WARN = 1,
+	LOG_LVL_INFO = 2,
+	LOG_LVL_DEBUG = 3,
+};
+
+/* Set once at start-up, before any thread starts. */
+void log_init(const char *component, enum log_level level);
+void log_set_level(enum log_level level);
+bool log_enabled(enum log_level level);
+
+/* "err", "warn", "info", "debug" -> level; -1 when unknown. */
+int log_level_parse(const char *s);
+
+void log_msg(enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/*
+ * A token bucket per call site: at most burst lines, refilled at rate per
+ * second; what is dropped is counted and reported on the next line that
+ * passes. The struct lives in the caller (static per site, per thread).
+ */
+struct log_limit {
+	uint64_t last_ms;
+	uint32_t tokens;
+	uint32_t dropped;
+};
+
+void log_ratelimited(struct log_limit *lim, enum log_level level,
+		     const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#define log_err(...) log_msg(LOG_LVL_ERR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LVL_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)
+#define log_debug(...)                                                    \
+	do {                                                              \
+		if (log_enabled(LOG_LVL_DEBUG))                           \
+			log_msg(LOG_LVL_DEBUG, __VA_ARGS__);              \
+	} while (0)
+
+/* Monotonic and wall clocks in milliseconds. */
+uint64_t clock_mono_ms(void);
+int64_t clock_wall_ms(void);
+
+#endif
