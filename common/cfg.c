@@ -1,0 +1,963 @@
+/*
+ * Config loading on top of inih. inih calls us once per key; we feed it the
+ * file through our own line reader, which gives us what inih does not:
+ * the line number of every key, section headers even when a section has no
+ * keys (to refuse unknown or repeated sections), continuation lines told
+ * apart from repeated keys, and a clear error for a line longer than inih's
+ * buffer instead of a silent split.
+ */
+#include "cfg.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "edge.h"
+
+#define INI_LINE_MAX 200	/* inih's INI_MAX_LINE as Debian builds it */
+#define MAX_LIST 64		/* words in one list value */
+#define MAX_SECTIONS 1024
+
+enum sect_kind {
+	SECT_NONE = 0,
+	SECT_STORE,
+	SECT_API,
+	SECT_PROXY,
+	SECT_LOG,
+	SECT_CLIENT,
+	SECT_ROUTE,
+};
+
+struct seen_key {
+	char name[32];
+};
+
+struct load_ctx {
+	struct cfg *cfg;
+	FILE *errs;
+	const char *file;
+	bool clients_only;		/* reading the clients file */
+	FILE *fp;
+	unsigned line;			/* of the line inih is handling */
+	bool line_continues;		/* it began with white space */
+	int errors;
+	/* the section being read */
+	char sect_name[128];
+	enum sect_kind kind;
+	bool sect_ok;			/* header valid: keys may be stored */
+	void *obj;			/* the client or route being filled */
+	struct seen_key seen[32];
+	unsigned nseen;
+	char last_key[32];
+	/* every section header met, for duplicates */
+	char (*sections)[128];
+	unsigned *section_lines;
+	unsigned nsections;
+};
+
+static void cfg_error(struct load_ctx *c, unsigned line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void cfg_error(struct load_ctx *c, unsigned line, const char *fmt, ...)
+{
+	va_list ap;
+
+	c->errors++;
+	if (!c->errs)
+		return;
+	fprintf(c->errs, "%s:%u: ", c->file, line);
+	va_start(ap, fmt);
+	vfprintf(c->errs, fmt, ap);
+	va_end(ap);
+	fputc('\n', c->errs);
+}
+
+static bool is_space(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
+}
+
+static bool name_char(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+	       (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.';
+}
+
+/* Splits a value at white space into at most MAX_LIST words. */
+static size_t split_words(const char *v, struct slice *w, size_t cap)
+{
+	size_t n = 0;
+
+	while (*v) {
+		while (is_space(*v))
+			v++;
+		if (!*v)
+			break;
+		const char *s = v;
+		while (*v && !is_space(*v))
+			v++;
+		if (n < cap) {
+			w[n].ptr = s;
+			w[n].len = (size_t)(v - s);
+		}
+		n++;
+	}
+	return n;
+}
+
+static void *grow(void *arr, size_t n, size_t add, size_t elem)
+{
+	void *p = realloc(arr, (n + add) * elem);
+
+	BUG_ON(!p);
+	memset((char *)p + n * elem, 0, add * elem);
+	return p;
+}
+
+/* ---- value parsers: each returns 0 or reports and returns -1 ----------- */
+
+static int parse_u32(struct load_ctx *c, const char *key, const char *v,
+		     uint32_t min, uint32_t max, uint32_t *out)
+{
+	char *end;
+	unsigned long long n;
+
+	errno = 0;
+	if (*v < '0' || *v > '9')
+		goto bad;
+	n = strtoull(v, &end, 10);
+	if (errno || *end || n < min || n > max)
+		goto bad;
+	*out = (uint32_t)n;
+	return 0;
+bad:
+	cfg_error(c, c->line, "%s: expected a whole number %u..%u, got \"%s\"",
+		  key, min, max, v);
+	return -1;
+}
+
+/* "250ms", "10s", "5m", "1h", or bare seconds; into milliseconds. */
+static int parse_duration(struct load_ctx *c, const char *key, const char *v,
+			  uint32_t min_ms, uint32_t max_ms, uint32_t *out)
+{
+	char *end;
+	unsigned long long n, mul = 1000;
+
+	errno = 0;
+	if (*v < '0' || *v > '9')
+		goto bad;
+	n = strtoull(v, &end, 10);
+	if (errno)
+		goto bad;
+	if (strcmp(end, "ms") == 0)
+		mul = 1;
+	else if (strcmp(end, "s") == 0 || *end == '\0')
+		mul = 1000;
+	else if (strcmp(end, "m") == 0)
+		mul = 60000;
+	else if (strcmp(end, "h") == 0)
+		mul = 3600000;
+	else
+		goto bad;
+	if (n > max_ms / mul + 1 || n * mul < min_ms || n * mul > max_ms)
+		goto bad;
+	*out = (uint32_t)(n * mul);
+	return 0;
+bad:
+	cfg_error(c, c->line,
+		  "%s: expected a duration from %ums to %ums (e.g. 500ms, 10s, "
+		  "5m), got \"%s\"",
+		  key, min_ms, max_ms, v);
+	return -1;
+}
+
+static int parse_choice(struct load_ctx *c, const char *key, const char *v,
+			const char *const *names, const int *values, size_t n,
+			int *out)
+{
+	char allowed[128] = "";
+
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(v, names[i]) == 0) {
+			*out = values[i];
+			return 0;
+		}
+		strncat(allowed, i ? " | " : "", sizeof(allowed) - strlen(allowed) - 1);
+		strncat(allowed, names[i], sizeof(allowed) - strlen(allowed) - 1);
+	}
+	cfg_error(c, c->line, "%s: expected %s, got \"%s\"", key, allowed, v);
+	return -1;
+}
+
+static int parse_path(struct load_ctx *c, const char *key, const char *v,
+		      char *out)
+{
+	if (v[0] != '/' || strlen(v) > CFG_PATH_MAX) {
+		cfg_error(c, c->line, "%s: expected an absolute path of at most %d "
+			  "characters, got \"%s\"", key, CFG_PATH_MAX, v);
+		return -1;
+	}
+	strcpy(out, v);
+	return 0;
+}
+
+/* Appends the words of v as addresses to *arr. */
+static int parse_addrs(struct load_ctx *c, const char *key, const char *v,
+		       struct cfg_addr **arr, size_t *n)
+{
+	struct slice w[MAX_LIST];
+	size_t nw = split_words(v, w, MAX_LIST);
+	int rc = 0;
+
+	if (nw == 0 || nw > MAX_LIST || *n + nw > MAX_LIST) {
+		cfg_error(c, c->line, "%s: expected 1 to %d addresses", key, MAX_LIST);
+		return -1;
+	}
+	*arr = grow(*arr, *n, nw, sizeof(**arr));
+	for (size_t i = 0; i < nw; i++) {
+		struct cfg_addr *a = &(*arr)[*n];
+		if (addr_parse(w[i].ptr, w[i].len, &a->sa, &a->len) != 0) {
+			cfg_error(c, c->line,
+				  "%s: \"%.*s\" is not an address with a port "
+				  "(1.2.3.4:80 or [::1]:80)",
+				  key, (int)w[i].len, w[i].ptr);
+			rc = -1;
+			continue;
+		}
+		(*n)++;
+	}
+	return rc;
+}
+
+static int parse_cidrs(struct load_ctx *c, const char *key, const char *v,
+		       struct cidr **arr, size_t *n)
+{
+	struct slice w[MAX_LIST];
+	size_t nw = split_words(v, w, MAX_LIST);
+	int rc = 0;
+
+	if (nw == 0 || nw > MAX_LIST || *n + nw > MAX_LIST) {
+		cfg_error(c, c->line, "%s: expected 1 to %d CIDRs", key, MAX_LIST);
+		return -1;
+	}
+	*arr = grow(*arr, *n, nw, sizeof(**arr));
+	for (size_t i = 0; i < nw; i++) {
+		if (cidr_parse(w[i].ptr, w[i].len, &(*arr)[*n]) != 0) {
+			cfg_error(c, c->line,
+				  "%s: \"%.*s\" is not a CIDR (10.0.0.0/8, "
+				  "2001:db8::/32) with its host bits clear",
+				  key, (int)w[i].len, w[i].ptr);
+			rc = -1;
+			continue;
+		}
+		(*n)++;
+	}
+	return rc;
+}
+
+static int parse_patterns(struct load_ctx *c, const char *key, const char *v,
+			  struct ident_pattern **arr, size_t *n, bool *any)
+{
+	struct slice w[MAX_LIST];
+	size_t nw = split_words(v, w, MAX_LIST);
+	int rc = 0;
+
+	if (nw == 0 || nw > MAX_LIST || *n + nw > MAX_LIST) {
+		cfg_error(c, c->line, "%s: expected 1 to %d names", key, MAX_LIST);
+		return -1;
+	}
+	*arr = grow(*arr, *n, nw, sizeof(**arr));
+	for (size_t i = 0; i < nw; i++) {
+		struct ident_pattern *p = &(*arr)[*n];
+		if (pattern_parse(w[i].ptr, w[i].len, p) != 0) {
+			cfg_error(c, c->line,
+				  "%s: \"%.*s\" is not a name pattern (example.com, "
+				  "*.example.com, an IP, a CIDR, or *)",
+				  key, (int)w[i].len, w[i].ptr);
+			rc = -1;
+			continue;
+		}
+		if (p->kind == PATTERN_ANY) {
+			if (!any) {
+				cfg_error(c, c->line, "%s: \"*\" is not allowed here; "
+					  "use [route default]", key);
+				rc = -1;
+				continue;
+			}
+			*any = true;
+		}
+		(*n)++;
+	}
+	return rc;
+}
+
+static int hex_val(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+static int parse_sha256(struct load_ctx *c, const char *key, const char *v,
+			uint8_t out[32])
+{
+	if (strlen(v) != 64)
+		goto bad;
+	for (int i = 0; i < 32; i++) {
+		int hi = hex_val(v[2 * i]), lo = hex_val(v[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			goto bad;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+bad:
+	cfg_error(c, c->line, "%s: expected 64 hex digits (sha256sum of the "
+		  "bearer token), not the token itself", key);
+	return -1;
+}
+
+static int parse_thumbprints(struct load_ctx *c, const char *key,
+			     const char *v, struct cfg_client *cl)
+{
+	struct slice w[MAX_LIST];
+	size_t nw = split_words(v, w, MAX_LIST);
+	int rc = 0;
+
+	if (nw == 0 || nw > MAX_LIST || cl->nthumbprints + nw > MAX_LIST) {
+		cfg_error(c, c->line, "%s: expected 1 to %d thumbprints", key, MAX_LIST);
+		return -1;
+	}
+	cl->thumbprints = grow(cl->thumbprints, cl->nthumbprints, nw,
+			       sizeof(*cl->thumbprints));
+	for (size_t i = 0; i < nw; i++) {
+		if (!thumbprint_valid(w[i].ptr, w[i].len)) {
+			cfg_error(c, c->line,
+				  "%s: \"%.*s\" is not an ACME account thumbprint "
+				  "(%d base64url characters)",
+				  key, (int)w[i].len, w[i].ptr, THUMBPRINT_LEN);
+			rc = -1;
+			continue;
+		}
+		memcpy(cl->thumbprints[cl->nthumbprints], w[i].ptr, w[i].len);
+		cl->thumbprints[cl->nthumbprints][w[i].len] = '\0';
+		cl->nthumbprints++;
+	}
+	return rc;
+}
+
+/* ---- sections --------------------------------------------------------- */
+
+static bool list_key(enum sect_kind kind, const char *key)
+{
+	static const char *const lists[] = {
+		"listen", "identifiers", "cidrs", "thumbprints", "http",
+		"https", "names", "trusted_proxies",
+	};
+
+	(void)kind;
+	for (size_t i = 0; i < ARRAY_SIZE(lists); i++)
+		if (strcmp(key, lists[i]) == 0)
+			return true;
+	return false;
+}
+
+static int key_store(struct load_ctx *c, const char *k, const char *v)
+{
+	struct cfg *cfg = c->cfg;
+
+	if (strcmp(k, "path") == 0)
+		return parse_path(c, k, v, cfg->store.path);
+	if (strcmp(k, "capacity") == 0)
+		return parse_u32(c, k, v, 1, 65536, &cfg->store.capacity);
+	return 1;
+}
+
+static int key_api(struct load_ctx *c, const char *k, const char *v)
+{
+	struct cfg *cfg = c->cfg;
+
+	if (strcmp(k, "listen") == 0)
+		return parse_addrs(c, k, v, &cfg->api.listen, &cfg->api.nlisten);
+	if (strcmp(k, "clients_file") == 0)
+		return parse_path(c, k, v, cfg->api.clients_file);
+	if (strcmp(k, "default_ttl") == 0 || strcmp(k, "max_ttl") == 0) {
+		uint32_t ms;
+		if (parse_duration(c, k, v, 1000, 7 * 86400 * 1000u, &ms))
+			return -1;
+		if (k[0] == 'd')
+			cfg->api.default_ttl_s = ms / 1000;
+		else
+			cfg->api.max_ttl_s = ms / 1000;
+		return 0;
+	}
+	if (strcmp(k, "max_body") == 0)
+		return parse_u32(c, k, v, 1024, 1 << 20, &cfg->api.max_body);
+	if (strcmp(k, "max_headers") == 0)
+		return parse_u32(c, k, v, 1024, 1 << 16, &cfg->api.max_headers);
+	if (strcmp(k, "timeout") == 0)
+		return parse_duration(c, k, v, 100, 600000, &cfg->api.timeout_ms);
+	if (strcmp(k, "max_connections") == 0)
+		return parse_u32(c, k, v, 1, 100000, &cfg->api.max_connections);
+	if (strcmp(k, "sweep_interval") == 0)
+		return parse_duration(c, k, v, 100, 3600000,
+				      &cfg->api.sweep_interval_ms);
+	return 1;
+}
+
+static int key_proxy(struct load_ctx *c, const char *k, const char *v)
+{
+	static const char *const backends[] = {"auto", "io_uring", "epoll"};
+	static const int backend_vals[] = {IO_BACKEND_AUTO, IO_BACKEND_URING,
+					   IO_BACKEND_EPOLL};
+	static const char *const http_miss[] = {"forward", "404"};
+	static const int http_miss_vals[] = {MISS_FORWARD, MISS_404};
+	static const char *const tls_miss[] = {"forward", "reject"};
+	static const int tls_miss_vals[] = {MISS_FORWARD, MISS_REJECT};
+	struct cfg *cfg = c->cfg;
+	int choice;
+
+	if (strcmp(k, "http") == 0)
+		return parse_addrs(c, k, v, &cfg->proxy.http, &cfg->proxy.nhttp);
+	if (strcmp(k, "https") == 0)
+		return parse_addrs(c, k, v, &cfg->proxy.https, &cfg->proxy.nhttps);
+	if (strcmp(k, "workers") == 0) {
+		if (strcmp(v, "auto") == 0) {
+			cfg->proxy.workers = 0;
+			return 0;
+		}
+		return parse_u32(c, k, v, 1, 256, &cfg->proxy.workers);
+	}
+	if (strcmp(k, "io_backend") == 0) {
+		if (parse_choice(c, k, v, backends, backend_vals, 3, &choice))
+			return -1;
+		cfg->proxy.io_backend = (enum cfg_io_backend)choice;
+		return 0;
+	}
+	if (strcmp(k, "http_miss") == 0) {
+		if (parse_choice(c, k, v, http_miss, http_miss_vals, 2, &choice))
+			return -1;
+		cfg->proxy.http_miss = (enum cfg_miss)choice;
+		return 0;
+	}
+	if (strcmp(k, "tls_miss") == 0) {
+		if (parse_choice(c, k, v, tls_miss, tls_miss_vals, 2, &choice))
+			return -1;
+		cfg->proxy.tls_miss = (enum cfg_miss)choice;
+		return 0;
+	}
+	if (strcmp(k, "peek_timeout") == 0)
+		return parse_duration(c, k, v, 100, 600000, &cfg->proxy.peek_timeout_ms);
+	if (strcmp(k, "connect_timeout") == 0)
+		return parse_duration(c, k, v, 100, 600000,
+				      &cfg->proxy.connect_timeout_ms);
+	if (strcmp(k, "idle_timeout") == 0)
+		return parse_duration(c, k, v, 100, 86400000u,
+				      &cfg->proxy.idle_timeout_ms);
+	if (strcmp(k, "grace") == 0)
+		return parse_duration(c, k, v, 0, 3600000, &cfg->proxy.grace_ms);
+	if (strcmp(k, "max_connections") == 0)
+		return parse_u32(c, k, v, 16, 1000000, &cfg->proxy.max_connections);
+	if (strcmp(k, "trusted_proxies") == 0)
+		return parse_cidrs(c, k, v, &cfg->proxy.trusted_proxies,
+				   &cfg->proxy.ntrusted_proxies);
+	return 1;
+}
+
+static int key_log(struct load_ctx *c, const char *k, const char *v)
+{
+	if (strcmp(k, "level") == 0) {
+		int lvl = log_level_parse(v);
+		if (lvl < 0) {
+			cfg_error(c, c->line, "level: expected err | warn | info | "
+				  "debug, got \"%s\"", v);
+			return -1;
+		}
+		c->cfg->log.level = (enum log_level)lvl;
+		return 0;
+	}
+	return 1;
+}
+
+static int key_client(struct load_ctx *c, const char *k, const char *v)
+{
+	struct cfg_client *cl = c->obj;
+
+	if (strcmp(k, "token_sha256") == 0) {
+		if (parse_sha256(c, k, v, cl->token_sha256))
+			return -1;
+		cl->has_token = true;
+		return 0;
+	}
+	if (strcmp(k, "identifiers") == 0)
+		return parse_patterns(c, k, v, &cl->patterns, &cl->npatterns,
+				      &cl->any);
+	if (strcmp(k, "cidrs") == 0)
+		return parse_cidrs(c, k, v, &cl->cidrs, &cl->ncidrs);
+	if (strcmp(k, "thumbprints") == 0)
+		return parse_thumbprints(c, k, v, cl);
+	return 1;
+}
+
+static int key_route(struct load_ctx *c, const char *k, const char *v)
+{
+	static const char *const pp[] = {"off", "v1", "v2"};
+	static const int pp_vals[] = {PP_OFF, PP_V1, PP_V2};
+	struct cfg_route *r = c->obj;
+	int choice;
+
+	if (strcmp(k, "names") == 0) {
+		if (r->is_default) {
+			cfg_error(c, c->line, "names: [route default] takes every "
+				  "name no other route takes; it has no names");
+			return -1;
+		}
+		return parse_patterns(c, k, v, &r->names, &r->nnames, NULL);
+	}
+	if (strcmp(k, "http") == 0)
+		return parse_addrs(c, k, v, &r->http, &r->nhttp);
+	if (strcmp(k, "https") == 0)
+		return parse_addrs(c, k, v, &r->https, &r->nhttps);
+	if (strcmp(k, "proxy_protocol") == 0) {
+		if (parse_choice(c, k, v, pp, pp_vals, 3, &choice))
+			return -1;
+		r->proxy_protocol = (enum cfg_pp)choice;
+		return 0;
+	}
+	return 1;
+}
+
+/*
+ * Called from the line reader for every section header, before inih sees
+ * it: recognises the section, refuses unknown and repeated ones, and makes
+ * the client or route object keys will fill.
+ */
+static void section_begin(struct load_ctx *c, const char *name)
+{
+	const char *arg = NULL;
+	size_t base_len;
+
+	c->kind = SECT_NONE;
+	c->sect_ok = false;
+	c->obj = NULL;
+	c->nseen = 0;
+	c->last_key[0] = '\0';
+	snprintf(c->sect_name, sizeof(c->sect_name), "%s", name);
+
+	for (unsigned i = 0; i < c->nsections; i++) {
+		if (strcmp(c->sections[i], name) == 0) {
+			cfg_error(c, c->line, "section [%s] appears twice (first at "
+				  "line %u)", name, c->section_lines[i]);
+			return;
+		}
+	}
+	if (c->nsections < MAX_SECTIONS) {
+		c->sections = grow(c->sections, c->nsections, 1, sizeof(*c->sections));
+		c->section_lines = grow(c->section_lines, c->nsections, 1,
+					sizeof(*c->section_lines));
+		snprintf(c->sections[c->nsections], sizeof(c->sections[0]), "%s",
+			 name);
+		c->section_lines[c->nsections++] = c->line;
+	}
+
+	const char *sp = strchr(name, ' ');
+	base_len = sp ? (size_t)(sp - name) : strlen(name);
+	if (sp) {
+		arg = sp + 1;
+		while (*arg == ' ')
+			arg++;
+	}
+#define IS(s) (base_len == strlen(s) && strncmp(name, s, base_len) == 0)
+	if (IS("client") || IS("route")) {
+		size_t alen = arg ? strlen(arg) : 0;
+		bool ok = alen > 0 && alen <= CFG_NAME_MAX;
+		for (size_t i = 0; ok && i < alen; i++)
+			ok = name_char(arg[i]);
+		if (!ok) {
+			cfg_error(c, c->line, "[%s]: expected [%.*s NAME] with a "
+				  "NAME of 1..%d letters, digits, '-', '_', '.'",
+				  name, (int)base_len, name, CFG_NAME_MAX);
+			return;
+		}
+		if (IS("client")) {
+			struct cfg *cfg = c->cfg;
+			cfg->clients = grow(cfg->clients, cfg->nclients, 1,
+					    sizeof(*cfg->clients));
+			struct cfg_client *cl = &cfg->clients[cfg->nclients++];
+			strcpy(cl->name, arg);
+			cl->line = c->line;
+			c->kind = SECT_CLIENT;
+			c->obj = cl;
+		} else {
+			if (c->clients_only)
+				goto not_here;
+			struct cfg *cfg = c->cfg;
+			cfg->routes = grow(cfg->routes, cfg->nroutes, 1,
+					   sizeof(*cfg->routes));
+			struct cfg_route *r = &cfg->routes[cfg->nroutes++];
+			strcpy(r->name, arg);
+			r->is_default = strcmp(arg, "default") == 0;
+			r->line = c->line;
+			c->kind = SECT_ROUTE;
+			c->obj = r;
+		}
+		c->sect_ok = true;
+		return;
+	}
+	if (arg) {
+		cfg_error(c, c->line, "unknown section [%s]", name);
+		return;
+	}
+	if (c->clients_only)
+		goto not_here;
+	if (IS("store"))
+		c->kind = SECT_STORE;
+	else if (IS("api"))
+		c->kind = SECT_API;
+	else if (IS("proxy"))
+		c->kind = SECT_PROXY;
+	else if (IS("log"))
+		c->kind = SECT_LOG;
+	else {
+		cfg_error(c, c->line, "unknown section [%s] (known: store, api, "
+			  "client NAME, proxy, route NAME, log)", name);
+		return;
+	}
+#undef IS
+	c->sect_ok = true;
+	return;
+not_here:
+	cfg_error(c, c->line, "[%s]: a clients file holds only [client NAME] "
+		  "sections", name);
+}
+
+static int cfg_on_key(void *user, const char *section, const char *name,
+		       const char *value)
+{
+	struct load_ctx *c = user;
+	int rc;
+
+	(void)section;	/* tracked by section_begin, with its line number */
+	if (c->kind == SECT_NONE) {
+		if (c->sect_ok || c->sect_name[0] == '\0')
+			cfg_error(c, c->line, "key \"%s\" outside any section", name);
+		return 1;
+	}
+	if (!c->sect_ok)
+		return 1;	/* the section header was already reported */
+
+	if (c->line_continues && strcmp(name, c->last_key) == 0) {
+		/* A continuation line: only lists may span lines. */
+		if (!list_key(c->kind, name)) {
+			cfg_error(c, c->line, "%s: only lists may continue on the "
+				  "next line", name);
+			return 1;
+		}
+	} else {
+		for (unsigned i = 0; i < c->nseen; i++) {
+			if (strcmp(c->seen[i].name, name) == 0) {
+				cfg_error(c, c->line, "[%s] %s: set twice in one "
+					  "section", c->sect_name, name);
+				return 1;
+			}
+		}
+		if (c->nseen < ARRAY_SIZE(c->seen))
+			snprintf(c->seen[c->nseen++].name, sizeof(c->seen[0].name),
+				 "%s", name);
+		snprintf(c->last_key, sizeof(c->last_key), "%s", name);
+	}
+
+	switch (c->kind) {
+	case SECT_STORE:
+		rc = key_store(c, name, value);
+		break;
+	case SECT_API:
+		rc = key_api(c, name, value);
+		break;
+	case SECT_PROXY:
+		rc = key_proxy(c, name, value);
+		break;
+	case SECT_LOG:
+		rc = key_log(c, name, value);
+		break;
+	case SECT_CLIENT:
+		rc = key_client(c, name, value);
+		break;
+	case SECT_ROUTE:
+		rc = key_route(c, name, value);
+		break;
+	default:
+		rc = 1;
+	}
+	if (rc == 1)
+		cfg_error(c, c->line, "unknown key \"%s\" in [%s]", name,
+			  c->sect_name);
+	return 1;	/* keep going: report every error, not just the first */
+}
+
+/*
+ * inih's line source. Each call hands inih one whole line, so the count of
+ * calls is the line number of whatever inih reports next.
+ */
+static char *cfg_read_line(char *str, int num, void *stream)
+{
+	struct load_ctx *c = stream;
+	size_t len;
+
+	if (!fgets(str, num, c->fp))
+		return NULL;
+	c->line++;
+	len = strlen(str);
+	if (len == (size_t)num - 1 && str[len - 1] != '\n' && !feof(c->fp)) {
+		int ch;
+		cfg_error(c, c->line, "line longer than %d characters; split a "
+			  "list over several lines, each indented", num - 2);
+		while ((ch = fgetc(c->fp)) != EOF && ch != '\n')
+			;
+		strcpy(str, ";\n");
+		return str;
+	}
+	c->line_continues = str[0] == ' ' || str[0] == '\t';
+	const char *p = str;
+	while (is_space(*p))
+		p++;
+	if (*p == '[' && !c->line_continues) {
+		char name[128];
+		const char *end = strchr(p, ']');
+		size_t n = end ? (size_t)(end - p - 1) : 0;
+		if (!end || n == 0 || n >= sizeof(name)) {
+			cfg_error(c, c->line, "malformed section header");
+			c->kind = SECT_NONE;
+			c->sect_ok = false;
+			snprintf(c->sect_name, sizeof(c->sect_name), "?");
+			strcpy(str, ";\n");
+			return str;
+		}
+		memcpy(name, p + 1, n);
+		name[n] = '\0';
+		section_begin(c, name);
+	}
+	return str;
+}
+
+static void cfg_defaults(struct cfg *cfg)
+{
+	strcpy(cfg->store.path, "/dev/shm/acme-edge");
+	cfg->store.capacity = 4096;
+	cfg->api.default_ttl_s = 3600;
+	cfg->api.max_ttl_s = 86400;
+	cfg->api.max_body = 32768;
+	cfg->api.max_headers = 8192;
+	cfg->api.timeout_ms = 10000;
+	cfg->api.max_connections = 256;
+	cfg->api.sweep_interval_ms = 5000;
+	cfg->proxy.workers = 0;
+	cfg->proxy.peek_timeout_ms = 10000;
+	cfg->proxy.connect_timeout_ms = 5000;
+	cfg->proxy.idle_timeout_ms = 300000;
+	cfg->proxy.grace_ms = 30000;
+	cfg->proxy.max_connections = 8192;
+	cfg->log.level = LOG_LVL_INFO;
+}
+
+static int parse_file(struct load_ctx *c, const char *path)
+{
+	int rc;
+
+	c->file = path;
+	c->line = 0;
+	c->kind = SECT_NONE;
+	c->sect_ok = false;
+	c->sect_name[0] = '\0';
+	c->fp = fopen(path, "r");
+	if (!c->fp) {
+		c->errors++;
+		if (c->errs)
+			fprintf(c->errs, "%s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	rc = ini_parse_stream(cfg_read_line, c, cfg_on_key, c);
+	fclose(c->fp);
+	c->fp = NULL;
+	/* inih's own syntax errors: a line with neither '=' nor a section. */
+	if (rc > 0)
+		cfg_error(c, (unsigned)rc, "expected \"key = value\" or "
+			  "\"[section]\"");
+	return 0;
+}
+
+/*
+ * The clients file holds bearer-token hashes: refuse it when anyone but its
+ * owner (root, or the user we run as) may read or write it, as ssh does for
+ * private keys.
+ */
+static void check_clients_file(struct load_ctx *c, const char *path)
+{
+	struct stat sb;
+
+	if (stat(path, &sb) != 0)
+		return;		/* parse_file reports it */
+	if (sb.st_mode & 077)
+		cfg_error(c, 0, "%s: clients file is accessible by group or others "
+			  "(mode %04o); chmod 600 it", path,
+			  (unsigned)(sb.st_mode & 07777));
+	if (sb.st_uid != 0 && sb.st_uid != geteuid())
+		cfg_error(c, 0, "%s: clients file must belong to root or to the "
+			  "user acme-edge runs as", path);
+}
+
+static void validate(struct load_ctx *c)
+{
+	struct cfg *cfg = c->cfg;
+
+	c->file = cfg->file;
+	if (cfg->api.default_ttl_s > cfg->api.max_ttl_s)
+		cfg_error(c, 0, "[api] default_ttl (%us) exceeds max_ttl (%us)",
+			  cfg->api.default_ttl_s, cfg->api.max_ttl_s);
+	for (size_t i = 0; i < cfg->nclients; i++) {
+		struct cfg_client *cl = &cfg->clients[i];
+		if (!cl->has_token)
+			cfg_error(c, cl->line, "[client %s]: token_sha256 is required",
+				  cl->name);
+		if (cl->npatterns == 0)
+			cfg_error(c, cl->line, "[client %s]: identifiers is required "
+				  "(\"*\" for any name)", cl->name);
+		for (size_t j = 0; j < i; j++) {
+			if (strcmp(cfg->clients[j].name, cl->name) == 0)
+				cfg_error(c, cl->line, "[client %s] is defined twice",
+					  cl->name);
+			else if (cl->has_token && cfg->clients[j].has_token &&
+				 memcmp(cfg->clients[j].token_sha256,
+					cl->token_sha256, 32) == 0)
+				cfg_error(c, cl->line, "[client %s] has the same token "
+					  "as [client %s]", cl->name,
+					  cfg->clients[j].name);
+		}
+	}
+	for (size_t i = 0; i < cfg->nroutes; i++) {
+		struct cfg_route *r = &cfg->routes[i];
+		if (!r->is_default && r->nnames == 0)
+			cfg_error(c, r->line, "[route %s]: names is required", r->name);
+		if (r->nhttp == 0 && r->nhttps == 0)
+			cfg_error(c, r->line, "[route %s]: needs http or https "
+				  "upstreams", r->name);
+	}
+	if (cfg->api.nlisten == 0) {
+		cfg->api.listen = grow(NULL, 0, 1, sizeof(*cfg->api.listen));
+		BUG_ON(addr_parse("127.0.0.1:8555", 14, &cfg->api.listen[0].sa,
+				  &cfg->api.listen[0].len) != 0);
+		cfg->api.nlisten = 1;
+	}
+}
+
+int cfg_load(const char *path, struct cfg **out, FILE *errs)
+{
+	struct load_ctx c = {0};
+	struct cfg *cfg = calloc(1, sizeof(*cfg));
+
+	BUG_ON(!cfg);
+	*out = NULL;
+	cfg_defaults(cfg);
+	snprintf(cfg->file, sizeof(cfg->file), "%s", path);
+	c.cfg = cfg;
+	c.errs = errs;
+	parse_file(&c, path);
+	if (cfg->api.clients_file[0]) {
+		c.clients_only = true;
+		c.nsections = 0;
+		check_clients_file(&c, cfg->api.clients_file);
+		parse_file(&c, cfg->api.clients_file);
+	}
+	validate(&c);
+	free(c.sections);
+	free(c.section_lines);
+	if (c.errors) {
+		cfg_free(cfg);
+		return c.errors;
+	}
+	*out = cfg;
+	return 0;
+}
+
+void cfg_free(struct cfg *cfg)
+{
+	if (!cfg)
+		return;
+	for (size_t i = 0; i < cfg->nclients; i++) {
+		free(cfg->clients[i].patterns);
+		free(cfg->clients[i].cidrs);
+		free(cfg->clients[i].thumbprints);
+	}
+	for (size_t i = 0; i < cfg->nroutes; i++) {
+		free(cfg->routes[i].names);
+		free(cfg->routes[i].http);
+		free(cfg->routes[i].https);
+	}
+	free(cfg->clients);
+	free(cfg->routes);
+	free(cfg->api.listen);
+	free(cfg->proxy.http);
+	free(cfg->proxy.https);
+	free(cfg->proxy.trusted_proxies);
+	free(cfg);
+}
+
+const struct cfg_client *cfg_client_by_token(const struct cfg *cfg,
+					     const uint8_t token_sha256[32])
+{
+	const struct cfg_client *found = NULL;
+
+	/*
+	 * Compare against every client, all 32 bytes each, so the time taken
+	 * says nothing about which client or how many bytes matched.
+	 */
+	for (size_t i = 0; i < cfg->nclients; i++) {
+		volatile uint8_t diff = 0;
+		for (size_t j = 0; j < 32; j++)
+			diff |= cfg->clients[i].token_sha256[j] ^ token_sha256[j];
+		if (diff == 0 && cfg->clients[i].has_token)
+			found = &cfg->clients[i];
+	}
+	return found;
+}
+
+const struct cfg_route *cfg_route_for(const struct cfg *cfg, const char *name,
+				      size_t len)
+{
+	const struct cfg_route *def = NULL, *best = NULL;
+	size_t best_len = 0;
+
+	/*
+	 * The most specific name wins whatever the order of the sections: an
+	 * exact name, then the longest matching *.suffix.
+	 */
+	for (size_t i = 0; i < cfg->nroutes; i++) {
+		const struct cfg_route *r = &cfg->routes[i];
+		if (r->is_default) {
+			def = r;
+			continue;
+		}
+		for (size_t j = 0; name && j < r->nnames; j++) {
+			const struct ident_pattern *p = &r->names[j];
+			if (!pattern_match_name(p, name, len))
+				continue;
+			if (p->kind != PATTERN_SUFFIX && p->kind != PATTERN_CIDR)
+				return r;
+			size_t spec = p->kind == PATTERN_SUFFIX ? p->id.name_len
+								: p->cidr.prefix;
+			if (!best || spec > best_len) {
+				best = r;
+				best_len = spec;
+			}
+		}
+	}
+	return best ? best : def;
+}

@@ -1,0 +1,133 @@
+/*
+ * The configuration: one INI file read by every subcommand (and, for API
+ * clients, optionally a second file it names, readable only by its owner).
+ * Keys and sections are those DESIGN.md promises; unknown ones are errors,
+ * because a misspelt key silently ignored at an edge is a security bug.
+ */
+#ifndef EDGE_CFG_H
+#define EDGE_CFG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "ident.h"
+#include "log.h"
+
+#define CFG_NAME_MAX 63
+#define CFG_PATH_MAX 255
+
+enum cfg_miss {
+	MISS_FORWARD = 0,	/* relay to the upstream (a backend may solve it) */
+	MISS_404 = 1,		/* http: answer 404 */
+	MISS_REJECT = 2,	/* https: handshake_failure alert */
+};
+
+enum cfg_pp {
+	PP_OFF = 0,
+	PP_V1 = 1,
+	PP_V2 = 2,
+};
+
+enum cfg_io_backend {
+	IO_BACKEND_AUTO = 0,
+	IO_BACKEND_URING = 1,
+	IO_BACKEND_EPOLL = 2,
+};
+
+struct cfg_addr {
+	struct sockaddr_storage sa;
+	socklen_t len;
+};
+
+struct cfg_client {
+	char name[CFG_NAME_MAX + 1];
+	uint8_t token_sha256[32];
+	bool has_token;
+	bool any;			/* identifiers include "*" */
+	struct ident_pattern *patterns;
+	size_t npatterns;
+	struct cidr *cidrs;		/* empty: any source address */
+	size_t ncidrs;
+	char (*thumbprints)[THUMBPRINT_LEN + 1];	/* empty: any account */
+	size_t nthumbprints;
+	unsigned line;			/* where the section starts, for messages */
+};
+
+struct cfg_route {
+	char name[CFG_NAME_MAX + 1];
+	bool is_default;
+	struct ident_pattern *names;
+	size_t nnames;
+	struct cfg_addr *http;
+	size_t nhttp;
+	struct cfg_addr *https;
+	size_t nhttps;
+	enum cfg_pp proxy_protocol;
+	unsigned line;
+};
+
+struct cfg {
+	char file[CFG_PATH_MAX + 1];
+	struct {
+		char path[CFG_PATH_MAX + 1];
+		uint32_t capacity;
+	} store;
+	struct {
+		struct cfg_addr *listen;
+		size_t nlisten;
+		char clients_file[CFG_PATH_MAX + 1];
+		uint32_t default_ttl_s;
+		uint32_t max_ttl_s;
+		uint32_t max_body;
+		uint32_t max_headers;
+		uint32_t timeout_ms;
+		uint32_t max_connections;
+		uint32_t sweep_interval_ms;
+	} api;
+	struct cfg_client *clients;
+	size_t nclients;
+	struct {
+		struct cfg_addr *http;
+		size_t nhttp;
+		struct cfg_addr *https;
+		size_t nhttps;
+		uint32_t workers;		/* 0: one per CPU */
+		enum cfg_io_backend io_backend;
+		enum cfg_miss http_miss;
+		enum cfg_miss tls_miss;
+		uint32_t peek_timeout_ms;
+		uint32_t connect_timeout_ms;
+		uint32_t idle_timeout_ms;
+		uint32_t grace_ms;
+		uint32_t max_connections;	/* per worker */
+		struct cidr *trusted_proxies;
+		size_t ntrusted_proxies;
+	} proxy;
+	struct cfg_route *routes;
+	size_t nroutes;
+	struct {
+		enum log_level level;
+	} log;
+};
+
+/*
+ * Reads and validates a config file (and the clients file it names). Every
+ * problem is printed to errs as "FILE:LINE: message", all of them, not just
+ * the first. Returns the number of errors; on 0, *out holds the config
+ * (free it with cfg_free), otherwise *out is NULL.
+ */
+int cfg_load(const char *path, struct cfg **out, FILE *errs);
+
+void cfg_free(struct cfg *cfg);
+
+/* The client whose token hashes to token_sha256, in constant time; or NULL. */
+const struct cfg_client *cfg_client_by_token(const struct cfg *cfg,
+					     const uint8_t token_sha256[32]);
+
+/* The route for a name (exact and *.suffix names, else the default). */
+const struct cfg_route *cfg_route_for(const struct cfg *cfg, const char *name,
+				      size_t len);
+
+#endif
