@@ -1,0 +1,107 @@
+/*
+ * acme-edge: subcommand dispatch. Wiring only; every part lives in its own
+ * folder.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "api.h"
+#include "cfg.h"
+#include "edge.h"
+#include "log.h"
+#include "store.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: acme-edge <command> [-c FILE]\n"
+		"\n"
+		"commands:\n"
+		"  api -c FILE      run the solver API (the token store's writer)\n"
+		"  check -c FILE    validate a config; every error as FILE:LINE\n"
+		"  version          print versions of acme-edge and its libraries\n"
+		"\n"
+		"The config defaults to /etc/acme-edge/acme-edge.conf.\n");
+}
+
+static int cmd_version(void)
+{
+	printf("acme-edge %s\n", EDGE_VERSION);
+	printf("store layout %d\n", STORE_LAYOUT_VERSION);
+	printf("openssl %s\n", OpenSSL_version(OPENSSL_VERSION_STRING));
+	printf("libevent %s\n", event_get_version());
+	printf("jansson %s\n", JANSSON_VERSION);
+	printf("liburing %s (build)\n", EDGE_LIBURING_VERSION);
+#ifdef EDGE_WITH_JEMALLOC
+	printf("allocator jemalloc\n");
+#else
+	printf("allocator libc\n");
+#endif
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *cfg_path = "/etc/acme-edge/acme-edge.conf";
+	const char *cmd;
+	struct cfg *cfg;
+	int opt, nerr;
+
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	cmd = argv[1];
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
+		return cmd_version();
+	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 ||
+	    strcmp(cmd, "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	optind = 2;
+	while ((opt = getopt(argc, argv, "c:h")) != -1) {
+		switch (opt) {
+		case 'c':
+			cfg_path = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "acme-edge: unexpected argument \"%s\"\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(cmd, "check") != 0 && strcmp(cmd, "api") != 0) {
+		fprintf(stderr, "acme-edge: unknown command \"%s\"\n", cmd);
+		usage(stderr);
+		return 2;
+	}
+
+	nerr = cfg_load(cfg_path, &cfg, stderr);
+	if (nerr) {
+		fprintf(stderr, "%s: %d error%s\n", cfg_path, nerr,
+			nerr == 1 ? "" : "s");
+		return 1;
+	}
+	if (strcmp(cmd, "check") == 0) {
+		printf("%s: ok (%zu client%s, %zu route%s)\n", cfg_path,
+		       cfg->nclients, cfg->nclients == 1 ? "" : "s", cfg->nroutes,
+		       cfg->nroutes == 1 ? "" : "s");
+		cfg_free(cfg);
+		return 0;
+	}
+	log_init("acme-edge", cfg->log.level);
+	return api_main(cfg, cfg_path);
+}
