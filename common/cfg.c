@@ -42,6 +42,8 @@ struct load_ctx {
 	FILE *errs;
 	const char *file;
 	bool clients_only;		/* reading the clients file */
+	unsigned ttl_line;		/* where default_ttl or max_ttl was set */
+	unsigned clients_file_line;
 	FILE *fp;
 	unsigned line;			/* of the line inih is handling */
 	bool line_continues;		/* it began with white space */
@@ -387,12 +389,15 @@ static int key_api(struct load_ctx *c, const char *k, const char *v)
 
 	if (strcmp(k, "listen") == 0)
 		return parse_addrs(c, k, v, &cfg->api.listen, &cfg->api.nlisten);
-	if (strcmp(k, "clients_file") == 0)
+	if (strcmp(k, "clients_file") == 0) {
+		c->clients_file_line = c->line;
 		return parse_path(c, k, v, cfg->api.clients_file);
+	}
 	if (strcmp(k, "default_ttl") == 0 || strcmp(k, "max_ttl") == 0) {
 		uint32_t ms;
 		if (parse_duration(c, k, v, 1000, 7 * 86400 * 1000u, &ms))
 			return -1;
+		c->ttl_line = c->line;
 		if (k[0] == 'd')
 			cfg->api.default_ttl_s = ms / 1000;
 		else
@@ -806,11 +811,11 @@ static void check_clients_file(struct load_ctx *c, const char *path)
 	if (stat(path, &sb) != 0)
 		return;		/* parse_file reports it */
 	if (sb.st_mode & 077)
-		cfg_error(c, 0, "%s: clients file is accessible by group or others "
+		cfg_error(c, c->clients_file_line, "%s: clients file is accessible by group or others "
 			  "(mode %04o); chmod 600 it", path,
 			  (unsigned)(sb.st_mode & 07777));
 	if (sb.st_uid != 0 && sb.st_uid != geteuid())
-		cfg_error(c, 0, "%s: clients file must belong to root or to the "
+		cfg_error(c, c->clients_file_line, "%s: clients file must belong to root or to the "
 			  "user acme-edge runs as", path);
 }
 
@@ -820,7 +825,7 @@ static void validate(struct load_ctx *c)
 
 	c->file = cfg->file;
 	if (cfg->api.default_ttl_s > cfg->api.max_ttl_s)
-		cfg_error(c, 0, "[api] default_ttl (%us) exceeds max_ttl (%us)",
+		cfg_error(c, c->ttl_line, "[api] default_ttl (%us) exceeds max_ttl (%us)",
 			  cfg->api.default_ttl_s, cfg->api.max_ttl_s);
 	for (size_t i = 0; i < cfg->nclients; i++) {
 		struct cfg_client *cl = &cfg->clients[i];

@@ -60,6 +60,10 @@ int64_t clock_wall_ms(void)
  */
 static void log_vwrite(enum log_level level, const char *prefix,
 		       const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
+static void log_vwrite(enum log_level level, const char *prefix,
+		       const char *fmt, va_list ap)
 {
 	char line[LOG_LINE_MAX];
 	struct timespec ts;

@@ -34,6 +34,7 @@
 #include "certgen.h"
 #include "edge.h"
 #include "log.h"
+#include "pstats.h"
 #include "store.h"
 
 #define CERT_VALID_S (7 * 86400)
@@ -382,7 +383,7 @@ static int read_put_body(struct req_ctx *rc, struct put_body *pb)
 		}
 		ttl = json_object_get(pb->json, "ttl");
 		if (ttl && !json_is_null(ttl)) {
-			if (!json_is_integer(ttl)) {
+			if (!json_is_integer(ttl) || json_integer_value(ttl) < 0) {
 				reply_error(rc, 400, "bad_ttl", "ttl must be a whole "
 					    "number of seconds");
 				return -1;
@@ -651,7 +652,7 @@ static void put_tlsalpn01(struct req_ctx *rc, const char *name)
 	struct put_body pb;
 	struct ident id;
 	uint8_t digest[32];
-	char sni[IDENT_REVERSE_MAX + 1], err[256];
+	char sni[IDENT_NAME_MAX + 1], err[256];
 	int64_t now = clock_wall_ms(), expires;
 	int forms;
 
@@ -772,7 +773,7 @@ static void delete_entry(struct req_ctx *rc, enum store_kind kind,
 static void delete_tlsalpn01(struct req_ctx *rc, const char *name)
 {
 	struct ident id;
-	char sni[IDENT_REVERSE_MAX + 1];
+	char sni[IDENT_NAME_MAX + 1];
 
 	if (ident_parse(name, strlen(name), &id) != 0) {
 		reply_error(rc, 400, "bad_identifier", "\"%.260s\" is not a DNS name "
@@ -783,30 +784,105 @@ static void delete_tlsalpn01(struct req_ctx *rc, const char *name)
 		reply_error(rc, 500, "internal", "cannot form the SNI name");
 		return;
 	}
+	/*
+	 * Outside the client's scope the answer is the same whether or not an
+	 * entry exists, so a client cannot probe other clients' names.
+	 */
+	if (!client_allows(rc->client, &id)) {
+		struct api *api = rc->api;
+		bool own = store_lookup(api->store, STORE_TLSALPN01, sni, strlen(sni),
+					clock_wall_ms(), &api->existing) == 0 &&
+			   strcmp(api->existing.client, rc->client->name) == 0;
+		if (!own) {
+			reply_error(rc, 403, "identifier_not_allowed", "client %s may "
+				    "not answer for %s", rc->client->name, id.name);
+			return;
+		}
+	}
 	delete_entry(rc, STORE_TLSALPN01, sni);
 }
 
 struct list_ctx {
 	const struct cfg_client *client;
 	json_t *arr;
+	const struct pstats *ps;	/* NULL when no proxy runs */
 };
 
 static int list_one(const struct store_entry *e, void *arg)
 {
 	struct list_ctx *lc = arg;
+	struct pstats_hit hit;
+	char when[32];
+	json_t *obj;
 
-	if (client_may_touch(lc->client, e))
-		json_array_append_new(lc->arr, entry_json(e));
+	if (!client_may_touch(lc->client, e))
+		return 0;
+	obj = entry_json(e);
+	/* "Did the CA reach us?": the newest request any worker saw for it. */
+	if (lc->ps && pstats_last_hit(lc->ps, e->kind, e->key, e->key_len, &hit)) {
+		format_time(hit.time_ms, when, sizeof(when));
+		json_object_set_new(obj, "last_hit",
+				    json_pack("{s:s, s:s, s:s}", "time", when, "peer",
+					      hit.peer, "outcome",
+					      pstats_outcome_name(hit.outcome)));
+	}
+	json_array_append_new(lc->arr, obj);
 	return 0;
+}
+
+/*
+ * Maps the proxy's statistics for one request. Mapped per request rather
+ * than kept, so a restarted proxy (a new file) is picked up without notice.
+ */
+static struct pstats *open_pstats(struct api *api)
+{
+	char path[CFG_PATH_MAX + 16], err[256];
+	struct pstats *ps;
+
+	pstats_path(api->cfg->store.path, path, sizeof(path));
+	if (pstats_open(path, &ps, err, sizeof(err)) != 0)
+		return NULL;
+	return ps;
+}
+
+static void render_pstats(struct evbuffer *b, const struct pstats *ps)
+{
+	char last[96] = "";
+
+	for (int i = 0; i < PS_COUNT; i++) {
+		const char *m = pstats_metric((enum pstat)i);
+		const char *bar = strchr(m, '|');
+		size_t nlen = (size_t)(bar - m);
+
+		if (strlen(last) != nlen || strncmp(last, m, nlen) != 0) {
+			snprintf(last, sizeof(last), "%.*s", (int)nlen, m);
+			evbuffer_add_printf(b, "# TYPE %s %s\n", last,
+					    i == PS_ACTIVE ? "gauge" : "counter");
+		}
+		if (bar[1])
+			evbuffer_add_printf(b, "%s{%s} %llu\n", last, bar + 1,
+					    (unsigned long long)pstats_sum(ps, (enum pstat)i));
+		else
+			evbuffer_add_printf(b, "%s %llu\n", last,
+					    (unsigned long long)pstats_sum(ps, (enum pstat)i));
+	}
+	evbuffer_add_printf(b, "# TYPE acmeedge_io_backend_info gauge\n"
+			    "acmeedge_io_backend_info{backend=\"%s\"} 1\n"
+			    "# TYPE acmeedge_proxy_workers gauge\n"
+			    "acmeedge_proxy_workers %u\n",
+			    pstats_backend(ps), pstats_nworkers(ps));
 }
 
 static void list_challenges(struct req_ctx *rc)
 {
-	struct list_ctx lc = {rc->client, json_array()};
+	struct list_ctx lc = {rc->client, json_array(), NULL};
+	struct pstats *ps = open_pstats(rc->api);
 
+	lc.ps = ps;
 	/* Private keys stay in the store: entry_json never reads the payload. */
 	store_iterate(rc->api->store, clock_wall_ms(), list_one, &lc,
 		      &rc->api->scratch);
+	pstats_close(ps);
 	reply_json(rc, 200, json_pack("{s:o}", "challenges", lc.arr));
 }
 
@@ -850,6 +926,15 @@ static void metrics(struct req_ctx *rc)
 		st.used_http01, st.used_tlsalpn01, st.used, st.capacity,
 		(unsigned long long)st.puts, api->nconns,
 		(unsigned long long)api->conns_refused);
+	struct pstats *ps = open_pstats(api);
+	evbuffer_add_printf(b, "# HELP acmeedge_proxy_up Whether a proxy "
+			    "process publishes statistics.\n"
+			    "# TYPE acmeedge_proxy_up gauge\nacmeedge_proxy_up %d\n",
+			    ps != NULL);
+	if (ps) {
+		render_pstats(b, ps);
+		pstats_close(ps);
+	}
 	evhttp_add_header(evhttp_request_get_output_headers(rc->req), "Content-Type",
 			  "text/plain; version=0.0.4");
 	evhttp_send_reply(rc->req, 200, "OK", b);
@@ -932,9 +1017,11 @@ static void handle(struct evhttp_request *req, void *arg)
 	}
 	kind = split_challenge_path(path, name, sizeof(name));
 	if (kind < 0) {
-		if (strncmp(path, "/v1/http-01/", 12) == 0 ||
-		    strncmp(path, "/v1/tls-alpn-01/", 16) == 0) {
-			rc.route = kind == 0 ? R_PUT_HTTP01 : R_PUT_TLSALPN01;
+		bool http01 = strncmp(path, "/v1/http-01/", 12) == 0;
+		if (http01 || strncmp(path, "/v1/tls-alpn-01/", 16) == 0) {
+			bool del = cmd == EVHTTP_REQ_DELETE;
+			rc.route = http01 ? (del ? R_DELETE_HTTP01 : R_PUT_HTTP01)
+					  : (del ? R_DELETE_TLSALPN01 : R_PUT_TLSALPN01);
 			reply_error(&rc, 400, "bad_request", "expected /v1/<kind>/<one "
 				    "path segment>");
 			return;
@@ -1214,14 +1301,18 @@ int api_main(struct cfg *cfg, const char *cfg_path)
 		log_err("api: cannot set up libevent");
 		goto out;
 	}
+	/* Every method reaches handle(), so a wrong one gets a JSON 405. */
 	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
-				   EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
+				   EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+				   EVHTTP_REQ_POST | EVHTTP_REQ_PATCH |
+				   EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+				   EVHTTP_REQ_CONNECT);
 	evhttp_set_gencb(api->http, handle, api);
 	evhttp_set_bevcb(api->http, conn_new, api);
 	apply_limits(api);
 	if (bind_all(api))
 		goto out;
-	api->sweep_ev = evtimer_new(api->base, on_sweep, api);
+	api->sweep_ev = event_new(api->base, -1, EV_PERSIST, on_sweep, api);
 	BUG_ON(!api->sweep_ev);
 	arm_sweep(api);
 	for (int i = 0; i < 3; i++) {
@@ -1238,6 +1329,11 @@ out:
 			event_free(api->sig_ev[i]);
 	if (api->sweep_ev)
 		event_free(api->sweep_ev);
+	/*
+	 * evhttp_free frees the listeners before the connections, whose close
+	 * callbacks would re-enable them: forget the listeners first.
+	 */
+	api->nbound = 0;
 	if (api->http)
 		evhttp_free(api->http);
 	if (api->base)
