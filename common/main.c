@@ -14,7 +14,9 @@
 #include "cfg.h"
 #include "edge.h"
 #include "log.h"
+#include "proxy.h"
 #include "store.h"
+#include "supervisor.h"
 
 static void usage(FILE *f)
 {
@@ -22,6 +24,8 @@ static void usage(FILE *f)
 		"usage: acme-edge <command> [-c FILE]\n"
 		"\n"
 		"commands:\n"
+		"  run -c FILE      run every part on this node, supervised\n"
+		"  proxy -c FILE    run the proxy (ports 80 and 443) alone\n"
 		"  api -c FILE      run the solver API (the token store's writer)\n"
 		"  check -c FILE    validate a config; every error as FILE:LINE\n"
 		"  version          print versions of acme-edge and its libraries\n"
@@ -83,7 +87,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (strcmp(cmd, "check") != 0 && strcmp(cmd, "api") != 0) {
+	if (strcmp(cmd, "check") != 0 && strcmp(cmd, "api") != 0 &&
+	    strcmp(cmd, "run") != 0 && strcmp(cmd, "proxy") != 0) {
 		fprintf(stderr, "acme-edge: unknown command \"%s\"\n", cmd);
 		usage(stderr);
 		return 2;
@@ -103,5 +108,14 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_init("acme-edge", cfg->log.level);
+	if (strcmp(cmd, "run") == 0) {
+		static const struct sv_part parts[] = {
+			{"api", api_main},
+			{"proxy", proxy_main},
+		};
+		return sv_run(parts, ARRAY_SIZE(parts), cfg, cfg_path);
+	}
+	if (strcmp(cmd, "proxy") == 0)
+		return proxy_main(cfg, cfg_path);
 	return api_main(cfg, cfg_path);
 }

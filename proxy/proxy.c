@@ -1,0 +1,395 @@
+/*
+ * `acme-edge proxy`: the process around the workers. The main thread only
+ * sets things up, waits for signals and swaps config snapshots; the data
+ * path runs entirely in the workers.
+ *
+ * Reload: SIGHUP reads the config again; on success a new snapshot is
+ * published with one atomic store and each worker switches at its next
+ * loop turn. A connection that is choosing an upstream holds a reference
+ * to the snapshot its route lives in. The process's own reference to the
+ * old snapshot is dropped only after RETIRE_MS, long past any worker's
+ * loop turn, so a worker never takes a reference on a freed snapshot.
+ */
+#include "proxy.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "acme_tls.h"
+#include "edge.h"
+#include "log.h"
+#include "worker.h"
+
+#define LOOP_TICK_MS 100
+#define RETIRE_MS 2000
+#define LISTEN_BACKLOG 4096
+
+struct retired {
+	struct live_cfg *lc;
+	uint64_t at_ms;
+};
+
+struct live_cfg *live_cfg_get(struct proxy *px)
+{
+	struct live_cfg *lc = atomic_load(&px->live);
+
+	atomic_fetch_add(&lc->refs, 1);
+	return lc;
+}
+
+void live_cfg_put(struct live_cfg *lc)
+{
+	if (atomic_fetch_sub(&lc->refs, 1) == 1) {
+		cfg_free(lc->cfg);
+		free(lc);
+	}
+}
+
+static struct live_cfg *live_cfg_new(struct cfg *cfg)
+{
+	struct live_cfg *lc = calloc(1, sizeof(*lc));
+
+	BUG_ON(!lc);
+	lc->cfg = cfg;
+	atomic_init(&lc->refs, 1);
+	return lc;
+}
+
+static int listen_on(const struct cfg_addr *a)
+{
+	char addr[ADDR_STRLEN];
+	int one = 1, fd;
+
+	fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* One listener per worker on the same address: the kernel spreads
+	 * connections, and no worker ever touches another's accept queue. */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+		goto fail;
+	if (a->sa.ss_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)
+		goto fail;
+	if (bind(fd, (const struct sockaddr *)&a->sa, a->len) != 0 ||
+	    listen(fd, LISTEN_BACKLOG) != 0)
+		goto fail;
+	return fd;
+fail:
+	log_err("proxy: cannot listen on %s: %s",
+		addr_format((const struct sockaddr *)&a->sa, addr, sizeof(addr)),
+		strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+static int worker_setup(struct proxy *px, struct worker *w, unsigned id,
+			const struct io_ops *io)
+{
+	const struct cfg *cfg = px->live->cfg;
+	char err[256];
+	unsigned n = 0;
+
+	w->id = id;
+	w->px = px;
+	w->io = io;
+	w->lc = live_cfg_get(px);
+	w->stats = pstats_worker(px->stats, id);
+	w->now_ms = clock_mono_ms();
+	w->reserve = cfg->proxy.max_connections / 16 < 64 ? 64
+			: cfg->proxy.max_connections / 16;
+	w->nconns_cap = cfg->proxy.max_connections + w->reserve;
+	w->conns = calloc(w->nconns_cap, sizeof(*w->conns));
+	w->free_slots = calloc(w->nconns_cap, sizeof(*w->free_slots));
+	BUG_ON(!w->conns || !w->free_slots);
+	/* Low slots first: the hot part of the slab stays small. */
+	for (uint32_t i = 0; i < w->nconns_cap; i++)
+		w->free_slots[i] = w->nconns_cap - 1 - i;
+	w->nfree = w->nconns_cap;
+
+	w->nlisteners = (unsigned)(cfg->proxy.nhttp + cfg->proxy.nhttps);
+	w->listeners = calloc(w->nlisteners ? w->nlisteners : 1,
+			      sizeof(*w->listeners));
+	BUG_ON(!w->listeners);
+	for (int https = 0; https < 2; https++) {
+		const struct cfg_addr *addrs = https ? cfg->proxy.https : cfg->proxy.http;
+		size_t na = https ? cfg->proxy.nhttps : cfg->proxy.nhttp;
+		for (size_t i = 0; i < na; i++, n++) {
+			struct listener *l = &w->listeners[n];
+			l->https = https;
+			l->addr = addrs[i].sa;
+			l->fd = listen_on(&addrs[i]);
+			if (l->fd < 0)
+				return -1;
+		}
+	}
+	w->tls_ctx = acme_tls_ctx_new(cfg->store.capacity + 1, err, sizeof(err));
+	if (!w->tls_ctx) {
+		log_err("proxy: TLS setup: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The ring is made by the thread that uses it: io_uring ties a registered
+ * ring fd, SINGLE_ISSUER and DEFER_TASKRUN to the creating task. The
+ * outcome is reported back so that a worker that cannot start stops the
+ * process with its one-line reason.
+ */
+static int worker_start_io(struct worker *w)
+{
+	struct proxy *px = w->px;
+	char err[256];
+	int rc = w->io->init(w, err, sizeof(err));
+
+	if (rc)
+		log_err("proxy: %s", err);
+	pthread_mutex_lock(&px->start_mu);
+	px->started++;
+	if (rc)
+		px->start_failed++;
+	pthread_cond_signal(&px->start_cv);
+	pthread_mutex_unlock(&px->start_mu);
+	return rc;
+}
+
+static void worker_teardown(struct worker *w)
+{
+	if (w->io_priv)
+		w->io->fini(w);
+	for (unsigned i = 0; w->listeners && i < w->nlisteners; i++)
+		if (w->listeners[i].fd > 0)
+			close(w->listeners[i].fd);
+	acme_tls_ctx_free(w->tls_ctx);
+	if (w->lc)
+		live_cfg_put(w->lc);
+	free(w->listeners);
+	free(w->conns);
+	free(w->free_slots);
+}
+
+static bool listeners_armed(const struct worker *w)
+{
+	for (unsigned i = 0; i < w->nlisteners; i++)
+		if (w->listeners[i].armed)
+			return true;
+	return false;
+}
+
+void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct proxy *px = w->px;
+
+	if (worker_start_io(w) != 0)
+		return NULL;
+	for (unsigned i = 0; i < w->nlisteners; i++)
+		w->io->accept(w, i);
+	for (;;) {
+		struct live_cfg *cur = atomic_load(&px->live);
+
+		if (cur != w->lc) {
+			live_cfg_put(w->lc);
+			w->lc = live_cfg_get(px);
+		}
+		if (atomic_load(&px->stop) && !w->draining) {
+			w->draining = true;
+			w->stop_deadline_ms = w->now_ms + w->lc->cfg->proxy.grace_ms;
+			for (unsigned i = 0; i < w->nlisteners; i++)
+				if (w->listeners[i].armed)
+					w->io->accept_stop(w, i);
+			worker_drain(w, false);
+		}
+		if (w->draining) {
+			if (w->now_ms >= w->stop_deadline_ms)
+				worker_drain(w, true);
+			if (w->active == 0 && !listeners_armed(w))
+				break;
+		}
+		w->io->wait(w, LOOP_TICK_MS);
+		worker_tick(w);
+	}
+	return NULL;
+}
+
+static void reload(struct proxy *px, struct retired *ret, size_t *nret)
+{
+	struct cfg *next;
+	char buf[4096] = "";
+	FILE *errs = fmemopen(buf, sizeof(buf), "w");
+	int n = cfg_load(px->cfg_path, &next, errs);
+	struct cfg *cur = px->live->cfg;
+
+	if (errs)
+		fclose(errs);
+	if (n) {
+		log_err("proxy: reload of %s failed, keeping the running config "
+			"(%d error%s): %s", px->cfg_path, n, n == 1 ? "" : "s", buf);
+		return;
+	}
+	if (next->proxy.nhttp != cur->proxy.nhttp ||
+	    next->proxy.nhttps != cur->proxy.nhttps ||
+	    memcmp(next->proxy.http, cur->proxy.http,
+		   next->proxy.nhttp * sizeof(*next->proxy.http)) ||
+	    memcmp(next->proxy.https, cur->proxy.https,
+		   next->proxy.nhttps * sizeof(*next->proxy.https)) ||
+	    next->proxy.workers != cur->proxy.workers ||
+	    next->proxy.max_connections != cur->proxy.max_connections ||
+	    strcmp(next->store.path, cur->store.path))
+		log_warn("proxy: listeners, workers, max_connections and [store] "
+			 "change only on restart; routes, upstreams, policies and "
+			 "timeouts change now");
+	log_set_level(next->log.level);
+	struct live_cfg *old = atomic_exchange(&px->live, live_cfg_new(next));
+	if (*nret < 64) {
+		ret[*nret].lc = old;
+		ret[*nret].at_ms = clock_mono_ms() + RETIRE_MS;
+		(*nret)++;
+	} else {
+		/* Sixty-four reloads within two seconds: keep the reference. */
+		log_warn("proxy: reloads too frequent; an old config stays in memory");
+	}
+	log_info("proxy: reloaded %s: %zu route%s", px->cfg_path, next->nroutes,
+		 next->nroutes == 1 ? "" : "s");
+}
+
+static int open_store(struct proxy *px, const sigset_t *sigs)
+{
+	const struct cfg *cfg = px->live->cfg;
+	bool said = false;
+	char err[512];
+
+	for (;;) {
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		int rc = store_open_reader(cfg->store.path, &px->store, err,
+					   sizeof(err));
+		if (rc == 0)
+			return 0;
+		if (rc != -ENOENT) {
+			log_err("proxy: token store: %s", err);
+			return -1;
+		}
+		if (!said) {
+			log_info("proxy: waiting for the API to create %s",
+				 cfg->store.path);
+			said = true;
+		}
+		int sig = sigtimedwait(sigs, NULL, &ts);
+		if (sig == SIGTERM || sig == SIGINT)
+			return -1;
+	}
+}
+
+int proxy_main(struct cfg *cfg, const char *cfg_path)
+{
+	struct proxy px = {
+		.cfg_path = cfg_path,
+		.start_mu = PTHREAD_MUTEX_INITIALIZER,
+		.start_cv = PTHREAD_COND_INITIALIZER,
+	};
+	struct retired ret[64];
+	size_t nret = 0;
+	const struct io_ops *io = &io_uring_ops;
+	char path[CFG_PATH_MAX + 16], err[512];
+	sigset_t sigs;
+	int rc = 1;
+	unsigned started = 0;
+
+	atomic_init(&px.live, live_cfg_new(cfg));
+	atomic_init(&px.stop, false);
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	/* Blocked here, so the worker threads inherit the block. */
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+	if (cfg->proxy.io_backend == IO_BACKEND_EPOLL) {
+		log_err("proxy: io_backend = epoll is not available in this build");
+		goto out;
+	}
+	px.nworkers = cfg->proxy.workers;
+	if (px.nworkers == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		px.nworkers = n < 1 ? 1 : n > PSTATS_WORKERS_MAX ? PSTATS_WORKERS_MAX
+							       : (unsigned)n;
+	}
+	if (open_store(&px, &sigs) != 0)
+		goto out;
+	pstats_path(cfg->store.path, path, sizeof(path));
+	if (pstats_create(path, px.nworkers, io->name, &px.stats, err,
+			  sizeof(err)) != 0) {
+		log_err("proxy: statistics: %s", err);
+		goto out;
+	}
+	px.workers = calloc(px.nworkers, sizeof(*px.workers));
+	BUG_ON(!px.workers);
+	for (unsigned i = 0; i < px.nworkers; i++)
+		if (worker_setup(&px, &px.workers[i], i, io) != 0)
+			goto out;
+	for (started = 0; started < px.nworkers; started++) {
+		int e = pthread_create(&px.workers[started].thread, NULL, worker_main,
+				       &px.workers[started]);
+		if (e) {
+			log_err("proxy: thread: %s", strerror(e));
+			atomic_store(&px.stop, true);
+			goto join;
+		}
+	}
+	pthread_mutex_lock(&px.start_mu);
+	while (px.started < px.nworkers)
+		pthread_cond_wait(&px.start_cv, &px.start_mu);
+	pthread_mutex_unlock(&px.start_mu);
+	if (px.start_failed) {
+		atomic_store(&px.stop, true);
+		goto join;
+	}
+	log_info("proxy: ready: %u worker%s on %s, %zu http and %zu https "
+		 "listener%s", px.nworkers, px.nworkers == 1 ? "" : "s", io->name,
+		 cfg->proxy.nhttp, cfg->proxy.nhttps,
+		 cfg->proxy.nhttp + cfg->proxy.nhttps == 1 ? "" : "s");
+
+	for (;;) {
+		struct timespec ts = {0, 500 * 1000 * 1000};
+		int sig = sigtimedwait(&sigs, NULL, &ts);
+		uint64_t now = clock_mono_ms();
+
+		while (nret && ret[0].at_ms <= now) {
+			live_cfg_put(ret[0].lc);
+			memmove(ret, ret + 1, --nret * sizeof(ret[0]));
+		}
+		if (sig == SIGHUP)
+			reload(&px, ret, &nret);
+		else if (sig == SIGTERM || sig == SIGINT)
+			break;
+	}
+	log_info("proxy: stopping: draining connections for up to %u ms",
+		 px.live->cfg->proxy.grace_ms);
+	atomic_store(&px.stop, true);
+	rc = 0;
+join:
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(px.workers[i].thread, NULL);
+out:
+	for (unsigned i = 0; px.workers && i < px.nworkers; i++)
+		worker_teardown(&px.workers[i]);
+	free(px.workers);
+	while (nret)
+		live_cfg_put(ret[--nret].lc);
+	live_cfg_put(atomic_load(&px.live));
+	pstats_close(px.stats);
+	store_close(px.store);
+	if (rc == 0)
+		log_info("proxy: stopped");
+	return rc;
+}
