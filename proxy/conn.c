@@ -154,6 +154,7 @@ static void conn_release(struct worker *w, struct conn *c)
 		acme_tls_free(c->tls);
 		c->tls = NULL;
 	}
+	FREE_NULL(c->tls_names);
 	if (c->lc) {
 		live_cfg_put(c->lc);
 		c->lc = NULL;
@@ -520,7 +521,7 @@ static void log_challenge(struct worker *w, struct conn *c, uint8_t kind,
 static void tls_drive(struct worker *w, struct conn *c)
 {
 	enum acme_tls_status st = acme_tls_step(c->tls);
-	const struct store_entry *e = &w->entry;
+	const char *key = c->tls_names, *ident = key + strlen(key) + 1;
 
 	if (c->out_off == c->out_len)
 		c->out_len = c->out_off = 0;
@@ -530,8 +531,7 @@ static void tls_drive(struct worker *w, struct conn *c)
 		bool ok = st == ACME_TLS_DONE;
 		pstats_add(w->stats, ok ? PS_HANDSHAKE_OK : PS_HANDSHAKE_FAILED, 1);
 		pstats_add(w->stats, ok ? PS_TLSALPN01_ANSWERED : PS_TLSALPN01_MISSED, 1);
-		/* w->entry still holds the entry: nothing else ran since. */
-		log_challenge(w, c, STORE_TLSALPN01, e->key, e->key_len, e->ident,
+		log_challenge(w, c, STORE_TLSALPN01, key, strlen(key), ident,
 			      ok ? HIT_ANSWERED : HIT_FAILED,
 			      ok ? acme_tls_version(c->tls) : acme_tls_error(c->tls));
 		c->keep_alive = false;
@@ -684,6 +684,15 @@ static void peek_hello(struct worker *w, struct conn *c)
 				conn_close(w, c, PS_HANDSHAKE_FAILED);
 				return;
 			}
+			/*
+			 * w->entry is shared by the worker's connections and
+			 * the handshake spans loop turns: keep the names.
+			 */
+			c->tls_names = malloc(w->entry.key_len + w->entry.ident_len + 2);
+			BUG_ON(!c->tls_names);
+			memcpy(c->tls_names, w->entry.key, w->entry.key_len + 1);
+			memcpy(c->tls_names + w->entry.key_len + 1, w->entry.ident,
+			       w->entry.ident_len + 1);
 			c->state = ST_ACME_TLS;
 			out_reset(c);
 			if (acme_tls_feed(c->tls, c->in, c->in_len) != 0) {

@@ -136,6 +136,7 @@ struct conn {
 	uint8_t attempts;
 
 	struct acme_tls *tls;
+	char *tls_names;	/* "key\0identifier\0" of the entry, for the log */
 	uint32_t requests;	/* answered on this connection */
 
 	/* Timer list membership: deadlines in a list are in arm order. */
