@@ -52,6 +52,14 @@ void log_ratelimited(struct log_limit *lim, enum log_level level,
 			log_msg(LOG_LVL_DEBUG, __VA_ARGS__);              \
 	} while (0)
 
+/*
+ * For the calling thread only: gather lines and write them on log_flush()
+ * (or when 4 KiB are waiting) instead of one write per line. A thread that
+ * batches must flush at least once per loop turn.
+ */
+void log_batch(bool on);
+void log_flush(void);
+
 /* Monotonic and wall clocks in milliseconds. */
 uint64_t clock_mono_ms(void);
 int64_t clock_wall_ms(void);
