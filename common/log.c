@@ -177,3 +177,14 @@ void log_ratelimited(struct log_limit *lim, enum log_level level,
 	log_vwrite(level, note, fmt, ap);
 	va_end(ap);
 }
+
+void err_set(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}

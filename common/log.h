@@ -8,6 +8,7 @@
 #define EDGE_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum log_level {
@@ -59,6 +60,14 @@ void log_ratelimited(struct log_limit *lim, enum log_level level,
  */
 void log_batch(bool on);
 void log_flush(void);
+
+/*
+ * Formats a one-line reason into a caller's error buffer (err may be NULL
+ * or errlen 0: then nothing is written). Shared by every module that
+ * reports failures as "returns -1 with a reason in err".
+ */
+void err_set(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /* Monotonic and wall clocks in milliseconds. */
 uint64_t clock_mono_ms(void);

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,18 +39,6 @@ static const char *const metric_names[PS_COUNT] = {
 #undef PSTAT_NAME
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 void pstats_path(const char *store_path, char *buf, size_t cap)
 {
 	snprintf(buf, cap, "%s.proxy", store_path);
@@ -77,12 +64,12 @@ int pstats_create(const char *path, unsigned nworkers, const char *backend,
 	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		rc = -errno;
-		set_err(err, errlen, "%s: %s", tmp, strerror(errno));
+		err_set(err, errlen, "%s: %s", tmp, strerror(errno));
 		return rc;
 	}
 	if (ftruncate(fd, (off_t)len) != 0) {
 		rc = -errno;
-		set_err(err, errlen, "%s: %s", tmp, strerror(errno));
+		err_set(err, errlen, "%s: %s", tmp, strerror(errno));
 		close(fd);
 		unlink(tmp);
 		return rc;
@@ -111,7 +98,7 @@ int pstats_create(const char *path, unsigned nworkers, const char *backend,
 	/* Readers find a complete header or no file: rename last. */
 	if (rename(tmp, path) != 0) {
 		rc = -errno;
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		unlink(tmp);
 		pstats_close(ps);
 		return rc;
@@ -130,7 +117,7 @@ int pstats_open(const char *path, struct pstats **out, char *err, size_t errlen)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		rc = -errno;
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		return rc;
 	}
 	if (fstat(fd, &sb) != 0 || (size_t)sb.st_size < sizeof(hdr) ||
@@ -141,7 +128,7 @@ int pstats_open(const char *path, struct pstats **out, char *err, size_t errlen)
 	    hdr.worker_size != sizeof(struct pstats_worker) ||
 	    hdr.nworkers == 0 || hdr.nworkers > PSTATS_WORKERS_MAX ||
 	    (size_t)sb.st_size != total_size(hdr.nworkers)) {
-		set_err(err, errlen, "%s: not a proxy statistics file of layout %d",
+		err_set(err, errlen, "%s: not a proxy statistics file of layout %d",
 			path, PSTATS_LAYOUT_VERSION);
 		close(fd);
 		return -EPROTO;

@@ -53,6 +53,7 @@
 #include <openssl/x509.h>
 
 #include "acme_tls.h"
+#include "log.h"
 
 /*
  * Client bytes accepted per handshake. A ClientHello is at most a few KiB
@@ -102,18 +103,6 @@ struct acme_tls {
 	char err[ACME_TLS_ERR_MAX];	/* first reason only: later ones are fallout */
 };
 
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /*
  * "what: <first queued OpenSSL reason>" into err, then an empty queue. The
  * first entry is the cause; later ones are the layers above it giving up.
@@ -128,7 +117,7 @@ static void ossl_err(char *err, size_t errlen, const char *what)
 	else
 		snprintf(reason, sizeof(reason), "no reason queued");
 	ERR_clear_error();
-	set_err(err, errlen, "%s: %s", what, reason);
+	err_set(err, errlen, "%s: %s", what, reason);
 }
 
 /* Records the first reason a handshake failed; keeps it over later ones. */
@@ -234,7 +223,7 @@ struct acme_tls_ctx *acme_tls_ctx_new(uint32_t nslots, char *err,
 	SSL_CTX *sc;
 
 	if (nslots == 0 || nslots > STORE_CAPACITY_MAX + 1) {
-		set_err(err, errlen, "slot count %u out of range", nslots);
+		err_set(err, errlen, "slot count %u out of range", nslots);
 		return NULL;
 	}
 	ctx = calloc(1, sizeof(*ctx));
@@ -274,7 +263,7 @@ struct acme_tls_ctx *acme_tls_ctx_new(uint32_t nslots, char *err,
 	return ctx;
 
 out_nomem:
-	set_err(err, errlen, "out of memory");
+	err_set(err, errlen, "out of memory");
 out_free:
 	acme_tls_ctx_free(ctx);
 	ERR_clear_error();
@@ -322,7 +311,7 @@ static int cache_fill(struct acme_tls_cached *c, const struct store_entry *e,
 		goto out_drop;
 	}
 	if (p != end) {
-		set_err(err, errlen, "certificate DER: %ld trailing bytes",
+		err_set(err, errlen, "certificate DER: %ld trailing bytes",
 			(long)(end - p));
 		goto out_drop;
 	}
@@ -333,7 +322,7 @@ static int cache_fill(struct acme_tls_cached *c, const struct store_entry *e,
 		goto out_drop;
 	}
 	if (p != end) {
-		set_err(err, errlen, "private key DER: %ld trailing bytes",
+		err_set(err, errlen, "private key DER: %ld trailing bytes",
 			(long)(end - p));
 		goto out_drop;
 	}
@@ -358,23 +347,23 @@ struct acme_tls *acme_tls_new(struct acme_tls_ctx *ctx,
 	struct acme_tls *t;
 
 	if (e->kind != STORE_TLSALPN01) {
-		set_err(err, errlen, "entry is not tls-alpn-01");
+		err_set(err, errlen, "entry is not tls-alpn-01");
 		return NULL;
 	}
 	if (e->slot >= ctx->nslots) {
-		set_err(err, errlen, "slot %u out of range (%u slots)",
+		err_set(err, errlen, "slot %u out of range (%u slots)",
 			e->slot, ctx->nslots);
 		return NULL;
 	}
 	if (e->payload_len > STORE_PAYLOAD_MAX || e->cert_len == 0 ||
 	    e->cert_len >= e->payload_len) {
-		set_err(err, errlen,
+		err_set(err, errlen,
 			"bad payload layout (cert %u of %u bytes)",
 			e->cert_len, e->payload_len);
 		return NULL;
 	}
 	if (e->key_len == 0 || e->key[e->key_len] != '\0') {
-		set_err(err, errlen, "entry has no name");
+		err_set(err, errlen, "entry has no name");
 		return NULL;
 	}
 
@@ -386,7 +375,7 @@ struct acme_tls *acme_tls_new(struct acme_tls_ctx *ctx,
 
 	t = calloc(1, sizeof(*t));
 	if (!t) {
-		set_err(err, errlen, "out of memory");
+		err_set(err, errlen, "out of memory");
 		return NULL;
 	}
 	memcpy(t->name, e->key, e->key_len + 1);

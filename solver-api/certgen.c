@@ -16,7 +16,6 @@
  * Nothing here keeps state between calls; the functions are safe to call
  * from any thread.
  */
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -33,6 +32,7 @@
 #include <openssl/x509v3.h>
 
 #include "certgen.h"
+#include "log.h"
 
 /* Subject and issuer of every certificate we build. */
 #define CERTGEN_CN "acme-edge tls-alpn-01"
@@ -45,18 +45,6 @@
 
 /* The acmeIdentifier extnValue is exactly 04 20 || digest (34 bytes). */
 #define ACME_EXT_LEN (2 + 32)
-
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /*
  * Reports an OpenSSL failure with the most recent reason on the thread's
@@ -73,7 +61,7 @@ static int ossl_fail(char *err, size_t errlen, const char *what)
 	else
 		snprintf(reason, sizeof(reason), "no reason given");
 	ERR_clear_error();
-	set_err(err, errlen, "%s failed: %s", what, reason);
+	err_set(err, errlen, "%s failed: %s", what, reason);
 	return -1;
 }
 
@@ -81,7 +69,7 @@ static int ossl_fail(char *err, size_t errlen, const char *what)
 static int rule_fail(char *err, size_t errlen, const char *msg)
 {
 	ERR_clear_error();
-	set_err(err, errlen, "%s", msg);
+	err_set(err, errlen, "%s", msg);
 	return -1;
 }
 
@@ -110,7 +98,7 @@ static int key_to_pkcs8(EVP_PKEY *pkey, uint8_t **out, size_t *out_len,
 		return ossl_fail(err, errlen, "private key encoder setup");
 	/* A key type no provider can encode yields a context with none. */
 	if (OSSL_ENCODER_CTX_get_num_encoders(ctx) == 0) {
-		set_err(err, errlen, "private key type cannot be stored as PKCS#8");
+		err_set(err, errlen, "private key type cannot be stored as PKCS#8");
 		goto out;
 	}
 	if (!OSSL_ENCODER_to_data(ctx, &data, &len)) {
@@ -221,7 +209,7 @@ static GENERAL_NAME *ident_general_name(const struct ident *id, char *err,
 		len = id->type == IDENT_IPV4 ? 4 : 16;
 		break;
 	default:
-		set_err(err, errlen, "unknown identifier type %d", (int)id->type);
+		err_set(err, errlen, "unknown identifier type %d", (int)id->type);
 		goto fail;
 	}
 	if (!s || !ASN1_STRING_set(s, data, len)) {
@@ -311,7 +299,7 @@ int certgen_build(const struct ident *id, const uint8_t digest[32],
 
 	memset(out, 0, sizeof(*out));
 	if (!id || !digest) {
-		set_err(err, errlen, "no identifier or digest");
+		err_set(err, errlen, "no identifier or digest");
 		return -1;
 	}
 	pkey = EVP_EC_gen("P-256");
@@ -602,7 +590,7 @@ static X509 *import_cert(const char *pem, size_t len, char *err,
 		goto out;
 	}
 	if (strcmp(name, PEM_STRING_X509) != 0) {
-		set_err(err, errlen,
+		err_set(err, errlen,
 			"certificate PEM holds a \"%.40s\" block, not a CERTIFICATE",
 			name);
 		goto out;
@@ -614,7 +602,7 @@ static X509 *import_cert(const char *pem, size_t len, char *err,
 		goto out;
 	}
 	if (p != data + dlen) {
-		set_err(err, errlen, "certificate DER has trailing bytes");
+		err_set(err, errlen, "certificate DER has trailing bytes");
 		goto fail;
 	}
 	OPENSSL_free(name);
@@ -624,7 +612,7 @@ static X509 *import_cert(const char *pem, size_t len, char *err,
 	data = NULL;
 	/* A second block of any kind: a bundle, not one leaf. */
 	if (PEM_read_bio(bio, &name, &header, &data, &dlen)) {
-		set_err(err, errlen,
+		err_set(err, errlen,
 			"certificate PEM must hold exactly one certificate");
 		goto fail;
 	}
@@ -670,7 +658,7 @@ static EVP_PKEY *import_key(const char *pem, size_t len, char *err,
 		return pkey;
 	if (wanted_pass) {
 		ERR_clear_error();
-		set_err(err, errlen,
+		err_set(err, errlen,
 			"private key is encrypted; send it without a passphrase");
 	} else {
 		ossl_fail(err, errlen, "private key PEM parsing");
@@ -690,12 +678,12 @@ int certgen_import_pem(const char *cert_pem, size_t cert_len,
 
 	memset(out, 0, sizeof(*out));
 	if (!cert_pem || !cert_len || !key_pem || !key_len || !id) {
-		set_err(err, errlen, "certificate and private key are required");
+		err_set(err, errlen, "certificate and private key are required");
 		return -1;
 	}
 	/* The cap also keeps the int length BIO_new_mem_buf takes in range. */
 	if (cert_len > CERTGEN_PEM_MAX || key_len > CERTGEN_PEM_MAX) {
-		set_err(err, errlen,
+		err_set(err, errlen,
 			"certificate or private key PEM is larger than %d bytes",
 			CERTGEN_PEM_MAX);
 		return -1;

@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "edge.h"
+#include "log.h"
 
 #define STORE_MAGIC "ACMEEDGE"
 #define STORE_HDR_SIZE 4096
@@ -115,21 +116,6 @@ struct store {
 	uint32_t *free_stack;		/* writer only: free slot numbers */
 	uint32_t nfree;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-#include <stdarg.h>
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 const char *store_kind_name(enum store_kind kind)
 {
@@ -651,19 +637,19 @@ static int map_store(struct store *st, int prot, char *err, size_t errlen,
 	if (fstat(st->fd, &sb) != 0)
 		return -errno;
 	if ((size_t)sb.st_size < sizeof(hdr)) {
-		set_err(err, errlen, "%s: too small to be a token store", path);
+		err_set(err, errlen, "%s: too small to be a token store", path);
 		return -EPROTO;
 	}
 	if (pread(st->fd, &hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr))
 		return -EIO;
 	if (memcmp(hdr.magic, STORE_MAGIC, 8) != 0) {
-		set_err(err, errlen, "%s: not an acme-edge token store (bad magic)",
+		err_set(err, errlen, "%s: not an acme-edge token store (bad magic)",
 			path);
 		return -EPROTO;
 	}
 	if (hdr.layout_version != STORE_LAYOUT_VERSION ||
 	    hdr.hdr_size != STORE_HDR_SIZE || hdr.slot_size != STORE_SLOT_SIZE) {
-		set_err(err, errlen,
+		err_set(err, errlen,
 			"%s: store layout version %u (slot %u bytes), this build "
 			"reads version %u (slot %u bytes); stop the old writer and "
 			"remove the file",
@@ -694,7 +680,7 @@ static int map_store(struct store *st, int prot, char *err, size_t errlen,
 	st->mask = hdr.nbuckets - 1;
 	return 0;
 bad:
-	set_err(err, errlen, "%s: store header is inconsistent (capacity %u)",
+	err_set(err, errlen, "%s: store header is inconsistent (capacity %u)",
 		path, hdr.capacity);
 	return -EPROTO;
 }
@@ -711,14 +697,14 @@ int store_open_reader(const char *path, struct store **out, char *err,
 	st->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (st->fd < 0) {
 		rc = -errno;
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		free(st);
 		return rc;
 	}
 	rc = map_store(st, PROT_READ, err, errlen, path);
 	if (rc) {
 		if (rc != -EPROTO)
-			set_err(err, errlen, "%s: %s", path, strerror(-rc));
+			err_set(err, errlen, "%s: %s", path, strerror(-rc));
 		store_close(st);
 		return rc;
 	}
@@ -746,13 +732,13 @@ static int store_create(const char *path, uint32_t capacity, char *err,
 	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
 	if (fd < 0) {
 		rc = -errno;
-		set_err(err, errlen, "%s: %s", tmp, strerror(errno));
+		err_set(err, errlen, "%s: %s", tmp, strerror(errno));
 		return rc;
 	}
 	/* ftruncate gives zeroes: every slot free, both indexes empty. */
 	if (ftruncate(fd, (off_t)size) != 0) {
 		rc = -errno;
-		set_err(err, errlen, "%s: cannot size to %zu bytes: %s", tmp, size,
+		err_set(err, errlen, "%s: cannot size to %zu bytes: %s", tmp, size,
 			strerror(errno));
 		goto out;
 	}
@@ -776,12 +762,12 @@ static int store_create(const char *path, uint32_t capacity, char *err,
 	if (pwrite(fd, &hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) ||
 	    fsync(fd) != 0) {
 		rc = -EIO;
-		set_err(err, errlen, "%s: cannot write header", tmp);
+		err_set(err, errlen, "%s: cannot write header", tmp);
 		goto out;
 	}
 	if (rename(tmp, path) != 0) {
 		rc = -errno;
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
 	}
 out:
 	close(fd);
@@ -798,7 +784,7 @@ int store_open_writer(const char *path, uint32_t capacity, struct store **out,
 	int rc;
 
 	if (capacity == 0 || capacity > STORE_CAPACITY_MAX) {
-		set_err(err, errlen, "capacity must be 1..%u", STORE_CAPACITY_MAX);
+		err_set(err, errlen, "capacity must be 1..%u", STORE_CAPACITY_MAX);
 		return -EINVAL;
 	}
 	if ((size_t)snprintf(lock_path, sizeof(lock_path), "%s.lock", path) >=
@@ -817,12 +803,12 @@ int store_open_writer(const char *path, uint32_t capacity, struct store **out,
 	st->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (st->lock_fd < 0) {
 		rc = -errno;
-		set_err(err, errlen, "%s: %s", lock_path, strerror(errno));
+		err_set(err, errlen, "%s: %s", lock_path, strerror(errno));
 		goto fail;
 	}
 	if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
 		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		set_err(err, errlen, "%s: another writer holds the store", path);
+		err_set(err, errlen, "%s: another writer holds the store", path);
 		goto fail;
 	}
 	st->fd = open(path, O_RDWR | O_CLOEXEC);
@@ -834,17 +820,17 @@ int store_open_writer(const char *path, uint32_t capacity, struct store **out,
 	}
 	if (st->fd < 0) {
 		rc = -errno;
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
 	rc = map_store(st, PROT_READ | PROT_WRITE, err, errlen, path);
 	if (rc) {
 		if (rc != -EPROTO)
-			set_err(err, errlen, "%s: %s", path, strerror(-rc));
+			err_set(err, errlen, "%s: %s", path, strerror(-rc));
 		goto fail;
 	}
 	if (st->capacity != capacity) {
-		set_err(err, errlen,
+		err_set(err, errlen,
 			"%s holds a store of capacity %u but the config asks for "
 			"%u; stop the gateway and remove the file to resize",
 			path, st->capacity, capacity);
