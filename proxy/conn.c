@@ -999,7 +999,18 @@ void worker_accepted(struct worker *w, unsigned li, int fd)
 void worker_accept_ended(struct worker *w, unsigned li)
 {
 	if (w->draining) {
-		w->listeners[li].armed = false;
+		struct listener *l = &w->listeners[li];
+		l->armed = false;
+		/*
+		 * Stop listening now, not at teardown: an open listening socket
+		 * keeps completing handshakes into its backlog, and those clients
+		 * would hang for the whole grace period before a reset. Closed,
+		 * new connections are refused at once.
+		 */
+		if (l->fd >= 0) {
+			close(l->fd);
+			l->fd = -1;
+		}
 		return;
 	}
 	w->io->accept(w, li);
