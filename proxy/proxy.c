@@ -119,6 +119,8 @@ static int worker_setup(struct proxy *px, struct worker *w, unsigned id,
 	w->listeners = calloc(w->nlisteners ? w->nlisteners : 1,
 			      sizeof(*w->listeners));
 	BUG_ON(!w->listeners);
+	for (unsigned i = 0; i < w->nlisteners; i++)
+		w->listeners[i].fd = -1;
 	for (int https = 0; https < 2; https++) {
 		const struct cfg_addr *addrs = https ? cfg->proxy.https : cfg->proxy.http;
 		size_t na = https ? cfg->proxy.nhttps : cfg->proxy.nhttp;
@@ -167,7 +169,7 @@ static void worker_teardown(struct worker *w)
 	if (w->io_priv)
 		w->io->fini(w);
 	for (unsigned i = 0; w->listeners && i < w->nlisteners; i++)
-		if (w->listeners[i].fd > 0)
+		if (w->listeners[i].fd >= 0)
 			close(w->listeners[i].fd);
 	acme_tls_ctx_free(w->tls_ctx);
 	if (w->lc)
@@ -192,6 +194,7 @@ void *worker_main(void *arg)
 
 	if (worker_start_io(w) != 0)
 		return NULL;
+	log_batch(true);
 	for (unsigned i = 0; i < w->nlisteners; i++)
 		w->io->accept(w, i);
 	for (;;) {
@@ -217,7 +220,9 @@ void *worker_main(void *arg)
 		}
 		w->io->wait(w, LOOP_TICK_MS);
 		worker_tick(w);
+		log_flush();
 	}
+	log_batch(false);
 	return NULL;
 }
 
@@ -289,6 +294,53 @@ static int open_store(struct proxy *px, const sigset_t *sigs)
 	}
 }
 
+/*
+ * The I/O backend, chosen once for the process, in the main thread before
+ * any worker starts, with one log line naming it. auto takes io_uring when
+ * a ring with every operation the proxy uses can be made, and epoll when
+ * io_uring is missing or forbidden (ENOSYS, EPERM: an old kernel, the
+ * kernel.io_uring_disabled sysctl, a container's seccomp profile) or lacks
+ * an operation. Running out of memory or descriptors is no reason to
+ * change backends: that error stops the proxy, as it would stop epoll a
+ * moment later. NULL when the proxy cannot run.
+ */
+static const struct io_ops *choose_backend(const struct cfg *cfg)
+{
+	char why[256] = "";
+	int rc;
+
+	switch (cfg->proxy.io_backend) {
+	case IO_BACKEND_EPOLL:
+		log_info("proxy: io backend epoll (io_backend = epoll)");
+		return &io_epoll_ops;
+	case IO_BACKEND_URING:
+		rc = uring_probe(why, sizeof(why));
+		if (rc) {
+			log_err("proxy: io_backend = io_uring, but io_uring is "
+				"unavailable: %s", why);
+			return NULL;
+		}
+		log_info("proxy: io backend io_uring (io_backend = io_uring)");
+		return &io_uring_ops;
+	case IO_BACKEND_AUTO:
+	default:
+		break;
+	}
+	rc = uring_probe(why, sizeof(why));
+	if (rc == 0) {
+		log_info("proxy: io backend io_uring");
+		return &io_uring_ops;
+	}
+	/* EACCES: an LSM (SELinux) refusing io_uring, as a seccomp filter would. */
+	if (rc == -ENOSYS || rc == -EPERM || rc == -EACCES) {
+		log_warn("proxy: io backend epoll (io_uring unavailable: %s)", why);
+		return &io_epoll_ops;
+	}
+	log_err("proxy: io_uring set-up failed: %s (no fallback to epoll for "
+		"this error; io_backend = epoll forces it)", why);
+	return NULL;
+}
+
 int proxy_main(struct cfg *cfg, const char *cfg_path)
 {
 	struct proxy px = {
@@ -298,7 +350,7 @@ int proxy_main(struct cfg *cfg, const char *cfg_path)
 	};
 	struct retired ret[64];
 	size_t nret = 0;
-	const struct io_ops *io = &io_uring_ops;
+	const struct io_ops *io;
 	char path[CFG_PATH_MAX + 16], err[512];
 	sigset_t sigs;
 	int rc = 1;
@@ -314,10 +366,9 @@ int proxy_main(struct cfg *cfg, const char *cfg_path)
 	/* Blocked here, so the worker threads inherit the block. */
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-	if (cfg->proxy.io_backend == IO_BACKEND_EPOLL) {
-		log_err("proxy: io_backend = epoll is not available in this build");
+	io = choose_backend(cfg);
+	if (!io)
 		goto out;
-	}
 	px.nworkers = cfg->proxy.workers;
 	if (px.nworkers == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);

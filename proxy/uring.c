@@ -91,10 +91,17 @@ static int uring_init(struct worker *w, char *err, size_t errlen)
 		IORING_OP_ACCEPT, IORING_OP_RECV, IORING_OP_SEND,
 		IORING_OP_CONNECT, IORING_OP_SHUTDOWN, IORING_OP_ASYNC_CANCEL,
 		IORING_OP_TIMEOUT,
+		/*
+		 * Not used, but it arrived in 5.19 with multishot accept and
+		 * cancel by descriptor, which the probe cannot see directly:
+		 * without them accepts would fail at once and be re-armed
+		 * forever. Its absence sends auto to epoll.
+		 */
+		IORING_OP_SOCKET,
 	};
 	static const char *const names[] = {
 		"accept", "recv", "send", "connect", "shutdown", "async_cancel",
-		"timeout",
+		"timeout", "socket (5.19: multishot accept, cancel by fd)",
 	};
 	struct uring *u = calloc(1, sizeof(*u));
 	struct io_uring_params p;
@@ -287,3 +294,21 @@ const struct io_ops io_uring_ops = {
 	.cancel = uring_cancel,
 	.wait = uring_wait,
 };
+
+/*
+ * The start-up probe (io_backend = auto or io_uring): exactly the set-up a
+ * worker does, ring flags, their EINVAL retry, features and every
+ * operation above, on a ring that is closed again at once.
+ */
+int uring_probe(char *why, size_t len)
+{
+	struct worker *w = calloc(1, sizeof(*w));
+	int rc;
+
+	BUG_ON(!w);
+	rc = uring_init(w, why, len);
+	if (rc == 0)
+		uring_fini(w);
+	free(w);
+	return rc;
+}

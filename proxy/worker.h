@@ -68,6 +68,14 @@ struct io_ops {
 };
 
 extern const struct io_ops io_uring_ops;
+extern const struct io_ops io_epoll_ops;
+
+/*
+ * Whether io_uring works here: sets up a ring as uring.c does and probes
+ * every operation it needs. 0, or -errno (-ENOSYS for a missing operation
+ * or feature) with a one-line reason in why.
+ */
+int uring_probe(char *why, size_t len);
 
 enum conn_state {
 	ST_FREE = 0,

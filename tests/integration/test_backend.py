@@ -1,0 +1,464 @@
+#!/usr/bin/python3
+"""
+The I/O backend choice, with io_uring made unavailable for real.
+
+tests/tools/no_uring (NO_URING) installs a seccomp filter that answers
+io_uring_setup (and io_uring_enter, io_uring_register) with ENOSYS or EPERM,
+as Docker's and containerd's default profiles do, then execs acme-edge.
+Under it, `io_backend = auto` must fall back to epoll with one log line
+naming the cause, export acmeedge_io_backend_info{backend="epoll"}, and
+serve both challenge kinds and both relays; `io_backend = io_uring` must
+refuse to start with one line naming the cause. Without the filter, auto
+must choose io_uring (where the kernel allows it).
+
+Every test starts `acme-edge run -c CONF` (or `acme-edge proxy`) in its own
+session on free loopback ports, with a store under /dev/shm unique to the
+run, and kills what it started in tearDown (SIGTERM, then SIGKILL to the
+session). Upstreams are threads of this process: an HTTP server and a TLS
+server with a throw-away certificate.
+
+Python standard library only, plus the `openssl` and `curl` CLIs.
+Environment: ACME_EDGE (the binary), NO_URING (the seccomp helper).
+"""
+import base64
+import http.server
+import os
+import re
+import shutil
+import signal
+import socket
+import socketserver
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+import urllib.request
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+ACME_EDGE = os.environ.get("ACME_EDGE") or os.path.join(ROOT, "build/ep/acme-edge")
+NO_URING = os.environ.get("NO_URING") or os.path.join(ROOT, "build/ep/tests/no_uring")
+RUN_ID = "%d-%s" % (os.getpid(), uuid.uuid4().hex[:8])
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:", "BUG at ", "SUMMARY: ")
+BEARER = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+THUMB = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+START_TIMEOUT = 20.0
+
+
+def free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def sha256_hex(s):
+    import hashlib
+    return hashlib.sha256(s.encode()).hexdigest()
+
+
+def new_token():
+    return base64.urlsafe_b64encode(os.urandom(24)).rstrip(b"=").decode()
+
+
+def uring_disabled_sysctl():
+    try:
+        with open("/proc/sys/kernel/io_uring_disabled") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return -1
+
+
+def expected_cause(err):
+    """The cause uring.c's explain() gives for a filter answering err."""
+    disabled = uring_disabled_sysctl()
+    if err == "ENOSYS":
+        return ("io_uring_setup: ENOSYS: the kernel lacks io_uring or a "
+                "seccomp filter blocks it")
+    if disabled > 0:
+        return "io_uring_setup: EPERM: kernel.io_uring_disabled = %d" % disabled
+    return ("io_uring_setup: EPERM: blocked by a seccomp filter or an LSM "
+            "(kernel.io_uring_disabled = %d)" % disabled)
+
+
+# ---- upstreams ---------------------------------------------------------------
+
+class _HTTPUpstreamHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self):
+        body = ("upstream saw %s %s" % (self.path, self.headers.get("Host"))).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class _ThreadingHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class TLSUpstream:
+    """A TLS server that answers every line with 'tls upstream: LINE'."""
+
+    def __init__(self, port, certfile, keyfile):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(certfile, keyfile)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn):
+        conn.settimeout(10)
+        try:
+            with self.ctx.wrap_socket(conn, server_side=True) as t:
+                buf = b""
+                while b"\n" not in buf:
+                    data = t.recv(4096)
+                    if not data:
+                        return
+                    buf += data
+                line = buf.split(b"\n", 1)[0]
+                t.sendall(b"tls upstream: " + line + b"\n")
+        except (OSError, ssl.SSLError):
+            pass
+
+    def close(self):
+        self.stopping = True
+        self.sock.close()
+        self.thread.join(timeout=5)
+
+
+# ---- the gateway ---------------------------------------------------------------
+
+class Gateway:
+    """One acme-edge process (run or proxy), in its own session."""
+
+    def __init__(self, tmpdir, backend, upstream_http, upstream_https, name="edge"):
+        self.tmpdir = tmpdir
+        self.api_port, self.http_port, self.https_port = free_ports(3)
+        self.store = "/dev/shm/acme-edge-it-%s-%s" % (RUN_ID, uuid.uuid4().hex[:8])
+        self.conf = os.path.join(tmpdir, name + ".conf")
+        self.log_path = os.path.join(tmpdir, name + ".log")
+        self.proc = None
+        self.logf = None
+        with open(self.conf, "w") as f:
+            f.write("\n".join([
+                "; written by tests/integration/test_backend.py",
+                "[store]", "path = %s" % self.store, "capacity = 16", "",
+                "[api]", "listen = 127.0.0.1:%d" % self.api_port,
+                "default_ttl = 10m", "max_ttl = 1h", "",
+                "[client admin]", "token_sha256 = %s" % sha256_hex(BEARER),
+                "identifiers = *", "",
+                "[proxy]",
+                "http = 127.0.0.1:%d" % self.http_port,
+                "https = 127.0.0.1:%d" % self.https_port,
+                "workers = 1", "io_backend = %s" % backend,
+                "peek_timeout = 5s", "connect_timeout = 3s", "grace = 2s", "",
+                "[route default]",
+                "http = 127.0.0.1:%d" % upstream_http,
+                "https = 127.0.0.1:%d" % upstream_https, "",
+                "[log]", "level = info", ""]))
+
+    def start(self, cmd="run", no_uring=None):
+        self.logf = open(self.log_path, "ab")
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
+        argv = [ACME_EDGE, cmd, "-c", self.conf]
+        if no_uring:
+            argv = [NO_URING, no_uring] + argv
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                     stdout=self.logf, stderr=subprocess.STDOUT,
+                                     env=env, start_new_session=True)
+
+    def wait_ready(self):
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("acme-edge exited with %s:\n%s" %
+                                     (self.proc.returncode, self.log()))
+            if "proxy: ready:" in self.log():
+                try:
+                    with urllib.request.urlopen("http://127.0.0.1:%d/healthz" %
+                                                self.api_port, timeout=2) as r:
+                        if r.status == 200:
+                            return
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        raise AssertionError("acme-edge not ready after %.0fs:\n%s" %
+                             (START_TIMEOUT, self.log()))
+
+    def wait_exit(self, timeout=START_TIMEOUT):
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("acme-edge still running after %.0fs:\n%s" %
+                                 (timeout, self.log()))
+
+    def stop(self, timeout=10.0):
+        """SIGTERM by PID, then SIGKILL to the whole session; the exit status."""
+        if self.proc is None:
+            return None
+        rc = self.proc.poll()
+        if rc is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                rc = self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                rc = "hung on SIGTERM, killed"
+        # Whatever is left of the session (children of `run`) goes too.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self.proc.poll() is None:
+            self.proc.wait()
+        if self.logf:
+            self.logf.close()
+            self.logf = None
+        self.proc = None
+        return rc
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def remove_store(self):
+        d, base = os.path.dirname(self.store), os.path.basename(self.store)
+        for f in os.listdir(d):
+            if f.startswith(base):
+                try:
+                    os.unlink(os.path.join(d, f))
+                except OSError:
+                    pass
+
+    # ---- the API ----
+
+    def put(self, path, body):
+        req = urllib.request.Request(
+            "http://127.0.0.1:%d%s" % (self.api_port, path), data=body.encode(),
+            method="PUT", headers={"Authorization": "Bearer " + BEARER})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status
+
+    def metrics(self):
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.api_port,
+                                    timeout=10) as r:
+            return r.read().decode()
+
+
+class BackendTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        for tool in ("openssl", "curl"):
+            if not shutil.which(tool):
+                raise unittest.SkipTest("%s not installed" % tool)
+        cls.tmp = tempfile.mkdtemp(prefix="acme-edge-backend-")
+        cls.cert = os.path.join(cls.tmp, "up.crt")
+        cls.key = os.path.join(cls.tmp, "up.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec",
+                        "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                        "-keyout", cls.key, "-out", cls.cert, "-days", "1",
+                        "-subj", "/CN=upstream.test"],
+                       check=True, capture_output=True, timeout=30)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        self.gateways = []
+        self.up_http_port, self.up_tls_port = free_ports(2)
+        self.up_http = _ThreadingHTTPServer(("127.0.0.1", self.up_http_port),
+                                            _HTTPUpstreamHandler)
+        self.up_http_thread = threading.Thread(target=self.up_http.serve_forever,
+                                               kwargs={"poll_interval": 0.1},
+                                               daemon=True)
+        self.up_http_thread.start()
+        self.up_tls = TLSUpstream(self.up_tls_port, self.cert, self.key)
+
+    def tearDown(self):
+        failed = False
+        outcome = getattr(self, "_outcome", None)
+        if outcome is not None:
+            result = getattr(outcome, "result", None)
+            errors = list(getattr(result, "errors", [])) + list(
+                getattr(result, "failures", []))
+            failed = any(t is self for t, _ in errors)
+        for g in self.gateways:
+            rc = g.stop()
+            log = g.log()
+            if failed:
+                print("\n---- %s ----\n%s" % (g.log_path, log))
+            g.remove_store()
+            for mark in SANITIZER_MARKS:
+                self.assertNotIn(mark, log, "sanitizer report in %s" % g.log_path)
+            if getattr(g, "expect_clean_exit", False):
+                self.assertEqual(rc, 0, "acme-edge exit status:\n" + log)
+        self.up_http.shutdown()
+        self.up_http.server_close()
+        self.up_tls.close()
+
+    def gateway(self, backend, name="edge"):
+        g = Gateway(self.tmp, backend, self.up_http_port, self.up_tls_port,
+                    name="%s-%s" % (self._testMethodName, name))
+        self.gateways.append(g)
+        return g
+
+    # ---- what a working gateway does ----
+
+    def check_serves(self, g):
+        # http-01, with curl, twice on one keep-alive connection.
+        tok = new_token()
+        ka = "%s.%s" % (tok, THUMB)
+        self.assertIn(g.put("/v1/http-01/" + tok, ka), (200, 201))
+        url = "http://127.0.0.1:%d/.well-known/acme-challenge/%s" % (g.http_port, tok)
+        p = subprocess.run(["curl", "-sS", "--max-time", "10", url, url],
+                           capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.decode(), ka + ka)
+
+        # acme-tls/1: the handshake selects acme-tls/1 for the stored name.
+        name = "acme-%s.example.com" % uuid.uuid4().hex[:8]
+        self.assertIn(g.put("/v1/tls-alpn-01/" + name, ka), (200, 201))
+        p = subprocess.run(["openssl", "s_client", "-connect",
+                            "127.0.0.1:%d" % g.https_port, "-alpn", "acme-tls/1",
+                            "-servername", name],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+        out = p.stdout.decode(errors="replace")
+        self.assertIn("ALPN protocol: acme-tls/1", out,
+                      out + p.stderr.decode(errors="replace"))
+
+        # HTTP relay to the upstream chosen by Host.
+        p = subprocess.run(["curl", "-sS", "--max-time", "10", "-H",
+                            "Host: app.example.com",
+                            "http://127.0.0.1:%d/some/page" % g.http_port],
+                           capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.decode(), "upstream saw /some/page app.example.com")
+
+        # TLS passthrough to the upstream chosen by SNI, end to end encrypted.
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", g.https_port), timeout=10) as s:
+            with ctx.wrap_socket(s, server_hostname="app.example.com") as t:
+                t.sendall(b"hello through the gateway\n")
+                buf = b""
+                while b"\n" not in buf:
+                    data = t.recv(4096)
+                    if not data:
+                        break
+                    buf += data
+                cert = t.getpeercert(binary_form=True)
+        self.assertEqual(buf, b"tls upstream: hello through the gateway\n")
+        with open(self.cert) as f:
+            self.assertEqual(cert, ssl.PEM_cert_to_DER_cert(f.read()))
+
+    def backend_lines(self, log):
+        return [l for l in log.splitlines() if "proxy: io backend" in l]
+
+    def check_fallback(self, err):
+        g = self.gateway("auto")
+        g.expect_clean_exit = True
+        g.start(no_uring=err)
+        g.wait_ready()
+        lines = self.backend_lines(g.log())
+        self.assertEqual(len(lines), 1, g.log())
+        self.assertTrue(lines[0].endswith(
+            "proxy: io backend epoll (io_uring unavailable: %s)" % expected_cause(err)),
+            lines[0])
+        self.assertIn("proxy: ready: 1 worker on epoll", g.log())
+        self.assertIn('acmeedge_io_backend_info{backend="epoll"} 1', g.metrics())
+        self.check_serves(g)
+
+    def check_forced_refused(self, err):
+        g = self.gateway("io_uring")
+        g.start(cmd="proxy", no_uring=err)
+        rc = g.wait_exit()
+        self.assertNotEqual(rc, 0, g.log())
+        log = g.log()
+        cause = [l for l in log.splitlines() if expected_cause(err) in l]
+        self.assertEqual(len(cause), 1, log)
+        self.assertIn("io_backend = io_uring", cause[0])
+        self.assertNotIn("io backend epoll", log)
+        self.assertNotIn("proxy: ready", log)
+
+    # ---- the tests ----
+
+    def test_auto_falls_back_on_enosys(self):
+        self.check_fallback("ENOSYS")
+
+    def test_auto_falls_back_on_eperm(self):
+        self.check_fallback("EPERM")
+
+    def test_forced_io_uring_refuses_on_enosys(self):
+        self.check_forced_refused("ENOSYS")
+
+    def test_forced_io_uring_refuses_on_eperm(self):
+        self.check_forced_refused("EPERM")
+
+    def test_auto_without_filter_takes_io_uring(self):
+        if uring_disabled_sysctl() > 0:
+            self.skipTest("kernel.io_uring_disabled is set on this machine")
+        g = self.gateway("auto")
+        g.expect_clean_exit = True
+        g.start()
+        g.wait_ready()
+        lines = self.backend_lines(g.log())
+        self.assertEqual(len(lines), 1, g.log())
+        self.assertTrue(lines[0].endswith("proxy: io backend io_uring"), lines[0])
+        self.assertIn('acmeedge_io_backend_info{backend="io_uring"} 1', g.metrics())
+        self.check_serves(g)
+
+    def test_epoll_configured(self):
+        g = self.gateway("epoll")
+        g.expect_clean_exit = True
+        g.start()
+        g.wait_ready()
+        lines = self.backend_lines(g.log())
+        self.assertEqual(len(lines), 1, g.log())
+        self.assertTrue(lines[0].endswith("proxy: io backend epoll (io_backend = epoll)"),
+                        lines[0])
+        self.assertIn('acmeedge_io_backend_info{backend="epoll"} 1', g.metrics())
+        self.check_serves(g)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
