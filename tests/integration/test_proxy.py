@@ -1,0 +1,2393 @@
+#!/usr/bin/python3
+"""
+Real-socket integration tests of `acme-edge run`: the solver API and the
+proxy together, driven from outside exactly as a CA validator, an ACME
+client, ordinary web clients and the servers behind the gateway see it.
+
+Each test class starts its own `acme-edge run -c CONF` (API + proxy, two
+proxy workers) on free loopback ports (IPv4 and IPv6), with a config
+written to a temp dir and a store under /dev/shm unique to the run, and
+stops it with SIGTERM to the master at the end of the class, checking that
+it exited 0 and that its log holds no sanitizer report; the store and its
+.lock and .proxy files are removed. Challenges are pushed through the real
+API with a bearer token. The upstreams (plain HTTP that echoes what it
+received, raw echo, TLS with throwaway certificates made by the openssl
+CLI, one that resets mid-stream) are threads of this process.
+
+At the end of each class, acmeedge_proxy_challenges_total in /metrics must
+match exactly the challenges the class's tests made, no completion may
+have been stale, and the active-connection gauge must come back to 0.
+
+Figures (relay throughput, the 1000-connection wall time, ...) are printed
+to stderr as "[figure] ..." lines.
+
+Python standard library only, plus the `openssl` and `curl` CLIs.
+Environment: ACME_EDGE (the binary); PROXY_IO_BACKEND (optional: written
+as io_backend in [proxy]; unset means io_backend = auto).
+"""
+import base64
+import collections
+import hashlib
+import http.client
+import ipaddress
+import json
+import os
+import re
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.parse
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+ACME_EDGE = os.environ.get("ACME_EDGE") or os.path.join(ROOT, "build/px/acme-edge")
+IO_BACKEND = os.environ.get("PROXY_IO_BACKEND") or None
+RUN_ID = "%d-%s" % (os.getpid(), uuid.uuid4().hex[:6])
+ACME_OID = "1.3.6.1.5.5.7.1.31"
+SAN_OID = "2.5.29.17"
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:", "BUG at ", "SUMMARY: ")
+V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+TEST_LIMIT_S = 150          # the watchdog kills the gateway past this
+MiB = 1 << 20
+
+threading.stack_size(512 * 1024)
+
+
+# ---- small helpers -------------------------------------------------------------
+
+def b64url(nbytes):
+    return base64.urlsafe_b64encode(os.urandom(nbytes)).rstrip(b"=").decode()
+
+
+def new_token():
+    return b64url(24)
+
+
+THUMB = b64url(32)
+BEARER = b64url(32)
+
+
+def keyauth(token):
+    return "%s.%s" % (token, THUMB)
+
+
+def sha256_hex(b):
+    if isinstance(b, str):
+        b = b.encode()
+    return hashlib.sha256(b).hexdigest()
+
+
+def u16(n):
+    return n.to_bytes(2, "big")
+
+
+def sni_of(identifier):
+    try:
+        return ipaddress.ip_address(identifier.strip("[]")).reverse_pointer
+    except ValueError:
+        return identifier.lower().rstrip(".")
+
+
+def free_port(family=socket.AF_INET):
+    host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def closed_port():
+    """A loopback port nothing listens on (connections are refused)."""
+    return free_port()
+
+
+def figure(fmt, *args):
+    sys.stderr.write("\n[figure] " + (fmt % args) + "\n")
+    sys.stderr.flush()
+
+
+def raise_nofile(want=16384):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft < new:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+
+
+def openssl(*args, data=None, timeout=30, check=True):
+    p = subprocess.run(["openssl"] + list(args), input=data, capture_output=True,
+                       timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError("openssl %s failed: %s" % (
+            " ".join(args), p.stderr.decode(errors="replace")))
+    return p.stdout
+
+
+def parse_metrics(text):
+    """Prometheus text format -> {(name, ((label, value), ...)): float}."""
+    samples = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$', line)
+        if not m:
+            raise AssertionError("malformed metrics line: %r" % line)
+        labels = tuple(sorted(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"',
+                                         m.group(2) or "")))
+        samples[(m.group(1), labels)] = float(m.group(3))
+    return samples
+
+
+def M(name, **labels):
+    return (name, tuple(sorted(labels.items())))
+
+
+CH = "acmeedge_proxy_challenges_total"
+REFUSED = "acmeedge_proxy_refused_total"
+CLOSED = "acmeedge_proxy_closed_total"
+UPERR = "acmeedge_proxy_upstream_errors_total"
+
+
+def recv_all(sock, limit=1 << 26):
+    """Everything until EOF; a reset counts as the end (returned as is)."""
+    out = b""
+    while len(out) < limit:
+        try:
+            d = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not d:
+            break
+        out += d
+    return out
+
+
+def closed_without_data(sock, within):
+    """True when the peer closes (EOF or RST) within `within` s, sending nothing."""
+    sock.settimeout(within)
+    try:
+        d = sock.recv(65536)
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+    return d == b""
+
+
+def parse_http(data, method="GET"):
+    """One HTTP/1.1 response from bytes: (status, headers, body, rest)."""
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    if not sep:
+        raise AssertionError("no complete response head in %r" % data[:300])
+    lines = head.decode("latin-1").split("\r\n")
+    m = re.match(r"^HTTP/1\.[01] (\d{3})", lines[0])
+    if not m:
+        raise AssertionError("bad status line %r" % lines[0])
+    headers = {}
+    for l in lines[1:]:
+        k, _, v = l.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    n = 0 if method == "HEAD" else int(headers.get("content-length", "0"))
+    if len(rest) < n:
+        raise AssertionError("short body: %d of %d bytes" % (len(rest), n))
+    return int(m.group(1)), headers, rest[:n], rest[n:]
+
+
+def connect(port, host="127.0.0.1", timeout=10.0):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.connect((host, port))
+    return s
+
+
+def exchange(port, data, host="127.0.0.1", timeout=10.0, shut=False):
+    """Sends data on a new connection, returns everything until EOF."""
+    s = connect(port, host, timeout)
+    try:
+        s.sendall(data)
+        if shut:
+            s.shutdown(socket.SHUT_WR)
+        return recv_all(s)
+    finally:
+        s.close()
+
+
+def http_req(method, path, host, extra=None, body=b"", close=True):
+    lines = ["%s %s HTTP/1.1" % (method, path)]
+    if host is not None:
+        lines.append("Host: " + host)
+    lines.append("User-Agent: acme-edge-test")
+    for k, v in (extra or {}).items():
+        lines.append("%s: %s" % (k, v))
+    if body:
+        lines.append("Content-Length: %d" % len(body))
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+class RawConn:
+    """A keep-alive HTTP/1.1 connection read by hand, Content-Length framed."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10.0):
+        self.sock = connect(port, host, timeout)
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self):
+        d = self.sock.recv(65536)
+        if not d:
+            raise EOFError("closed by the proxy; %d bytes unread" % len(self.buf))
+        self.buf += d
+
+    def response(self, method="GET"):
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, _, _ = self.buf.partition(b"\r\n\r\n")
+        hl = len(head) + 4
+        status, headers, _, _ = parse_http(self.buf[:hl], "HEAD")
+        n = 0 if method == "HEAD" else int(headers.get("content-length", "0"))
+        while len(self.buf) < hl + n:
+            self._fill()
+        body, self.buf = self.buf[hl:hl + n], self.buf[hl + n:]
+        return status, headers, body
+
+    def close(self):
+        self.sock.close()
+
+
+# ---- TLS clients -----------------------------------------------------------------
+
+def client_ctx(alpn=None, version=None):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    if version == "1.2":
+        ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    elif version == "1.3":
+        ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    return ctx
+
+
+class BioTls:
+    """
+    A TLS client whose bytes we move by hand (memory BIOs), so its
+    ClientHello can be cut into single bytes or several records before the
+    handshake goes on over a plain socket.
+    """
+
+    def __init__(self, sni, alpn=None, version=None):
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = client_ctx(alpn, version).wrap_bio(self.inc, self.out,
+                                                      server_hostname=sni)
+        self.close_notify = False
+
+    def first_flight(self):
+        try:
+            self.obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        return self.out.read()
+
+    def _flush(self, sock):
+        pending = self.out.read()
+        if pending:
+            sock.sendall(pending)
+
+    def finish(self, sock, timeout=10.0):
+        """Completes the handshake (after first_flight was sent somehow)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.obj.do_handshake()
+                self._flush(sock)
+                return
+            except ssl.SSLWantReadError:
+                self._flush(sock)
+            sock.settimeout(max(0.05, deadline - time.monotonic()))
+            d = sock.recv(65536)
+            if not d:
+                raise EOFError("closed by the peer during the handshake")
+            self.inc.write(d)
+
+    def write(self, sock, data):
+        self.obj.write(data)
+        self._flush(sock)
+
+    def read_until_close(self, sock, timeout=10.0, want=None):
+        """Application data until close_notify/EOF (or `want` bytes)."""
+        data = b""
+        deadline = time.monotonic() + timeout
+        while want is None or len(data) < want:
+            try:
+                d = self.obj.read(65536)
+                if not d:           # SSLObject.read gives b"" on close_notify
+                    self.close_notify = True
+                    return data
+                data += d
+                continue
+            except ssl.SSLZeroReturnError:
+                self.close_notify = True
+                return data
+            except ssl.SSLWantReadError:
+                pass
+            sock.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                d = sock.recv(65536)
+            except ConnectionResetError:
+                return data
+            if not d:
+                return data
+            self.inc.write(d)
+        return data
+
+    def cert_der(self):
+        return self.obj.getpeercert(binary_form=True)
+
+    def alpn(self):
+        return self.obj.selected_alpn_protocol()
+
+    def version(self):
+        return self.obj.version()
+
+
+def split_records(flight, pieces):
+    """Re-frames one handshake record into len(pieces)+1 records, cut at pieces."""
+    assert flight[0] == 22, flight[:5]
+    n = int.from_bytes(flight[3:5], "big")
+    assert len(flight) == 5 + n, "first flight is not one record"
+    body = flight[5:]
+    cuts = [0] + list(pieces) + [len(body)]
+    out = b""
+    for a, b in zip(cuts, cuts[1:]):
+        out += flight[:3] + u16(b - a) + body[a:b]
+    return out
+
+
+def crafted_hello(sni, alpn=(), pad=0, record_size=16384):
+    """A ClientHello built by hand (for sizes no TLS library sends)."""
+    exts = b""
+    if sni:
+        name = sni.encode()
+        lst = b"\x00" + u16(len(name)) + name
+        exts += u16(0) + u16(len(lst) + 2) + u16(len(lst)) + lst
+    if alpn:
+        lst = b"".join(bytes([len(p)]) + p.encode() for p in alpn)
+        exts += u16(16) + u16(len(lst) + 2) + u16(len(lst)) + lst
+    exts += u16(43) + u16(5) + b"\x04" + u16(0x0304) + u16(0x0303)
+    exts += u16(10) + u16(4) + u16(2) + u16(0x001d)
+    exts += u16(13) + u16(4) + u16(2) + u16(0x0403)
+    if pad:
+        exts += u16(21) + u16(pad) + b"\x00" * pad
+    body = (u16(0x0303) + os.urandom(32) + b"\x20" + os.urandom(32) +
+            u16(4) + u16(0x1301) + u16(0xc02b) + b"\x01\x00" + u16(len(exts)) + exts)
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    out = b""
+    for i in range(0, len(hs), record_size):
+        chunk = hs[i:i + record_size]
+        out += b"\x16\x03\x01" + u16(len(chunk)) + chunk
+    return out
+
+
+def proxy_v1(src, sport, dst, dport):
+    fam = "TCP6" if ":" in src else "TCP4"
+    return ("PROXY %s %s %s %d %d\r\n" % (fam, src, dst, sport, dport)).encode()
+
+
+def proxy_v2(src, sport, dst, dport):
+    if ":" in src:
+        fam, af = 0x21, socket.AF_INET6
+    else:
+        fam, af = 0x11, socket.AF_INET
+    addrs = (socket.inet_pton(af, src) + socket.inet_pton(af, dst) +
+             u16(sport) + u16(dport))
+    return V2_SIG + bytes([0x21, fam]) + u16(len(addrs)) + addrs
+
+
+# ---- DER, for the RFC 8737 checks ------------------------------------------------
+
+def der_tlv(buf, off):
+    """(tag, content_start, content_end) of the TLV at off."""
+    tag = buf[off]
+    if tag & 0x1f == 0x1f:
+        raise AssertionError("high-tag-number form at %d" % off)
+    n = buf[off + 1]
+    p = off + 2
+    if n & 0x80:
+        k = n & 0x7f
+        if not 1 <= k <= 4:
+            raise AssertionError("bad DER length at %d" % off)
+        n = int.from_bytes(buf[p:p + k], "big")
+        p += k
+    if p + n > len(buf):
+        raise AssertionError("DER overruns at %d" % off)
+    return tag, p, p + n
+
+
+def der_children(buf, start, end):
+    out, off = [], start
+    while off < end:
+        tag, cs, ce = der_tlv(buf, off)
+        out.append((tag, off, cs, ce))
+        off = ce
+    if off != end:
+        raise AssertionError("DER children overrun")
+    return out
+
+
+def der_oid(b):
+    first = b[0]
+    parts = [first // 40 if first < 80 else 2, first % 40 if first < 80 else first - 80]
+    v = 0
+    for x in b[1:]:
+        v = (v << 7) | (x & 0x7f)
+        if not x & 0x80:
+            parts.append(v)
+            v = 0
+    return ".".join(map(str, parts))
+
+
+def parse_cert(der):
+    """The parts of an X.509 certificate the validator rules look at."""
+    tag, cs, ce = der_tlv(der, 0)
+    if tag != 0x30 or ce != len(der):
+        raise AssertionError("not one DER SEQUENCE")
+    top = der_children(der, cs, ce)
+    if len(top) != 3:
+        raise AssertionError("certificate has %d parts" % len(top))
+    (t_tag, t_off, t_cs, t_ce), (a_tag, _, a_cs, a_ce), (s_tag, _, s_cs, s_ce) = top
+    tbs_fields = der_children(der, t_cs, t_ce)
+    i = 1 if tbs_fields[0][0] == 0xa0 else 0
+    serial, sigalg, issuer, validity, subject, spki = tbs_fields[i:i + 6]
+    exts = []
+    for tag, off, fcs, fce in tbs_fields[i + 6:]:
+        if tag != 0xa3:
+            continue
+        _, lcs, lce = der_tlv(der, fcs)
+        for _, _, ecs, ece in der_children(der, lcs, lce):
+            parts = der_children(der, ecs, ece)
+            oid = der_oid(der[parts[0][2]:parts[0][3]])
+            critical = False
+            if len(parts) == 3:
+                if parts[1][0] != 0x01:
+                    raise AssertionError("extension %s: no BOOLEAN" % oid)
+                critical = der[parts[1][2]:parts[1][3]] != b"\x00"
+            val = parts[-1]
+            if val[0] != 0x04:
+                raise AssertionError("extension %s: extnValue is not an "
+                                     "OCTET STRING" % oid)
+            exts.append((oid, critical, der[val[2]:val[3]]))
+    alg = der_children(der, a_cs, a_ce)
+    if s_tag != 0x03 or der[s_cs] != 0:
+        raise AssertionError("signature is not a BIT STRING without unused bits")
+    return {
+        "tbs": der[t_off:t_ce],
+        "sig_alg": der_oid(der[alg[0][2]:alg[0][3]]),
+        "signature": der[s_cs + 1:s_ce],
+        "issuer": der[issuer[1]:issuer[3]],
+        "subject": der[subject[1]:subject[3]],
+        "extensions": exts,
+    }
+
+
+SIG_DIGESTS = {
+    "1.2.840.10045.4.3.2": "sha256", "1.2.840.10045.4.3.3": "sha384",
+    "1.2.840.10045.4.3.4": "sha512", "1.2.840.113549.1.1.11": "sha256",
+    "1.2.840.113549.1.1.12": "sha384", "1.2.840.113549.1.1.13": "sha512",
+}
+
+
+# ---- upstream servers (threads) -----------------------------------------------------
+
+def read_exact(conn, n):
+    out = b""
+    while len(out) < n:
+        d = conn.recv(n - len(out))
+        if not d:
+            raise EOFError("EOF inside a PROXY header")
+        out += d
+    return out
+
+
+def read_proxy_header(conn):
+    """Strips a PROXY v1/v2 header if the stream starts with one: (raw, parsed)."""
+    deadline = time.monotonic() + 10
+    while True:
+        peek = conn.recv(16, socket.MSG_PEEK)
+        if not peek:
+            return b"", None
+        if peek.startswith(b"PROXY ") or (len(peek) >= 12 and peek[:12] == V2_SIG):
+            break
+        if not (b"PROXY "[:len(peek)] == peek[:6] or V2_SIG[:len(peek)] == peek[:12]):
+            return b"", None
+        if len(peek) >= 16:
+            return b"", None
+        if time.monotonic() > deadline:
+            return b"", None
+        time.sleep(0.002)
+    if peek.startswith(b"PROXY "):
+        raw = b""
+        while not raw.endswith(b"\r\n"):
+            raw += read_exact(conn, 1)
+            if len(raw) > 107:
+                raise AssertionError("PROXY v1 line too long")
+        f = raw[:-2].decode().split(" ")
+        parsed = {"version": 1, "family": f[1]}
+        if f[1] in ("TCP4", "TCP6"):
+            parsed.update(src=f[2], dst=f[3], sport=int(f[4]), dport=int(f[5]))
+        return raw, parsed
+    raw = read_exact(conn, 16)
+    n = int.from_bytes(raw[14:16], "big")
+    raw += read_exact(conn, n)
+    parsed = {"version": 2, "command": raw[12] & 0x0f, "fam": raw[13]}
+    a = raw[16:]
+    if raw[13] == 0x11:
+        parsed.update(family="TCP4", src=socket.inet_ntop(socket.AF_INET, a[0:4]),
+                      dst=socket.inet_ntop(socket.AF_INET, a[4:8]),
+                      sport=int.from_bytes(a[8:10], "big"),
+                      dport=int.from_bytes(a[10:12], "big"))
+    elif raw[13] == 0x21:
+        parsed.update(family="TCP6", src=socket.inet_ntop(socket.AF_INET6, a[0:16]),
+                      dst=socket.inet_ntop(socket.AF_INET6, a[16:32]),
+                      sport=int.from_bytes(a[32:34], "big"),
+                      dport=int.from_bytes(a[34:36], "big"))
+    return raw, parsed
+
+
+class Upstream:
+    """
+    A server behind the gateway, one thread per connection. Modes:
+      http   HTTP/1.1 keep-alive; answers every request with JSON telling
+             who it is and the exact bytes it received (the PROXY header
+             too, first on the connection); /after-eof answers only after
+             the client's EOF.
+      echo   raw echo until EOF, SHA-256 of what it received recorded.
+      tls    TLS server (own certificate); replies "<name> sni=<sni>
+             got=<data>" to whatever arrives.
+      reset  sends a response head and 64 KiB of a longer body, then RST.
+    Every connection is a record in self.records (dict), marked done at
+    its end.
+    """
+
+    def __init__(self, name, mode, cert=None):
+        self.name = name
+        self.mode = mode
+        self.cert = cert
+        self.records = []
+        self.cond = threading.Condition()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4096)
+        self.port = self.sock.getsockname()[1]
+        self.addr = "127.0.0.1:%d" % self.port
+        self.stopping = False
+        if mode == "tls":
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ctx.load_cert_chain(cert["crt"], cert["key"])
+            self.ctx.sni_callback = self._on_sni
+        self.thread = threading.Thread(target=self._accept_loop, daemon=True,
+                                       name="upstream-" + name)
+        self.thread.start()
+
+    @staticmethod
+    def _on_sni(sslsock, name, ctx):
+        sslsock.edge_sni = name
+        return None
+
+    def close(self):
+        self.stopping = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+    def _accept_loop(self):
+        while not self.stopping:
+            try:
+                conn, addr = self.sock.accept()
+            except OSError:
+                if self.stopping:
+                    return
+                time.sleep(0.01)
+                continue
+            threading.Thread(target=self._serve, args=(conn, addr), daemon=True).start()
+
+    def _serve(self, conn, addr):
+        rec = {"peer": addr, "t0": time.monotonic(), "done": False,
+               "proxy_raw": b"", "proxy": None, "requests": []}
+        with self.cond:
+            self.records.append(rec)
+        try:
+            conn.settimeout(60)
+            rec["proxy_raw"], rec["proxy"] = read_proxy_header(conn)
+            getattr(self, "_mode_" + self.mode)(conn, rec)
+        except Exception as e:      # noqa: BLE001 - recorded for the test
+            rec["error"] = repr(e)
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+            with self.cond:
+                rec["done"] = True
+                rec["t1"] = time.monotonic()
+                self.cond.notify_all()
+
+    def wait_record(self, pred, timeout=10.0, done=True):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for r in self.records:
+                    if (r["done"] or not done) and pred(r):
+                        return r
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("upstream %s: no matching connection "
+                                         "record within %.0fs" % (self.name, timeout))
+                self.cond.wait(left)
+
+    def count(self):
+        with self.cond:
+            return len(self.records)
+
+    # -- modes --
+
+    def _mode_http(self, conn, rec):
+        buf = b""
+        n = 0
+        while True:
+            while b"\r\n\r\n" not in buf:
+                d = conn.recv(65536)
+                if not d:
+                    return
+                buf += d
+            head, _, rest = buf.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, target, version = lines[0].split(" ", 2)
+            hdrs = {}
+            for l in lines[1:]:
+                k, _, v = l.partition(":")
+                hdrs[k.strip().lower()] = v.strip()
+            cl = int(hdrs.get("content-length", "0"))
+            while len(rest) < cl:
+                d = conn.recv(65536)
+                if not d:
+                    break
+                rest += d
+            raw = head + b"\r\n\r\n" + rest[:cl]
+            buf = rest[cl:]
+            rec["requests"].append(raw)
+            close = hdrs.get("connection", "").lower() == "close" or version == "HTTP/1.0"
+            after = None
+            if target == "/after-eof":
+                after = buf
+                while True:
+                    d = conn.recv(65536)
+                    if not d:
+                        break
+                    after += d
+                buf = b""
+                close = True
+            info = {"upstream": self.name, "n": n, "method": method,
+                    "target": target, "host": hdrs.get("host"),
+                    "raw": base64.b64encode(raw).decode(),
+                    "proxy_raw": base64.b64encode(rec["proxy_raw"]).decode() if n == 0 else "",
+                    "proxy": rec["proxy"] if n == 0 else None,
+                    "peer": list(rec["peer"][:2]),
+                    "after_eof": None if after is None else base64.b64encode(after).decode()}
+            body = json.dumps(info).encode()
+            resp = ("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    "Content-Length: %d\r\nX-Upstream: %s\r\nConnection: %s\r\n\r\n" % (
+                        len(body), self.name, "close" if close else "keep-alive")).encode()
+            conn.sendall(resp + (b"" if method == "HEAD" else body))
+            n += 1
+            if close:
+                try:
+                    conn.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                # read what is left so our close is a FIN, not an RST
+                conn.settimeout(5)
+                try:
+                    while conn.recv(65536):
+                        pass
+                except OSError:
+                    pass
+                return
+
+    def _mode_echo(self, conn, rec):
+        h = hashlib.sha256()
+        n = 0
+        while True:
+            d = conn.recv(262144)
+            if not d:
+                break
+            h.update(d)
+            n += len(d)
+            conn.sendall(d)
+        rec["sha256"] = h.hexdigest()
+        rec["bytes"] = n
+        conn.shutdown(socket.SHUT_WR)
+
+    def _mode_tls(self, conn, rec):
+        s = self.ctx.wrap_socket(conn, server_side=True)
+        try:
+            self._tls_session(s, rec)
+        finally:
+            s.close()
+
+    def _tls_session(self, s, rec):
+        rec["sni"] = getattr(s, "edge_sni", None)
+        rec["tls_version"] = s.version()
+        while True:
+            try:
+                d = s.recv(65536)
+            except (ssl.SSLError, OSError):
+                break
+            if not d:
+                break
+            rec["requests"].append(d)
+            s.sendall(("%s sni=%s got=" % (self.name, rec["sni"])).encode() + d)
+        try:
+            s.unwrap()
+        except (ssl.SSLError, OSError, ValueError):
+            pass
+
+    def _mode_reset(self, conn, rec):
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = conn.recv(65536)
+            if not d:
+                return
+            buf += d
+        rec["requests"].append(buf)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10485760\r\n"
+                     b"X-Upstream: reset\r\n\r\n" + b"r" * 65536)
+        time.sleep(0.3)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+
+
+def make_cert(dirpath, cn):
+    crt = os.path.join(dirpath, cn + ".crt")
+    key = os.path.join(dirpath, cn + ".key")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-subj", "/CN=" + cn, "-days", "2", "-keyout", key, "-out", crt)
+    with open(crt) as f:
+        der = ssl.PEM_cert_to_DER_cert(f.read())
+    return {"crt": crt, "key": key, "fp": hashlib.sha256(der).hexdigest()}
+
+
+UP = {}                 # name -> Upstream
+DOWN_PORTS = []         # two ports nothing listens on
+CERT_DIR = None
+
+
+def setUpModule():
+    global CERT_DIR
+    raise_nofile()
+    CERT_DIR = tempfile.mkdtemp(prefix="acme-edge-px-certs-")
+    certs = {n: make_cert(CERT_DIR, n) for n in ("default-tls", "app-tls", "pp-tls")}
+    for name, mode in (("default-http", "http"), ("app-http", "http"),
+                       ("new-http", "http"), ("pp-http", "http"),
+                       ("echo", "echo"), ("reset", "reset")):
+        UP[name] = Upstream(name, mode)
+    for name in certs:
+        UP[name] = Upstream(name, "tls", cert=certs[name])
+    DOWN_PORTS[:] = [closed_port(), closed_port()]
+
+
+def tearDownModule():
+    for u in UP.values():
+        u.close()
+    if CERT_DIR:
+        shutil.rmtree(CERT_DIR, ignore_errors=True)
+
+
+def base_routes():
+    """[route NAME] -> keys. Every class's gateway starts with these."""
+    down = " ".join("127.0.0.1:%d" % p for p in DOWN_PORTS)
+    return collections.OrderedDict([
+        ("default", {"http": UP["default-http"].addr, "https": UP["default-tls"].addr,
+                     "proxy_protocol": "off"}),
+        ("app", {"names": "app.test *.app.test", "http": UP["app-http"].addr,
+                 "https": UP["app-tls"].addr}),
+        ("pp1", {"names": "pp1.test", "http": UP["pp-http"].addr,
+                 "https": UP["pp-tls"].addr, "proxy_protocol": "v1"}),
+        ("pp2", {"names": "pp2.test", "http": UP["pp-http"].addr,
+                 "https": UP["pp-tls"].addr, "proxy_protocol": "v2"}),
+        ("echo", {"names": "echo.test", "http": UP["echo"].addr,
+                  "https": UP["echo"].addr}),
+        ("reset", {"names": "reset.test", "http": UP["reset"].addr,
+                   "https": UP["reset"].addr}),
+        ("down", {"names": "down.test", "http": down, "https": down}),
+    ])
+
+
+BASE_PROXY = collections.OrderedDict([
+    ("workers", "2"),
+    ("http_miss", "forward"),
+    ("tls_miss", "forward"),
+    ("peek_timeout", "5s"),
+    ("connect_timeout", "2s"),
+    ("idle_timeout", "30s"),
+    ("grace", "10s"),
+    ("max_connections", "4096"),
+    ("trusted_proxies", "127.0.0.0/8"),
+])
+
+
+# ---- the gateway under test ----------------------------------------------------------
+
+class Gateway:
+    """One `acme-edge run` (master + API + proxy) with its config, log, store."""
+
+    def __init__(self, tmpdir, name, proxy=None):
+        self.tmpdir = tmpdir
+        self.name = name
+        self.api_port = free_port()
+        self.http = free_port()
+        self.https = free_port()
+        self.http6 = free_port(socket.AF_INET6)
+        self.https6 = free_port(socket.AF_INET6)
+        self.store = "/dev/shm/acme-edge-px-%s-%s" % (RUN_ID, name)
+        self.conf = os.path.join(tmpdir, name + ".conf")
+        self.log_path = os.path.join(tmpdir, name + ".log")
+        self.proxy_opts = collections.OrderedDict(BASE_PROXY)
+        self.proxy_opts.update(proxy or {})
+        self.proxy_opts["io_backend"] = IO_BACKEND or "auto"
+        self.routes = base_routes()
+        self.proc = None
+        self.rc = None
+        self.killed = False
+        self.write_config()
+
+    def config_text(self, proxy=None, routes=None):
+        p = collections.OrderedDict(self.proxy_opts)
+        for k, v in (proxy or {}).items():
+            if v is None:
+                p.pop(k, None)
+            else:
+                p[k] = v
+        out = ["; written by tests/integration/test_proxy.py",
+               "[store]", "path = %s" % self.store, "capacity = 64", "",
+               "[api]", "listen = 127.0.0.1:%d" % self.api_port,
+               "timeout = 10s", "max_connections = 64", "sweep_interval = 1s", "",
+               "[client admin]", "token_sha256 = %s" % sha256_hex(BEARER),
+               "identifiers = *", "",
+               "[proxy]",
+               "http = 127.0.0.1:%d [::1]:%d" % (self.http, self.http6),
+               "https = 127.0.0.1:%d [::1]:%d" % (self.https, self.https6)]
+        out += ["%s = %s" % kv for kv in p.items()]
+        for name, keys in (routes or self.routes).items():
+            out += ["", "[route %s]" % name] + ["%s = %s" % kv for kv in keys.items()]
+        out += ["", "[log]", "level = info"]
+        return "\n".join(out) + "\n"
+
+    def write_config(self, proxy=None, routes=None):
+        tmp = self.conf + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(self.config_text(proxy, routes))
+        os.replace(tmp, self.conf)
+
+    def start(self):
+        self.logf = open(self.log_path, "ab")
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
+        # The master gets SIGTERM (a graceful stop) if this process dies.
+        pre = ["setpriv", "--pdeathsig", "TERM"] if shutil.which("setpriv") else []
+        self.proc = subprocess.Popen(pre + [ACME_EDGE, "run", "-c", self.conf],
+                                     stdin=subprocess.DEVNULL, stdout=self.logf,
+                                     stderr=subprocess.STDOUT, env=env)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def child_pids(self):
+        pids = set()
+        for m in re.finditer(r"run: started (\w+) \(pid (\d+)\)", self.log()):
+            pids.add(int(m.group(2)))
+        return pids
+
+    def wait_ready(self, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise AssertionError("acme-edge run exited with %r at start:\n%s" %
+                                     (self.proc.returncode, self.log()))
+            if "proxy: ready:" in self.log():
+                try:
+                    st, _, _ = self.api("GET", "/healthz", auth=False)
+                    if st == 200:
+                        return
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        raise AssertionError("gateway not ready within %.0fs:\n%s" % (timeout, self.log()))
+
+    def kill_all(self):
+        """Last resort (the watchdog): SIGKILL master and children by PID."""
+        self.killed = True
+        pids = [self.proc.pid] + sorted(self.child_pids())
+        for pid in pids:
+            try:
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    if b"acme-edge" not in f.read():
+                        continue
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def signal(self, sig):
+        os.kill(self.proc.pid, sig)
+
+    def stop(self, timeout=30.0):
+        """SIGTERM to the master; SIGKILL everything after timeout."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                self.signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill_all()
+                self.proc.wait()
+                self.rc = "hung on SIGTERM, killed"
+        if self.rc is None:
+            self.rc = self.proc.returncode
+        # children the master did not reap (it never should leave any)
+        for pid in self.child_pids():
+            try:
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    if b"acme-edge" in f.read():
+                        os.kill(pid, signal.SIGKILL)
+                        self.rc = "child %d outlived the master" % pid
+            except OSError:
+                pass
+        self.logf.close()
+        return self.rc
+
+    def remove_store(self):
+        d, base = os.path.split(self.store)
+        for f in os.listdir(d):
+            if f in (base, base + ".lock", base + ".proxy") or f.startswith(base + ".new"):
+                try:
+                    os.unlink(os.path.join(d, f))
+                except OSError:
+                    pass
+
+    def reload(self, proxy=None, routes=None, timeout=15.0):
+        """Rewrites the config and SIGHUPs the master; returns once both
+        children logged the reload and every worker had a loop turn."""
+        self.write_config(proxy, routes)
+        log = self.log()
+        np, na = log.count("proxy: reloaded"), log.count("api: reloaded")
+        self.signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log()
+            if "reload of" in log[-4000:] and "failed" in log[-4000:]:
+                raise AssertionError("reload failed:\n%s" % log[-4000:])
+            if log.count("proxy: reloaded") > np and log.count("api: reloaded") > na:
+                time.sleep(0.5)     # workers switch at their next loop turn (<= 100 ms)
+                return
+            time.sleep(0.02)
+        raise AssertionError("no reload logged within %.0fs:\n%s" % (timeout, log[-4000:]))
+
+    # -- the API --
+
+    def api(self, method, path, body=None, auth=True, ctype="text/plain", timeout=10):
+        c = http.client.HTTPConnection("127.0.0.1", self.api_port, timeout=timeout)
+        h = {}
+        if auth:
+            h["Authorization"] = "Bearer " + BEARER
+        if body is not None:
+            h["Content-Type"] = ctype
+            if isinstance(body, str):
+                body = body.encode()
+        try:
+            c.request(method, path, body=body, headers=h)
+            r = c.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            c.close()
+
+    def put_http01(self, token, ka=None, identifier=None):
+        path = "/v1/http-01/" + token
+        if identifier is not None:
+            path += "?" + urllib.parse.urlencode({"identifier": identifier})
+        st, _, body = self.api("PUT", path, ka if ka is not None else keyauth(token))
+        if st not in (200, 201):
+            raise AssertionError("PUT %s: %d %r" % (path, st, body))
+
+    def put_tls(self, identifier, ka):
+        path = "/v1/tls-alpn-01/" + urllib.parse.quote(identifier, safe=":.[]")
+        st, _, body = self.api("PUT", path, ka)
+        if st not in (200, 201):
+            raise AssertionError("PUT %s: %d %r" % (path, st, body))
+
+    def challenges(self):
+        st, _, body = self.api("GET", "/v1/challenges")
+        if st != 200:
+            raise AssertionError("GET /v1/challenges: %d %r" % (st, body))
+        return json.loads(body)["challenges"]
+
+    def metrics(self):
+        st, _, body = self.api("GET", "/metrics", auth=False)
+        if st != 200:
+            raise AssertionError("GET /metrics: %d %r" % (st, body))
+        return parse_metrics(body.decode())
+
+
+# ---- the base of every test class ----------------------------------------------------
+
+class GatewayCase(unittest.TestCase):
+    NAME = "gw"
+    PROXY = {}
+    maxDiff = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="acme-edge-px-")
+        cls.expect = collections.Counter()      # (kind, result) -> challenges made
+        cls.failed = 0
+        cls.gw = Gateway(cls.tmp, cls.NAME, proxy=cls.PROXY)
+        try:
+            cls.gw.start()
+            cls.gw.wait_ready()
+        except BaseException:
+            cls._finish(check=False)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls._finish(check=True)
+
+    @classmethod
+    def _finish(cls, check):
+        problems = []
+        gw = cls.gw
+        try:
+            if check and gw.alive() and not cls.failed:
+                problems += cls._final_checks()
+        except Exception as e:      # noqa: BLE001
+            problems.append("final checks: %r" % e)
+        finally:
+            rc = gw.stop() if gw.proc else 0
+            log = gw.log()
+            gw.remove_store()
+            if rc != 0 and not getattr(cls, "expect_rc_checked", False):
+                problems.append("acme-edge run exited with %r (want 0 after SIGTERM)" % rc)
+            for mark in SANITIZER_MARKS:
+                if mark in log:
+                    problems.append("log has %r" % mark)
+                    break
+            if problems or cls.failed:
+                sys.stderr.write("\n----- %s gateway log (tail) -----\n%s\n----- end -----\n"
+                                 % (cls.__name__, log[-30000:]))
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+        if problems:
+            raise AssertionError("%s: %s" % (cls.__name__, "; ".join(problems)))
+
+    @classmethod
+    def _final_checks(cls):
+        problems = []
+        m = cls.gw.metrics()
+        got = {k: int(m.get(M(CH, kind=k[0], result=k[1]), -1))
+               for k in [("http-01", "answered"), ("http-01", "missed"),
+                         ("tls-alpn-01", "answered"), ("tls-alpn-01", "missed")]}
+        want = {k: cls.expect.get(k, 0) for k in got}
+        if got != want:
+            problems.append("%s: got %r, the class made %r" % (CH, got, want))
+        # every challenge answered has its log line (misses are rate-limited)
+        deadline = time.monotonic() + 3
+        while True:
+            log = cls.gw.log()
+            lines = {r: len(re.findall(r"proxy: (?:http-01|tls-alpn-01) %s: client " % r, log))
+                     for r in ("answered", "missed")}
+            n_ans = want[("http-01", "answered")] + want[("tls-alpn-01", "answered")]
+            n_miss = want[("http-01", "missed")] + want[("tls-alpn-01", "missed")]
+            if lines["answered"] >= n_ans or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        if lines["answered"] != n_ans:
+            problems.append("%d 'answered' log lines for %d challenges answered" %
+                            (lines["answered"], n_ans))
+        if (lines["missed"] != n_miss) if n_miss <= 20 else not 20 <= lines["missed"] <= n_miss:
+            problems.append("%d 'missed' log lines for %d challenges missed" %
+                            (lines["missed"], n_miss))
+        stale = m.get(M("acmeedge_proxy_stale_completions_total"), 0)
+        if stale:
+            problems.append("%d stale completions" % stale)
+        deadline = time.monotonic() + 10
+        active = None
+        while time.monotonic() < deadline:
+            active = cls.gw.metrics().get(M("acmeedge_proxy_connections_active"))
+            if active == 0:
+                break
+            time.sleep(0.2)
+        if active != 0:
+            problems.append("acmeedge_proxy_connections_active stays at %r after the "
+                            "class's tests (leaked connections)" % active)
+        return problems
+
+    def setUp(self):
+        self.closers = []
+        self._fail0 = self._result_failures()
+        self.watchdog = threading.Timer(TEST_LIMIT_S, self._watchdog)
+        self.watchdog.daemon = True
+        self.watchdog.start()
+
+    def _watchdog(self):
+        sys.stderr.write("\n%s: over %d s: killing the gateway\n" % (self.id(), TEST_LIMIT_S))
+        self.gw.kill_all()
+
+    def tearDown(self):
+        self.watchdog.cancel()
+        for c in reversed(self.closers):
+            try:
+                c()
+            except Exception:       # noqa: BLE001
+                pass
+        if not self._outcome_ok():
+            type(self).failed += 1
+        if self.gw.killed:
+            self.fail("the watchdog killed the gateway")
+
+    def _result_failures(self):
+        r = getattr(getattr(self, "_outcome", None), "result", None)
+        return len(getattr(r, "failures", ())) + len(getattr(r, "errors", ()))
+
+    def _outcome_ok(self):
+        outcome = getattr(self, "_outcome", None)
+        if outcome is None:
+            return True
+        errors = getattr(outcome, "errors", None)       # Python <= 3.10
+        if errors is not None:
+            return not any(exc for _, exc in errors)
+        # 3.11+: failures reach the result before tearDown
+        return getattr(outcome, "success", True) and self._result_failures() == self._fail0
+
+    # -- counting --
+
+    def count(self, kind, result, n=1):
+        type(self).expect[(kind, result)] += n
+
+    def metric_deltas(self, before, want, timeout=3.0):
+        """Waits until every metric in want moved by exactly its value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            now = self.gw.metrics()
+            got = {k: int(now.get(k, 0) - before.get(k, 0)) for k in want}
+            if got == want or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual(got, want, "metric deltas")
+        return now
+
+    def wait_log(self, pattern, n=1, timeout=3.0):
+        """Waits until the run's log holds exactly n lines matching pattern
+        (workers write their lines in batches, once per loop turn)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.findall(pattern, self.gw.log())
+            if len(found) >= n or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual(len(found), n, "want %d log line(s) matching /%s/" % (n, pattern))
+
+    # -- clients --
+
+    def curl(self, url, host=None, head=False, timeout=10):
+        hdr = os.path.join(self.tmp, "curl.h")
+        body = os.path.join(self.tmp, "curl.b")
+        for f in (hdr, body):
+            if os.path.exists(f):
+                os.unlink(f)
+        args = ["curl", "-sS", "-g", "--max-time", str(timeout), "-D", hdr, "-o", body,
+                "-w", "%{http_code} %{time_total}"]
+        if head:
+            args.append("-I")
+        if host:
+            args += ["-H", "Host: " + host]
+        p = subprocess.run(args + [url], capture_output=True, timeout=timeout + 10)
+        self.assertEqual(p.returncode, 0, "curl %s: %s" % (url, p.stderr.decode()))
+        code, t = p.stdout.decode().split()
+        with open(hdr, "rb") as f:
+            blocks = f.read().decode("latin-1").strip().split("\r\n\r\n")
+        headers = {}
+        for l in blocks[-1].split("\r\n")[1:]:
+            k, _, v = l.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        with open(body, "rb") as f:
+            data = f.read()
+        return int(code), headers, data, float(t)
+
+    def url(self, path, v6=False):
+        if v6:
+            return "http://[::1]:%d%s" % (self.gw.http6, path)
+        return "http://127.0.0.1:%d%s" % (self.gw.http, path)
+
+    def s_client(self, sni, version, v6=False, alpn="acme-tls/1", timeout=20):
+        """openssl s_client: (returncode, all output, cert DER or None, ALPN, protocol)."""
+        target = "[::1]:%d" % self.gw.https6 if v6 else "127.0.0.1:%d" % self.gw.https
+        args = ["openssl", "s_client", "-connect", target, "-servername", sni,
+                "-ign_eof", "-tls1_2" if version == "1.2" else "-tls1_3"]
+        if alpn:
+            args += ["-alpn", alpn]
+        p = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=timeout)
+        out = p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
+        m = re.search(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----",
+                      out, re.S)
+        der = base64.b64decode("".join(m.group(1).split())) if m else None
+        a = re.search(r"^ALPN protocol: (\S+)", out, re.M)
+        v = re.search(r"^New, (TLSv[\d.]+), Cipher", out, re.M)
+        return p.returncode, out, der, a.group(1) if a else None, v.group(1) if v else None
+
+    def tls_connect(self, sni, alpn=None, v6=False, port=None, timeout=10):
+        """Python ssl through the proxy's HTTPS port."""
+        host = "::1" if v6 else "127.0.0.1"
+        s = connect(port or (self.gw.https6 if v6 else self.gw.https), host, timeout)
+        try:
+            return client_ctx(alpn).wrap_socket(s, server_hostname=sni)
+        except BaseException:
+            s.close()
+            raise
+
+    def _transfer(self, size, pace, out):
+        """A paced echo transfer through the relay; out gets the outcome."""
+        try:
+            s = connect(self.gw.http, timeout=60)
+            head = b"POST /slow HTTP/1.1\r\nHost: echo.test\r\n\r\n"
+            sent = hashlib.sha256(head)
+            block = os.urandom(64 * 1024)
+            state = {"recv": 0}
+
+            def rx():
+                h = hashlib.sha256()
+                while True:
+                    try:
+                        d = s.recv(1 << 16)
+                    except OSError as e:
+                        state["rx_error"] = repr(e)
+                        break
+                    if not d:
+                        break
+                    h.update(d)
+                    state["recv"] += len(d)
+                state["digest"] = h.hexdigest()
+
+            t = threading.Thread(target=rx, daemon=True)
+            t.start()
+            out["rx"] = state
+            s.sendall(head)
+            for i in range(size // len(block)):
+                chunk = block[i % 64:] + block[:i % 64]
+                sent.update(chunk)
+                s.sendall(chunk)
+                time.sleep(pace)
+            s.shutdown(socket.SHUT_WR)
+            t.join(60)
+            s.close()
+            out["ok"] = (state.get("digest") == sent.hexdigest() and
+                         state["recv"] == len(head) + size)
+            out.update(state)
+        except Exception as e:      # noqa: BLE001
+            out["error"] = repr(e)
+        out["done"] = True
+
+    # -- RFC 8737, as the validators check it --
+
+    def check_acme_cert(self, der, identifier, ka):
+        """Applies every rule of DESIGN.md's validator section to a served leaf."""
+        self.assertIsNotNone(der, "no certificate served")
+        c = parse_cert(der)
+        pem = ssl.DER_cert_to_PEM_cert(der).encode()
+        # self-signed: subject = issuer ...
+        self.assertEqual(c["subject"], c["issuer"], "subject != issuer (DER)")
+        names = openssl("x509", "-noout", "-subject", "-issuer", "-nameopt", "RFC2253",
+                        data=pem).decode().splitlines()
+        self.assertEqual(names[0].split("=", 1)[1], names[1].split("=", 1)[1], names)
+        # ... and the signature verifies with the certificate's own key
+        with tempfile.TemporaryDirectory(dir=self.tmp) as d:
+            paths = {n: os.path.join(d, n) for n in ("tbs", "sig", "pub", "bad")}
+            with open(paths["tbs"], "wb") as f:
+                f.write(c["tbs"])
+            with open(paths["bad"], "wb") as f:
+                f.write(c["tbs"][:-1] + bytes([c["tbs"][-1] ^ 1]))
+            with open(paths["sig"], "wb") as f:
+                f.write(c["signature"])
+            with open(paths["pub"], "wb") as f:
+                f.write(openssl("x509", "-noout", "-pubkey", data=pem))
+            if c["sig_alg"] == "1.3.101.112":
+                verify = ["pkeyutl", "-verify", "-pubin", "-inkey", paths["pub"],
+                          "-rawin", "-sigfile", paths["sig"], "-in"]
+            else:
+                self.assertIn(c["sig_alg"], SIG_DIGESTS, "unknown signature algorithm")
+                verify = ["dgst", "-" + SIG_DIGESTS[c["sig_alg"]], "-verify", paths["pub"],
+                          "-signature", paths["sig"]]
+            p = subprocess.run(["openssl"] + verify + [paths["tbs"]], capture_output=True,
+                               timeout=20)
+            self.assertEqual(p.returncode, 0, "self-signature does not verify: %s" %
+                             (p.stdout + p.stderr).decode(errors="replace"))
+            p = subprocess.run(["openssl"] + verify + [paths["bad"]], capture_output=True,
+                               timeout=20)
+            self.assertNotEqual(p.returncode, 0, "a corrupted TBS verified: the "
+                                                 "signature check is broken")
+        # exactly one SAN extension, whose DER is exactly one name: the identifier
+        sans = [e for e in c["extensions"] if e[0] == SAN_OID]
+        self.assertEqual(len(sans), 1, "want exactly one SAN extension")
+        val = sans[0][2]
+        tag, cs, ce = der_tlv(val, 0)
+        self.assertEqual((tag, ce), (0x30, len(val)), "SAN is not one SEQUENCE")
+        gns = der_children(val, cs, ce)
+        self.assertEqual(len(gns), 1, "want exactly one name in the SAN")
+        gtag, _, gcs, gce = gns[0]
+        try:
+            ip = ipaddress.ip_address(identifier.strip("[]"))
+            self.assertEqual(gtag, 0x87, "an IP identifier needs an iPAddress SAN")
+            self.assertEqual(val[gcs:gce], ip.packed)
+        except ValueError:
+            self.assertEqual(gtag, 0x82, "a DNS identifier needs a dNSName SAN")
+            self.assertEqual(val[gcs:gce], identifier.lower().encode())
+        # a critical acmeIdentifier holding OCTET STRING(32) = SHA-256(key authorization)
+        acme = [e for e in c["extensions"] if e[0] == ACME_OID]
+        self.assertEqual(len(acme), 1, "want exactly one acmeIdentifier extension")
+        self.assertTrue(acme[0][1], "acmeIdentifier is not critical")
+        self.assertEqual(acme[0][2], b"\x04\x20" + hashlib.sha256(ka.encode()).digest(),
+                         "acmeIdentifier is not SHA-256(key authorization)")
+        # the same seen by openssl's own parser
+        text = openssl("x509", "-noout", "-text", data=pem).decode()
+        self.assertEqual(text.count("X509v3 Subject Alternative Name"), 1, text)
+        self.assertRegex(text, r"(1\.3\.6\.1\.5\.5\.7\.1\.31|acmeIdentifier)\s*:\s*critical")
+
+
+# =====================================================================================
+# Challenges: http-01 and tls-alpn-01 answered by the proxy, misses, observability
+# =====================================================================================
+
+class ChallengeTest(GatewayCase):
+    NAME = "challenge"
+
+    def test_http01_curl_get(self):
+        tok = new_token()
+        ka = keyauth(tok)
+        self.gw.put_http01(tok)
+        code, h, body, t = self.curl(self.url("/.well-known/acme-challenge/" + tok))
+        self.count("http-01", "answered")
+        self.assertEqual(code, 200)
+        self.assertEqual(h.get("content-type"), "application/octet-stream")
+        self.assertEqual(h.get("content-length"), str(len(ka)))
+        self.assertEqual(body, ka.encode())
+        figure("http-01 answer through curl: %.1f ms", t * 1000)
+        # the same over the IPv6 listener
+        code, h, body, _ = self.curl(self.url("/.well-known/acme-challenge/" + tok, v6=True))
+        self.count("http-01", "answered")
+        self.assertEqual((code, body), (200, ka.encode()))
+
+    def test_http01_head(self):
+        tok = new_token()
+        ka = keyauth(tok)
+        self.gw.put_http01(tok)
+        code, h, body, _ = self.curl(self.url("/.well-known/acme-challenge/" + tok), head=True)
+        self.count("http-01", "answered")
+        self.assertEqual(code, 200)
+        self.assertEqual(h.get("content-type"), "application/octet-stream")
+        self.assertEqual(h.get("content-length"), str(len(ka)))
+        # On one connection: HEAD then GET; the HEAD answer carries no body,
+        # so the next bytes are exactly the GET's answer.
+        c = RawConn(self.gw.http)
+        self.closers.append(c.close)
+        path = "/.well-known/acme-challenge/" + tok
+        c.send(http_req("HEAD", path, "x.test", close=False) +
+               http_req("GET", path, "x.test", close=False))
+        st, h, body = c.response("HEAD")
+        self.count("http-01", "answered")
+        self.assertEqual((st, body), (200, b""))
+        self.assertEqual(h.get("content-length"), str(len(ka)))
+        self.assertTrue(c.buf == b"" or c.buf.startswith(b"HTTP/1.1 200"),
+                        "bytes after a HEAD answer: %r" % c.buf[:80])
+        st, h, body = c.response("GET")
+        self.count("http-01", "answered")
+        self.assertEqual((st, body), (200, ka.encode()))
+
+    def test_http01_keep_alive_pipelined(self):
+        t1, t2 = new_token(), new_token()
+        self.gw.put_http01(t1)
+        self.gw.put_http01(t2)
+        c = RawConn(self.gw.http)
+        self.closers.append(c.close)
+        p1, p2 = ("/.well-known/acme-challenge/" + t for t in (t1, t2))
+        # two pipelined requests in one segment: two answers, in order
+        c.send(http_req("GET", p1, "a.test", close=False) +
+               http_req("GET", p2, "a.test", close=False))
+        for t in (t1, t2):
+            st, h, body = c.response()
+            self.count("http-01", "answered")
+            self.assertEqual((st, body), (200, keyauth(t).encode()))
+            self.assertEqual(h.get("connection", "").lower(), "keep-alive", h)
+        # a third one later on the same connection
+        time.sleep(0.2)
+        c.send(http_req("GET", p1, "a.test", close=False))
+        st, _, body = c.response()
+        self.count("http-01", "answered")
+        self.assertEqual((st, body), (200, keyauth(t1).encode()))
+        # then an ordinary request on the same connection is relayed, byte-exact
+        req = http_req("GET", "/after/answers?x=1", "app.test")
+        c.send(req)
+        st, h, body = c.response()
+        info = json.loads(body)
+        self.assertEqual(st, 200)
+        self.assertEqual(info["upstream"], "app-http")
+        self.assertEqual(base64.b64decode(info["raw"]), req)
+        c.sock.settimeout(5)
+        self.assertEqual(recv_all(c.sock), b"", "bytes after the upstream's answer")
+        # the same pipelined in one segment: the relay gets exactly the second request
+        c = RawConn(self.gw.http)
+        self.closers.append(c.close)
+        req = http_req("POST", "/pipelined", "www.app.test", body=b"payload")
+        c.send(http_req("GET", p2, "a.test", close=False) + req)
+        st, _, body = c.response()
+        self.count("http-01", "answered")
+        self.assertEqual((st, body), (200, keyauth(t2).encode()))
+        st, h, body = c.response()
+        self.assertEqual((st, h.get("x-upstream")), (200, "app-http"))
+        self.assertEqual(base64.b64decode(json.loads(body)["raw"]), req)
+
+    def test_http01_bound_entry_and_host(self):
+        tok = new_token()
+        ka = keyauth(tok).encode()
+        self.gw.put_http01(tok, identifier="bound.test")
+        path = "/.well-known/acme-challenge/" + tok
+        code, _, body, _ = self.curl(self.url(path), host="bound.test")
+        self.count("http-01", "answered")
+        self.assertEqual((code, body), (200, ka))
+        # the name as validators send it: any case, Pebble adds the port
+        for host in ("BOUND.test", "bound.test:%d" % self.gw.http):
+            st, h, body, _ = parse_http(exchange(self.gw.http, http_req("GET", path, host)))
+            self.count("http-01", "answered")
+            self.assertEqual((st, body), (200, ka), host)
+        # another name: a miss, forwarded (http_miss = forward) byte-exact
+        for host in ("other.test", "bound.test.evil.test"):
+            req = http_req("GET", path, host)
+            st, h, body, _ = parse_http(exchange(self.gw.http, req))
+            self.count("http-01", "missed")
+            self.assertEqual(st, 200)
+            info = json.loads(body)
+            self.assertEqual(info["upstream"], "default-http", host)
+            self.assertEqual(base64.b64decode(info["raw"]), req)
+        # an IP identifier: Host is the bracketed literal (with a port)
+        tok6 = new_token()
+        self.gw.put_http01(tok6, identifier="::1")
+        path6 = "/.well-known/acme-challenge/" + tok6
+        code, _, body, _ = self.curl(self.url(path6, v6=True))      # Host: [::1]:port
+        self.count("http-01", "answered")
+        self.assertEqual((code, body), (200, keyauth(tok6).encode()))
+        st, _, body, _ = parse_http(exchange(self.gw.http6, http_req("GET", path6, "[::2]"),
+                                             host="::1"))
+        self.count("http-01", "missed")
+        self.assertEqual(json.loads(body)["upstream"], "default-http")
+
+    def test_http01_unknown_token_forwarded_then_404_after_reload(self):
+        tok = new_token()
+        req = http_req("GET", "/.well-known/acme-challenge/" + tok, "example.test",
+                       extra={"Accept": "*/*", "X-Probe": "1"})
+        st, h, body, _ = parse_http(exchange(self.gw.http, req))
+        self.count("http-01", "missed")
+        self.assertEqual((st, h.get("x-upstream")), (200, "default-http"))
+        self.assertEqual(base64.b64decode(json.loads(body)["raw"]), req,
+                         "the upstream did not get the exact request bytes")
+        try:
+            self.gw.reload(proxy={"http_miss": "404"})
+            code, h, body, _ = self.curl(self.url("/.well-known/acme-challenge/" + tok))
+            self.count("http-01", "missed")
+            self.assertEqual(code, 404, body)
+            self.assertNotIn("x-upstream", h)
+            # a bound entry asked with another Host is a miss too: 404
+            t2 = new_token()
+            self.gw.put_http01(t2, identifier="b404.test")
+            code, _, _, _ = self.curl(self.url("/.well-known/acme-challenge/" + t2),
+                                      host="other.test")
+            self.count("http-01", "missed")
+            self.assertEqual(code, 404)
+            # whatever is not a challenge path is still relayed
+            code, h, _, _ = self.curl(self.url("/.well-known/other/" + tok))
+            self.assertEqual((code, h.get("x-upstream")), (200, "default-http"))
+        finally:
+            self.gw.reload()
+        code, h, _, _ = self.curl(self.url("/.well-known/acme-challenge/" + tok))
+        self.count("http-01", "missed")
+        self.assertEqual((code, h.get("x-upstream")), (200, "default-http"),
+                         "http_miss = forward is not back after the second reload")
+
+    def _tls_answer(self, identifier, ka, version, v6=False):
+        rc, out, der, alpn, proto = self.s_client(sni_of(identifier), version, v6=v6)
+        self.count("tls-alpn-01", "answered")
+        self.assertEqual(alpn, "acme-tls/1", out)
+        self.assertEqual(proto, "TLSv" + version, out)
+        self.check_acme_cert(der, identifier, ka)
+        return der
+
+    def test_tlsalpn01_dns_tls12_and_tls13(self):
+        tok = new_token()
+        ka = keyauth(tok)
+        self.gw.put_tls("alpn.test", ka)
+        d12 = self._tls_answer("alpn.test", ka, "1.2")
+        d13 = self._tls_answer("alpn.test", ka, "1.3")
+        self.assertEqual(d12, d13, "the stored certificate changed between handshakes")
+        # a validator-like client: only acme-tls/1 offered, no application data,
+        # close_notify at the end
+        s = self.tls_connect("alpn.test", alpn=["acme-tls/1"])
+        self.closers.append(s.close)
+        self.count("tls-alpn-01", "answered")
+        self.assertEqual(s.selected_alpn_protocol(), "acme-tls/1")
+        self.assertEqual(s.getpeercert(binary_form=True), d13)
+        s.settimeout(5)
+        self.assertEqual(s.recv(100), b"", "application data or no close_notify")
+
+    def test_tlsalpn01_ip_identifiers(self):
+        ka4, ka6 = keyauth(new_token()), keyauth(new_token())
+        self.gw.put_tls("127.0.0.1", ka4)
+        self.gw.put_tls("::1", ka6)
+        self.assertEqual(sni_of("127.0.0.1"), "1.0.0.127.in-addr.arpa")
+        for version in ("1.2", "1.3"):
+            self._tls_answer("127.0.0.1", ka4, version)
+            self._tls_answer("::1", ka6, version, v6=True)
+
+    def test_tls_miss_forward_then_reject_after_reload(self):
+        # default tls_miss = forward: acme-tls/1 for an unknown name is relayed
+        s = self.tls_connect("nochallenge.test", alpn=["acme-tls/1"])
+        self.closers.append(s.close)
+        self.count("tls-alpn-01", "missed")
+        self.assertEqual(hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest(),
+                         UP["default-tls"].cert["fp"], "not the upstream's certificate")
+        s.sendall(b"hello\n")
+        self.assertEqual(s.recv(200), b"default-tls sni=nochallenge.test got=hello\n")
+        s.close()
+        try:
+            self.gw.reload(proxy={"tls_miss": "reject"})
+            m0 = self.gw.metrics()
+            rc, out, der, alpn, _ = self.s_client("nochallenge.test", "1.3")
+            self.count("tls-alpn-01", "missed")
+            self.assertIsNone(der, "a certificate was served under tls_miss = reject")
+            self.assertNotEqual(rc, 0, out)
+            self.assertRegex(out, r"(?i)unrecognized name.*alert number 112", out)
+            # byte-exact: one fatal unrecognized_name alert, then EOF
+            bio = BioTls("nochallenge.test", alpn=["acme-tls/1"])
+            got = exchange(self.gw.https, bio.first_flight())
+            self.count("tls-alpn-01", "missed")
+            self.assertEqual(got, bytes.fromhex("15030300020270"))
+            self.metric_deltas(m0, {M(REFUSED, reason="acme_tls_rejected"): 2})
+            # TLS without acme-tls/1 is still relayed
+            s = self.tls_connect("nochallenge.test", alpn=["h2", "http/1.1"])
+            self.closers.append(s.close)
+            self.assertEqual(hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest(),
+                             UP["default-tls"].cert["fp"])
+            s.close()
+        finally:
+            self.gw.reload()
+
+    def test_observability_logs_last_hit_metrics(self):
+        tok, miss = new_token(), new_token()
+        self.gw.put_http01(tok)
+        ka_tls = keyauth(new_token())
+        self.gw.put_tls("obs.test", ka_tls)
+        # http-01 answered and missed, from known client ports
+        s = connect(self.gw.http)
+        port_ans = s.getsockname()[1]
+        s.sendall(http_req("GET", "/.well-known/acme-challenge/" + tok, "obs.test"))
+        self.assertEqual(parse_http(recv_all(s))[0], 200)
+        s.close()
+        self.count("http-01", "answered")
+        s = connect(self.gw.http)
+        port_miss = s.getsockname()[1]
+        s.sendall(http_req("GET", "/.well-known/acme-challenge/" + miss, "obs.test"))
+        self.assertEqual(parse_http(recv_all(s))[0], 200)
+        s.close()
+        self.count("http-01", "missed")
+        # tls-alpn-01 answered and missed
+        s = connect(self.gw.https)
+        port_tls = s.getsockname()[1]
+        bio = BioTls("obs.test", alpn=["acme-tls/1"])
+        s.sendall(bio.first_flight())
+        bio.finish(s)
+        self.assertEqual(bio.alpn(), "acme-tls/1")
+        self.assertEqual(bio.read_until_close(s), b"")
+        self.assertTrue(bio.close_notify, "no close_notify after the acme-tls/1 handshake")
+        s.close()
+        self.count("tls-alpn-01", "answered")
+        s = self.tls_connect("obs-miss.test", alpn=["acme-tls/1"])
+        port_tls_miss = s.getsockname()[1]
+        s.close()
+        self.count("tls-alpn-01", "missed")
+
+        # one log line each: client address, identifier, kind, outcome
+        want = [
+            r"proxy: http-01 answered: client 127\.0\.0\.1:%d, identifier obs\.test, key %s"
+            % (port_ans, re.escape(tok)),
+            r"proxy: http-01 missed: client 127\.0\.0\.1:%d, identifier obs\.test, key %s, "
+            r"forwarded" % (port_miss, re.escape(miss)),
+            r"proxy: tls-alpn-01 answered: client 127\.0\.0\.1:%d, identifier obs\.test, "
+            r"key obs\.test, TLSv1\.3" % port_tls,
+            r"proxy: tls-alpn-01 missed: client 127\.0\.0\.1:%d, identifier obs-miss\.test, "
+            r"key obs-miss\.test, forwarded" % port_tls_miss,
+        ]
+        for w in want:
+            self.wait_log(w)
+
+        # GET /v1/challenges: last_hit with the peer address
+        entries = {(e["kind"], e.get("token") or e.get("name")): e
+                   for e in self.gw.challenges()}
+        e = entries[("http-01", tok)]
+        self.assertIn("last_hit", e, e)
+        self.assertEqual(e["last_hit"]["peer"], "127.0.0.1:%d" % port_ans, e)
+        self.assertEqual(e["last_hit"]["outcome"], "answered", e)
+        self.assertRegex(e["last_hit"]["time"], r"^\d{4}-\d\d-\d\dT", e)
+        e = entries[("tls-alpn-01", "obs.test")]
+        self.assertEqual(e["last_hit"]["peer"], "127.0.0.1:%d" % port_tls, e)
+        self.assertEqual(e["last_hit"]["outcome"], "answered", e)
+
+        # /metrics: the challenge counters match what this class did so far
+        m = self.gw.metrics()
+        for (kind, result), n in sorted(type(self).expect.items()):
+            self.assertEqual(int(m.get(M(CH, kind=kind, result=result), -1)), n,
+                             "%s{kind=%s,result=%s}" % (CH, kind, result))
+        backends = [dict(l)["backend"] for (n, l), v in m.items()
+                    if n == "acmeedge_io_backend_info" and v == 1]
+        self.assertEqual(len(backends), 1, "acmeedge_io_backend_info")
+        if IO_BACKEND and IO_BACKEND != "auto":
+            self.assertEqual(backends[0], IO_BACKEND)
+        else:
+            self.assertIn(backends[0], ("io_uring", "epoll"))
+        self.assertEqual(m.get(M("acmeedge_proxy_workers")), 2)
+        figure("io backend: %s", backends[0])
+
+
+# =====================================================================================
+# Relaying: passthrough, routes, PROXY protocol, throughput, reload under traffic
+# =====================================================================================
+
+class RelayTest(GatewayCase):
+    NAME = "relay"
+
+    def test_passthrough_sees_upstream_certificate(self):
+        for v6 in (False, True):
+            s = self.tls_connect("www.default.test", alpn=["http/1.1"], v6=v6)
+            self.closers.append(s.close)
+            der = s.getpeercert(binary_form=True)
+            self.assertEqual(hashlib.sha256(der).hexdigest(), UP["default-tls"].cert["fp"])
+            for i in range(3):
+                s.sendall(b"ping %d\n" % i)
+                self.assertEqual(s.recv(200),
+                                 b"default-tls sni=www.default.test got=ping %d\n" % i)
+            s.close()
+
+    def test_sni_routes(self):
+        cases = [("app.test", "app-tls"), ("www.app.test", "app-tls"),
+                 ("other.test", "default-tls"), ("xapp.test", "default-tls"),
+                 (None, "default-tls")]
+        for sni, up in cases:
+            s = self.tls_connect(sni)
+            self.closers.append(s.close)
+            self.assertEqual(hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest(),
+                             UP[up].cert["fp"], "SNI %r" % sni)
+            s.sendall(b"x\n")
+            self.assertEqual(s.recv(200), ("%s sni=%s got=x\n" % (up, sni)).encode())
+            s.close()
+
+    def test_host_routes(self):
+        cases = [("app.test", "app-http"), ("www.app.test", "app-http"),
+                 ("APP.test:8080", "app-http"), ("other.test", "default-http"),
+                 ("xapp.test", "default-http")]
+        for host, up in cases:
+            code, h, body, _ = self.curl(self.url("/route/check"), host=host)
+            self.assertEqual((code, h.get("x-upstream")), (200, up), host)
+            self.assertEqual(json.loads(body)["host"], host)
+
+    def test_proxy_protocol_to_upstream(self):
+        gw = self.gw
+        for route, version in (("pp1.test", 1), ("pp2.test", 2)):
+            for v6 in (False, True):
+                host = "::1" if v6 else "127.0.0.1"
+                port = gw.http6 if v6 else gw.http
+                s = connect(port, host)
+                cport = s.getsockname()[1]
+                req = http_req("GET", "/pp", route)
+                s.sendall(req)
+                st, h, body, _ = parse_http(recv_all(s))
+                s.close()
+                info = json.loads(body)
+                self.assertEqual(info["upstream"], "pp-http")
+                self.assertEqual(base64.b64decode(info["raw"]), req)
+                p = info["proxy"]
+                self.assertIsNotNone(p, "no PROXY header reached the upstream")
+                self.assertEqual((p["version"], p["family"], p["src"], p["sport"],
+                                  p["dst"], p["dport"]),
+                                 (version, "TCP6" if v6 else "TCP4", host, cport, host, port))
+                if version == 1:
+                    self.assertEqual(base64.b64decode(info["proxy_raw"]),
+                                     proxy_v1(host, cport, host, port))
+                else:
+                    self.assertEqual(base64.b64decode(info["proxy_raw"]),
+                                     proxy_v2(host, cport, host, port))
+        # the HTTPS port: the header, then the client's own TLS to the upstream
+        for route, version in (("pp1.test", 1), ("pp2.test", 2)):
+            s = self.tls_connect(route)
+            cport = s.getsockname()[1]
+            self.assertEqual(hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest(),
+                             UP["pp-tls"].cert["fp"])
+            s.sendall(b"tls-pp\n")
+            self.assertEqual(s.recv(200), ("pp-tls sni=%s got=tls-pp\n" % route).encode())
+            s.close()
+            r = UP["pp-tls"].wait_record(lambda r: r["proxy"] and r["proxy"]["sport"] == cport)
+            self.assertEqual((r["proxy"]["version"], r["proxy"]["src"], r["proxy"]["dport"]),
+                             (version, "127.0.0.1", gw.https))
+
+    def test_trusted_inbound_proxy_header(self):
+        gw = self.gw
+        # v1 in, v2 out (pp2) and v2 in, v1 out (pp1): the address is 203.0.113.7
+        for hdr_in, route, out_v in ((proxy_v1("203.0.113.7", 4567, "198.51.100.1", 80),
+                                      "pp2.test", 2),
+                                     (proxy_v2("203.0.113.7", 4568, "198.51.100.1", 80),
+                                      "pp1.test", 1)):
+            req = http_req("GET", "/in", route)
+            st, _, body, _ = parse_http(exchange(gw.http, hdr_in + req))
+            info = json.loads(body)
+            self.assertEqual(st, 200)
+            self.assertEqual(base64.b64decode(info["raw"]), req)
+            p = info["proxy"]
+            sport = 4567 if out_v == 2 else 4568
+            self.assertEqual((p["version"], p["src"], p["sport"], p["dst"], p["dport"]),
+                             (out_v, "203.0.113.7", sport, "198.51.100.1", 80))
+            if out_v == 1:
+                self.assertEqual(base64.b64decode(info["proxy_raw"]),
+                                 proxy_v1("203.0.113.7", 4568, "198.51.100.1", 80))
+        # the HTTPS port: a v2 header in front of the ClientHello
+        s = connect(gw.https)
+        s.sendall(proxy_v2("203.0.113.7", 4570, "198.51.100.1", 443))
+        bio = BioTls("pp1.test")
+        s.sendall(bio.first_flight())
+        bio.finish(s)
+        self.assertEqual(hashlib.sha256(bio.cert_der()).hexdigest(), UP["pp-tls"].cert["fp"])
+        bio.write(s, b"through-lb\n")
+        exp = b"pp-tls sni=pp1.test got=through-lb\n"
+        self.assertEqual(bio.read_until_close(s, want=len(exp)), exp)
+        s.close()
+        r = UP["pp-tls"].wait_record(lambda r: r["proxy"] and r["proxy"]["sport"] == 4570)
+        self.assertEqual((r["proxy"]["version"], r["proxy"]["src"]), (1, "203.0.113.7"))
+        # a challenge asked through the load balancer: logs and last_hit carry it
+        tok = new_token()
+        gw.put_http01(tok)
+        got = exchange(gw.http, proxy_v1("203.0.113.7", 4571, "198.51.100.1", 80) +
+                       http_req("GET", "/.well-known/acme-challenge/" + tok, "lb.test"))
+        self.count("http-01", "answered")
+        self.assertEqual(parse_http(got)[:3:2], (200, keyauth(tok).encode()))
+        self.wait_log(r"http-01 answered: client 203\.0\.113\.7:4571, "
+                      r"identifier lb\.test, key " + re.escape(tok))
+        e = [e for e in gw.challenges() if e.get("token") == tok][0]
+        self.assertEqual(e["last_hit"]["peer"], "203.0.113.7:4571", e)
+
+    def test_untrusted_inbound_proxy_header_refused(self):
+        gw = self.gw
+        try:
+            gw.reload(proxy={"trusted_proxies": "192.0.2.0/24"})
+            m0 = gw.metrics()
+            for hdr in (proxy_v1("203.0.113.7", 4567, "198.51.100.1", 80),
+                        proxy_v2("203.0.113.7", 4567, "198.51.100.1", 80)):
+                for port in (gw.http, gw.https):
+                    s = connect(port)
+                    s.sendall(hdr + http_req("GET", "/x", "other.test"))
+                    self.assertTrue(closed_without_data(s, 5),
+                                    "a PROXY header from an untrusted peer was not refused")
+                    s.close()
+            self.metric_deltas(m0, {M(REFUSED, reason="proxy_header_untrusted"): 4,
+                                    M("acmeedge_proxy_relayed_total", port="http"): 0})
+            # without a header the same peer is served as usual
+            code, h, _, _ = self.curl(self.url("/plain"), host="other.test")
+            self.assertEqual((code, h.get("x-upstream")), (200, "default-http"))
+        finally:
+            gw.reload()
+
+    def test_relay_100mib_each_way(self):
+        n = 100 * MiB
+        seeds = [os.urandom(MiB) for _ in range(4)]
+        head = b"POST /bulk HTTP/1.1\r\nHost: echo.test\r\nContent-Length: %d\r\n\r\n" % n
+        total = len(head) + n
+        s = connect(self.gw.http, timeout=60)
+        self.closers.append(s.close)
+        sent = hashlib.sha256()
+        result = {}
+
+        def sender():
+            try:
+                s.sendall(head)
+                sent.update(head)
+                for i in range(n // MiB):
+                    k = (i * 7919) % MiB
+                    seed = seeds[i % 4]
+                    chunk = seed[k:] + seed[:k]
+                    sent.update(chunk)
+                    s.sendall(chunk)
+                s.shutdown(socket.SHUT_WR)
+            except Exception as e:      # noqa: BLE001
+                result["send_error"] = repr(e)
+
+        t0 = time.monotonic()
+        th = threading.Thread(target=sender, daemon=True)
+        th.start()
+        got = hashlib.sha256()
+        nrecv = 0
+        while True:
+            d = s.recv(1 << 18)
+            if not d:
+                break
+            got.update(d)
+            nrecv += len(d)
+        t1 = time.monotonic()
+        th.join(60)
+        self.assertNotIn("send_error", result)
+        self.assertEqual(nrecv, total)
+        self.assertEqual(got.hexdigest(), sent.hexdigest(), "bytes changed on the way")
+        r = UP["echo"].wait_record(lambda r: r.get("bytes") == total)
+        self.assertEqual(r["sha256"], sent.hexdigest(), "the upstream got other bytes")
+        figure("relay, 100 MiB each way at once through the proxy (and a Python echo): "
+               "%.2f s, %.0f MB/s per direction", t1 - t0, n / 1e6 / (t1 - t0))
+
+    def test_reload_under_traffic(self):
+        gw = self.gw
+        code, h, _, _ = self.curl(self.url("/r"), host="new.test")
+        self.assertEqual(h.get("x-upstream"), "default-http")
+        outs = [{} for _ in range(6)]
+        threads = [threading.Thread(target=self._transfer, args=(8 * MiB, 0.025, o),
+                                    daemon=True) for o in outs]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while not all(o.get("rx", {}).get("recv", 0) > 0 for o in outs):
+            self.assertLess(time.monotonic(), deadline, "transfers did not start: %r" % outs)
+            time.sleep(0.05)
+        routes = base_routes()
+        routes["new"] = {"names": "new.test", "http": UP["new-http"].addr,
+                         "https": UP["default-tls"].addr}
+        try:
+            t0 = time.monotonic()
+            gw.reload(routes=routes)
+            running = sum(1 for o in outs if not o.get("done"))
+            self.assertGreater(running, 0, "the transfers ended before the reload")
+            # new connections take the new route at once, while the old ones go on
+            code, h, _, _ = self.curl(self.url("/r"), host="new.test")
+            self.assertEqual((code, h.get("x-upstream")), (200, "new-http"))
+            for t in threads:
+                t.join(90)
+            for o in outs:
+                self.assertTrue(o.get("ok"), "a transfer broke across the reload: %r" % o)
+            figure("reload under traffic: %d of 6 relays running at SIGHUP, all intact; "
+                   "reload to last transfer done %.2f s", running, time.monotonic() - t0)
+        finally:
+            gw.reload()
+        code, h, _, _ = self.curl(self.url("/r"), host="new.test")
+        self.assertEqual(h.get("x-upstream"), "default-http")
+
+
+# =====================================================================================
+# Hostile and broken input, broken upstreams (peek_timeout = 1s)
+# =====================================================================================
+
+class HostileTest(GatewayCase):
+    NAME = "hostile"
+    PROXY = {"peek_timeout": "1s"}
+
+    def _bytewise(self, data, sock, delay=0.0005):
+        for i in range(len(data)):
+            sock.send(data[i:i + 1])
+            if delay and i % 4 == 3:
+                time.sleep(delay)
+
+    def test_hello_one_byte_at_a_time(self):
+        ka = keyauth(new_token())
+        self.gw.put_tls("bytewise.test", ka)
+        # answered: the whole acme-tls/1 handshake after a byte-by-byte hello
+        s = connect(self.gw.https)
+        self.closers.append(s.close)
+        bio = BioTls("bytewise.test", alpn=["acme-tls/1"])
+        t0 = time.monotonic()
+        flight = bio.first_flight()
+        self._bytewise(flight, s)
+        bio.finish(s)
+        self.count("tls-alpn-01", "answered")
+        figure("a %d-byte ClientHello sent one byte per segment, handshake done in %.0f ms",
+               len(flight), (time.monotonic() - t0) * 1000)
+        self.assertEqual(bio.alpn(), "acme-tls/1")
+        self.check_acme_cert(bio.cert_der(), "bytewise.test", ka)
+        self.assertEqual(bio.read_until_close(s), b"")
+        self.assertTrue(bio.close_notify)
+        s.close()
+        # relayed: no acme-tls/1, so the upstream finishes the handshake
+        s = connect(self.gw.https)
+        self.closers.append(s.close)
+        bio = BioTls("other.test", alpn=["http/1.1"])
+        self._bytewise(bio.first_flight(), s)
+        bio.finish(s)
+        self.assertEqual(hashlib.sha256(bio.cert_der()).hexdigest(),
+                         UP["default-tls"].cert["fp"])
+        bio.write(s, b"bytes\n")
+        exp = b"default-tls sni=other.test got=bytes\n"
+        self.assertEqual(bio.read_until_close(s, want=len(exp)), exp)
+
+    def test_hello_spanning_two_records(self):
+        ka = keyauth(new_token())
+        self.gw.put_tls("tworec.test", ka)
+        for sni, alpn in (("tworec.test", ["acme-tls/1"]), ("app.test", ["http/1.1"])):
+            s = connect(self.gw.https)
+            self.closers.append(s.close)
+            bio = BioTls(sni, alpn=alpn)
+            flight = bio.first_flight()
+            two = split_records(flight, [100])
+            self.assertEqual(len(two), len(flight) + 5)
+            s.sendall(two[:60])         # and the segments cut elsewhere
+            time.sleep(0.05)
+            s.sendall(two[60:])
+            bio.finish(s)
+            if alpn == ["acme-tls/1"]:
+                self.count("tls-alpn-01", "answered")
+                self.assertEqual(bio.alpn(), "acme-tls/1")
+                self.check_acme_cert(bio.cert_der(), sni, ka)
+            else:
+                self.assertEqual(hashlib.sha256(bio.cert_der()).hexdigest(),
+                                 UP["app-tls"].cert["fp"])
+                bio.write(s, b"two\n")
+                exp = b"app-tls sni=app.test got=two\n"
+                self.assertEqual(bio.read_until_close(s, want=len(exp)), exp)
+            s.close()
+
+    def _send_hostile(self, port, data, within=3.0):
+        """Sends data (the peer may close mid-way), returns (closed?, bytes got)."""
+        s = connect(port)
+        self.closers.append(s.close)
+        t0 = time.monotonic()
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        s.settimeout(within)
+        got = b""
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                got += d
+        except ConnectionResetError:
+            pass
+        except socket.timeout:
+            return False, got, time.monotonic() - t0
+        s.close()
+        return True, got, time.monotonic() - t0
+
+    def test_oversized_hello(self):
+        m0 = self.gw.metrics()
+        # one 20 KiB handshake message over two records
+        big = crafted_hello("big.test", ["acme-tls/1"], pad=20000)
+        self.assertGreater(len(big), 18 * 1024)
+        closed, got, dt = self._send_hostile(self.gw.https, big)
+        self.assertTrue(closed, "an oversized hello was not closed")
+        self.assertEqual(got, b"")
+        self.assertLess(dt, 0.9, "closed by the peek timeout, not the size check")
+        # a small hello cut into 1-byte records: more than 18 KiB of records
+        frag = crafted_hello("frag.test", ["acme-tls/1"], pad=3300, record_size=1)
+        self.assertGreater(len(frag), 18 * 1024 + 100)
+        closed, got, dt = self._send_hostile(self.gw.https, frag)
+        self.assertTrue(closed)
+        self.assertEqual(got, b"")
+        self.metric_deltas(m0, {M(REFUSED, reason="hello_too_large"): 2,
+                                M(REFUSED, reason="bad_hello"): 0,
+                                M("acmeedge_proxy_relayed_total", port="https"): 0})
+
+    def test_garbage_on_both_ports(self):
+        m0 = self.gw.metrics()
+        for junk in (b"\x16\x03\x01\x00\x05hello\r\n\r\n", b"GET / HTTP/9.9\r\nHost: a\r\n\r\n",
+                     b"GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n"):
+            closed, got, _ = self._send_hostile(self.gw.http, junk)
+            self.assertTrue(closed)
+            self.assertEqual(parse_http(got)[0], 400, got)
+        for junk in (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", b"\x17\x03\x03\x00\x10" + b"x" * 16,
+                     b"\x16\x03\x01\x00\x08\x02\x00\x00\x04abcd",
+                     bytes(range(256)) * 2):
+            closed, got, dt = self._send_hostile(self.gw.https, junk)
+            self.assertTrue(closed, junk[:20])
+            self.assertEqual(got, b"", junk[:20])
+            self.assertLess(dt, 0.9, "garbage hello closed only by the peek timeout")
+        self.metric_deltas(m0, {M(REFUSED, reason="bad_request"): 3,
+                                M(REFUSED, reason="bad_hello"): 4,
+                                M("acmeedge_proxy_relayed_total", port="http"): 0,
+                                M("acmeedge_proxy_relayed_total", port="https"): 0})
+
+    def test_slow_clients_past_the_peek_timeout(self):
+        m0 = self.gw.metrics()
+        socks = []
+        for port, data in ((self.gw.http, b""), (self.gw.http, b"GET /slow HTTP/1.1\r\nHo"),
+                           (self.gw.https, b""), (self.gw.https, crafted_hello("s.test")[:40])):
+            s = connect(port)
+            self.closers.append(s.close)
+            if data:
+                s.sendall(data)
+            socks.append((s, time.monotonic()))
+        for s, t0 in socks:
+            self.assertTrue(closed_without_data(s, 4), "a slow client was never closed")
+            dt = time.monotonic() - t0
+            self.assertGreater(dt, 0.8, "closed before peek_timeout")
+            self.assertLess(dt, 2.5, "closed long after peek_timeout")
+        self.metric_deltas(m0, {M(REFUSED, reason="peek_timeout"): 4})
+
+    def test_upstream_down(self):
+        m0 = self.gw.metrics()
+        st, h, body, _ = parse_http(exchange(self.gw.http, http_req("GET", "/", "down.test")))
+        self.assertEqual(st, 502, body)
+        s = connect(self.gw.https)
+        self.closers.append(s.close)
+        bio = BioTls("down.test", alpn=["http/1.1"])
+        s.sendall(bio.first_flight())
+        self.assertTrue(closed_without_data(s, 8), "HTTPS to a down upstream not closed")
+        self.metric_deltas(m0, {M(UPERR, reason="connect_failed"): 4,
+                                M(UPERR, reason="all_servers_failed"): 2,
+                                M("acmeedge_proxy_relayed_total", port="http"): 0,
+                                M("acmeedge_proxy_relayed_total", port="https"): 0})
+
+    def test_upstream_resets_mid_stream(self):
+        m0 = self.gw.metrics()
+        s = connect(self.gw.http)
+        self.closers.append(s.close)
+        s.sendall(http_req("GET", "/big", "reset.test", close=False))
+        t0 = time.monotonic()
+        got = recv_all(s)
+        dt = time.monotonic() - t0
+        self.assertTrue(got.startswith(b"HTTP/1.1 200 OK"), got[:100])
+        self.assertLess(len(got), 10485760, "the whole body arrived")
+        self.assertLess(dt, 8, "the client was not told of the upstream's reset")
+        self.metric_deltas(m0, {M(CLOSED, reason="reset"): 1})
+        # and the proxy goes on serving
+        code, h, _, _ = self.curl(self.url("/after-reset"), host="other.test")
+        self.assertEqual((code, h.get("x-upstream")), (200, "default-http"))
+
+    def test_client_half_close(self):
+        # relayed: the upstream answers only after it saw the client's EOF
+        req = http_req("GET", "/after-eof", "app.test", close=False)
+        got = exchange(self.gw.http, req, shut=True)
+        st, h, body, _ = parse_http(got)
+        self.assertEqual(st, 200)
+        info = json.loads(body)
+        self.assertEqual(base64.b64decode(info["raw"]), req)
+        self.assertEqual(info["after_eof"], "")
+        # answered: a challenge request then EOF still gets its answer
+        tok = new_token()
+        self.gw.put_http01(tok)
+        got = exchange(self.gw.http, http_req("GET", "/.well-known/acme-challenge/" + tok,
+                                              "h.test", close=False), shut=True)
+        self.count("http-01", "answered")
+        self.assertEqual(parse_http(got)[2], keyauth(tok).encode())
+        # the HTTPS relay: a hello for the echo upstream, more bytes, then our
+        # FIN; everything comes back and then the upstream's own EOF
+        flight = BioTls("echo.test", alpn=["http/1.1"]).first_flight()
+        extra = os.urandom(3000)
+        got = exchange(self.gw.https, flight + extra, shut=True)
+        self.assertEqual(got, flight + extra)
+        r = UP["echo"].wait_record(lambda r: r.get("sha256") == sha256_hex(flight + extra))
+        self.assertEqual(r["bytes"], len(flight) + len(extra))
+
+
+# =====================================================================================
+# 1,000 connections at once, all three outcomes mixed
+# =====================================================================================
+
+class _Job:
+    def __init__(self, kind, port, payload=None, sni=None):
+        self.kind = kind
+        self.port = port
+        self.payload = payload
+        self.sni = sni
+        self.buf = b""
+        self.out = b""
+        self.done = False
+        self.error = None
+        self.bio = None
+
+
+class LoadTest(GatewayCase):
+    NAME = "load"
+
+    def test_1000_concurrent_mixed(self):
+        gw = self.gw
+        n = 1000
+        toks = [new_token() for _ in range(8)]
+        for t in toks:
+            gw.put_http01(t)
+        ka = keyauth(new_token())
+        gw.put_tls("load.test", ka)
+        s = self.tls_connect("load.test", alpn=["acme-tls/1"])
+        cert = s.getpeercert(binary_form=True)
+        s.close()
+        self.count("tls-alpn-01", "answered")
+        self.check_acme_cert(cert, "load.test", ka)
+        m0 = gw.metrics()
+
+        jobs = []
+        for i in range(n):
+            k = i % 3
+            if k == 0:
+                t = toks[i % len(toks)]
+                jobs.append(_Job("http01", gw.http, http_req(
+                    "GET", "/.well-known/acme-challenge/" + t, "load.test")))
+                jobs[-1].want = keyauth(t).encode()
+            elif k == 1:
+                jobs.append(_Job("tls", gw.https, sni="load.test"))
+            else:
+                req = http_req("GET", "/load/%d" % i, "app.test")
+                jobs.append(_Job("relay", gw.http, req))
+        sel = selectors.DefaultSelector()
+        t0 = time.monotonic()
+        deadline = t0 + 60
+        try:
+            # 1: every connection open at once
+            pending = 0
+            for j in jobs:
+                j.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                j.sock.setblocking(False)
+                err = j.sock.connect_ex(("127.0.0.1", j.port))
+                self.assertIn(err, (0, 115), os.strerror(err))      # EINPROGRESS
+                sel.register(j.sock, selectors.EVENT_WRITE, j)
+                pending += 1
+            while pending:
+                self.assertLess(time.monotonic(), deadline, "connects did not finish")
+                for key, _ in sel.select(1.0):
+                    j = key.data
+                    err = j.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    self.assertEqual(err, 0, os.strerror(err))
+                    sel.unregister(j.sock)
+                    pending -= 1
+            t_conn = time.monotonic()
+            # 2: every request sent, every answer read
+            for j in jobs:
+                if j.kind == "tls":
+                    j.bio = BioTls(j.sni, alpn=["acme-tls/1"])
+                    j.out = j.bio.first_flight()
+                else:
+                    j.out = j.payload
+                sel.register(j.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, j)
+            left = n
+            while left:
+                if time.monotonic() > deadline:
+                    break
+                for key, ev in sel.select(1.0):
+                    j = key.data
+                    if ev & selectors.EVENT_WRITE and j.out:
+                        try:
+                            k = j.sock.send(j.out)
+                            j.out = j.out[k:]
+                        except BlockingIOError:
+                            pass
+                        except OSError as e:
+                            j.error = "send: %r" % e
+                    if ev & selectors.EVENT_READ and not j.error:
+                        try:
+                            d = j.sock.recv(65536)
+                        except BlockingIOError:
+                            continue
+                        except OSError as e:
+                            d = b""
+                            j.error = "recv: %r" % e
+                        self._job_data(j, d)
+                    if j.done or j.error:
+                        sel.unregister(j.sock)
+                        j.sock.close()
+                        left -= 1
+                    elif not j.out:
+                        sel.modify(j.sock, selectors.EVENT_READ, j)
+                    else:
+                        sel.modify(j.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, j)
+            t1 = time.monotonic()
+        finally:
+            for j in jobs:
+                try:
+                    j.sock.close()
+                except Exception:   # noqa: BLE001
+                    pass
+            sel.close()
+        byk = collections.Counter()
+        bad = []
+        for j in jobs:
+            ok = j.done and not j.error and self._job_ok(j, cert)
+            byk[(j.kind, ok)] += 1
+            if not ok and len(bad) < 5:
+                bad.append((j.kind, j.error, j.done, j.buf[:200]))
+        self.count("http-01", "answered", sum(1 for j in jobs if j.kind == "http01"))
+        self.count("tls-alpn-01", "answered", sum(1 for j in jobs if j.kind == "tls"))
+        figure("1000 concurrent connections (334 http-01, 333 acme-tls/1, 333 relayed): "
+               "all connected in %.2f s, all answered %.2f s after that, wall %.2f s",
+               t_conn - t0, t1 - t_conn, t1 - t0)
+        self.assertEqual(sum(v for (k, ok), v in byk.items() if ok), n,
+                         "failures: %r; first: %r" % (dict(byk), bad))
+        self.metric_deltas(m0, {
+            M(CH, kind="http-01", result="answered"): 334,
+            M(CH, kind="tls-alpn-01", result="answered"): 333,
+            M("acmeedge_proxy_relayed_total", port="http"): 333,
+            M("acmeedge_proxy_tls_handshakes_total", result="ok"): 333,
+            M("acmeedge_proxy_tls_handshakes_total", result="failed"): 0})
+
+    @staticmethod
+    def _job_data(j, d):
+        if j.kind != "tls":
+            if d:
+                j.buf += d
+            else:
+                j.done = True
+            return
+        if d:
+            j.bio.inc.write(d)
+        else:
+            j.bio.inc.write_eof()
+        try:
+            if not getattr(j, "hs_done", False):
+                j.bio.obj.do_handshake()
+                j.hs_done = True
+                j.alpn = j.bio.alpn()
+                j.cert = j.bio.cert_der()
+            while True:
+                r = j.bio.obj.read(65536)
+                if not r:           # close_notify
+                    j.close_notify = True
+                    j.done = True
+                    break
+                j.buf += r
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:
+            j.close_notify = True
+            j.done = True
+        except (ssl.SSLError, OSError) as e:
+            j.error = "tls: %r" % e
+        j.out += j.bio.out.read()
+        if not d and not j.done and not j.error:
+            j.error = "EOF without close_notify"
+
+    @staticmethod
+    def _job_ok(j, cert):
+        if j.kind == "tls":
+            return (getattr(j, "alpn", None) == "acme-tls/1" and j.cert == cert and
+                    getattr(j, "close_notify", False) and j.buf == b"")
+        try:
+            st, h, body, rest = parse_http(j.buf)
+        except AssertionError:
+            return False
+        if st != 200 or rest:
+            return False
+        if j.kind == "http01":
+            return body == j.want
+        info = json.loads(body)
+        return info["upstream"] == "app-http" and base64.b64decode(info["raw"]) == j.payload
+
+
+# =====================================================================================
+# Graceful stop
+# =====================================================================================
+
+class StopTest(GatewayCase):
+    NAME = "stop"
+    PROXY = {"grace": "15s"}
+
+    def test_sigterm_lets_a_running_transfer_finish(self):
+        gw = self.gw
+        out = {}
+        th = threading.Thread(target=self._transfer, args=(12 * MiB, 0.02, out),
+                              daemon=True)
+        th.start()
+        deadline = time.monotonic() + 10
+        while out.get("rx", {}).get("recv", 0) == 0:
+            self.assertLess(time.monotonic(), deadline, "the transfer did not start: %r" % out)
+            time.sleep(0.02)
+        t_term = time.monotonic()
+        gw.signal(signal.SIGTERM)
+        # new connections are refused soon after (refused, or reset unserved)
+        refused_at = None
+        probes = []
+        while time.monotonic() - t_term < 5 and not out.get("done"):
+            t = time.monotonic() - t_term
+            try:
+                s = connect(gw.http, timeout=1)
+            except ConnectionRefusedError:
+                probes.append((round(t, 2), "refused"))
+                refused_at = refused_at if refused_at is not None else t
+                time.sleep(0.1)
+                continue
+            try:
+                s.sendall(http_req("GET", "/during-stop", "other.test"))
+                s.settimeout(1.0)
+                d = s.recv(65536)
+                what = "served" if d else "closed"
+            except ConnectionResetError:
+                what = "reset"
+            except socket.timeout:
+                what = "hangs (accepted by the kernel, never by the proxy)"
+            finally:
+                s.close()
+            probes.append((round(t, 2), what))
+            if what in ("closed", "reset"):
+                refused_at = refused_at if refused_at is not None else t
+            else:
+                refused_at = None
+            time.sleep(0.1)
+        th.join(60)
+        self.assertTrue(out.get("ok"), "the running transfer broke on SIGTERM: %r" % out)
+        t_done = time.monotonic() - t_term
+        try:
+            rc = gw.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.fail("acme-edge run still running 30 s after its transfer ended")
+        t_exit = time.monotonic() - t_term
+        self.assertEqual(rc, 0, gw.log()[-3000:])
+        log = gw.log()
+        self.assertIn("proxy: stopped", log)
+        self.assertNotRegex(log, r"run: \w+ \(pid \d+\) (exited with status [1-9]|killed)")
+        figure("graceful stop: new connections refused %s s after SIGTERM, the running "
+               "transfer ended %.2f s after it, exit %.2f s after it",
+               "never" if refused_at is None else "%.2f" % refused_at, t_done, t_exit)
+        # checked last, so that a failure here still tells how the rest went
+        self.assertIsNotNone(refused_at, "new connections were not refused after SIGTERM "
+                                         "(seconds after SIGTERM, outcome): %r" % probes)
+        self.assertLess(refused_at, 2.0, "refused only %.1f s after SIGTERM (seconds after "
+                                         "SIGTERM, outcome): %r" % (refused_at, probes))
+
+
+if __name__ == "__main__":
+    if not os.access(ACME_EDGE, os.X_OK):
+        sys.exit("%s: %s is not an executable; set ACME_EDGE" % (sys.argv[0], ACME_EDGE))
+    for tool in ("openssl", "curl"):
+        if not shutil.which(tool):
+            sys.exit("the %s CLI is needed" % tool)
+    unittest.main(verbosity=2)
