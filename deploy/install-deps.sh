@@ -11,7 +11,7 @@ pkgs=(build-essential cmake ninja-build pkg-config
 if [ "${1:-}" = "--test" ]; then
 	pkgs+=(clang libclang-rt-14-dev python3 curl procps
 	       pebble certbot dehydrated lego python3-acme python3-josepy
-	       python3-cryptography util-linux)
+	       python3-cryptography util-linux libseccomp-dev)
 fi
 
 missing=()

@@ -22,6 +22,7 @@ Environment: ACME_EDGE (the binary), NO_URING (the seccomp helper).
 """
 import base64
 import http.server
+import json
 import os
 import re
 import shutil
@@ -41,6 +42,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 ACME_EDGE = os.environ.get("ACME_EDGE") or os.path.join(ROOT, "build/ep/acme-edge")
 NO_URING = os.environ.get("NO_URING") or os.path.join(ROOT, "build/ep/tests/no_uring")
+SECCOMP_PROFILE = os.environ.get("SECCOMP_PROFILE")
+PROFILE_JSON = os.path.join(ROOT, "deploy", "seccomp-io_uring.json")
+DOCKERFILE = os.path.join(ROOT, "deploy", "Dockerfile")
+URING_CALLS = ("io_uring_setup", "io_uring_enter", "io_uring_register")
 RUN_ID = "%d-%s" % (os.getpid(), uuid.uuid4().hex[:8])
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                    "runtime error:", "BUG at ", "SUMMARY: ")
@@ -189,13 +194,15 @@ class Gateway:
                 "https = 127.0.0.1:%d" % upstream_https, "",
                 "[log]", "level = info", ""]))
 
-    def start(self, cmd="run", no_uring=None):
+    def start(self, cmd="run", no_uring=None, wrapper=None):
         self.logf = open(self.log_path, "ab")
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
         argv = [ACME_EDGE, cmd, "-c", self.conf]
         if no_uring:
             argv = [NO_URING, no_uring] + argv
+        if wrapper:
+            argv = list(wrapper) + argv
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=self.logf, stderr=subprocess.STDOUT,
                                      env=env, start_new_session=True)
@@ -458,6 +465,92 @@ class BackendTest(unittest.TestCase):
                         lines[0])
         self.assertIn('acmeedge_io_backend_info{backend="epoll"} 1', g.metrics())
         self.check_serves(g)
+
+
+    # ---- deploy/: the container's seccomp profile and runtime packages ----
+
+    def profile_wrapper(self, without_uring):
+        if not SECCOMP_PROFILE:
+            self.skipTest("seccomp_profile not built (libseccomp-dev missing)")
+        with open(PROFILE_JSON) as f:
+            prof = json.load(f)
+        if without_uring:
+            # What Docker's default profile does since Engine 25.
+            for rule in prof["syscalls"]:
+                rule["names"] = [n for n in rule["names"] if n not in URING_CALLS]
+        path = os.path.join(self.tmp, "profile-%s.json" % self._testMethodName)
+        with open(path, "w") as f:
+            json.dump(prof, f)
+        return [SECCOMP_PROFILE, path]
+
+    def test_seccomp_profile_runs_io_uring(self):
+        if uring_disabled_sysctl() > 0:
+            self.skipTest("kernel.io_uring_disabled is set on this machine")
+        g = self.gateway("auto")
+        g.expect_clean_exit = True
+        g.start(wrapper=self.profile_wrapper(without_uring=False))
+        g.wait_ready()
+        lines = self.backend_lines(g.log())
+        self.assertEqual(len(lines), 1, g.log())
+        self.assertTrue(lines[0].endswith("proxy: io backend io_uring"), lines[0])
+        self.check_serves(g)
+        # A reload under the profile too; tearDown checks the clean stop.
+        os.kill(g.proc.pid, signal.SIGHUP)
+        time.sleep(0.5)
+        self.check_serves(g)
+
+    def test_profile_without_io_uring_falls_back(self):
+        g = self.gateway("auto")
+        g.expect_clean_exit = True
+        g.start(wrapper=self.profile_wrapper(without_uring=True))
+        g.wait_ready()
+        lines = self.backend_lines(g.log())
+        self.assertEqual(len(lines), 1, g.log())
+        self.assertTrue(lines[0].endswith(
+            "proxy: io backend epoll (io_uring unavailable: %s)" %
+            expected_cause("EPERM")), lines[0])
+        self.check_serves(g)
+
+    def test_dockerfile_ships_every_runtime_library(self):
+        """The slim stage must install the package of every library the
+        binary loads (or a package that depends on it)."""
+        with open(DOCKERFILE) as f:
+            text = f.read().replace("\\\n", " ")
+        stages = text.split("FROM ")
+        m = re.search(r"apt-get install -y --no-install-recommends\s+([^&]+)",
+                      stages[-1])
+        self.assertTrue(m, "no apt-get install in the last stage")
+        listed = set(m.group(1).split())
+        provided = set(listed) | {"libc6", "libgcc-s1"}
+        for pkg in listed:
+            p = subprocess.run(["apt-cache", "depends", "--recurse",
+                                "--no-recommends", "--no-suggests",
+                                "--no-conflicts", "--no-breaks", "--no-replaces",
+                                "--no-enhances", pkg],
+                               capture_output=True, text=True, timeout=60)
+            for line in p.stdout.splitlines():
+                line = line.strip()
+                if line.startswith("Depends:") or line.startswith("PreDepends:"):
+                    provided.add(line.split(":", 1)[1].strip().strip("<>"))
+        out = subprocess.run(["ldd", ACME_EDGE], capture_output=True, text=True,
+                             timeout=30).stdout
+        libs = [l.split("=>")[1].split("(")[0].strip() for l in out.splitlines()
+                if "=>" in l and "/" in l]
+        self.assertTrue(libs, out)
+        for lib in libs:
+            real = os.path.realpath(lib)
+            owner = None
+            for cand in (real, "/usr" + real, real.replace("/usr", "", 1)):
+                p = subprocess.run(["dpkg", "-S", cand], capture_output=True,
+                                   text=True, timeout=30)
+                if p.returncode == 0:
+                    owner = p.stdout.split(":")[0]
+                    break
+            if owner is None:
+                continue    # built into the sanitizer runtime, not a package
+            self.assertIn(owner, provided,
+                          "%s (from %s) is not installed by deploy/Dockerfile" %
+                          (lib, owner))
 
 
 if __name__ == "__main__":
