@@ -23,3 +23,4 @@ if command -v clang >/dev/null; then
 	echo "== fuzz: smoke"
 	"$top/tests/fuzz/smoke.sh" "$top/build/fuzz/tests/fuzz" "${FUZZ_SECONDS:-20}"
 fi
+"$top/bench/run" --quick  # the benchmark keeps working: a smoke run, no timing asserted
