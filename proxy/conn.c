@@ -45,9 +45,7 @@
 #define IN_MAX_HTTP 8192		/* request head, with pipelined bytes */
 #define IN_MAX_TLS (16384 + 2048)	/* hello plus record headers */
 #define OUT_CAP 16384
-#define RELAY_BUF_MIN 16384
-#define RELAY_BUF_MAX 65536
-#define RELAY_GROW_AFTER (1u << 20)	/* bytes before a direction is bulk */
+#define RELAY_BUF 65536
 #define LINGER_MS 2000
 #define CHALLENGE_PREFIX "/.well-known/acme-challenge/"
 #define ACME_TLS_ALPN "acme-tls/1"
@@ -392,12 +390,8 @@ static void on_connected(struct worker *w, struct conn *c)
 
 	pstats_add(w->stats, c->https ? PS_RELAYED_HTTPS : PS_RELAYED_HTTP, 1);
 	for (int d = 0; d < 2; d++) {
-		/* dir[0] starts with what was peeked, and maybe a PROXY header. */
-		uint32_t cap = d == 0 && c->in_len + PROXY_HDR_MAX_LEN > RELAY_BUF_MIN
-			       ? RELAY_BUF_MAX : RELAY_BUF_MIN;
-		c->dir[d].buf = malloc(cap);
+		c->dir[d].buf = malloc(RELAY_BUF);
 		BUG_ON(!c->dir[d].buf);
-		c->dir[d].cap = cap;
 	}
 	if (c->route->proxy_protocol != PP_OFF) {
 		socklen_t llen = sizeof(c->local);
@@ -405,16 +399,16 @@ static void on_connected(struct worker *w, struct conn *c)
 			getsockname(c->fd[SIDE_CLIENT], (struct sockaddr *)&c->local,
 				    &llen);
 		int r = c->route->proxy_protocol == PP_V1
-			? proxy_hdr_write_v1((char *)up->buf, up->cap,
+			? proxy_hdr_write_v1((char *)up->buf, RELAY_BUF,
 					     (struct sockaddr *)&c->peer,
 					     (struct sockaddr *)&c->local)
-			: proxy_hdr_write_v2(up->buf, up->cap,
+			: proxy_hdr_write_v2(up->buf, RELAY_BUF,
 					     (struct sockaddr *)&c->peer,
 					     (struct sockaddr *)&c->local);
 		BUG_ON(r < 0);
 		n = (uint32_t)r;
 	}
-	BUG_ON(n + c->in_len > up->cap);
+	BUG_ON(n + c->in_len > RELAY_BUF);
 	memcpy(up->buf + n, c->in, c->in_len);
 	up->len = n + c->in_len;
 	up->off = 0;
@@ -457,17 +451,8 @@ static void relay_pump(struct worker *w, struct conn *c, int d)
 		}
 		return;
 	}
-	if (c->recv_busy[src])
-		return;
-	if (r->cap < RELAY_BUF_MAX && r->moved >= RELAY_GROW_AFTER) {
-		/* Empty and not in the kernel's hands: safe to move. */
-		uint8_t *p = realloc(r->buf, RELAY_BUF_MAX);
-		if (p) {
-			r->buf = p;
-			r->cap = RELAY_BUF_MAX;
-		}
-	}
-	op_recv(w, c, src, r->buf, r->cap);
+	if (!c->recv_busy[src])
+		op_recv(w, c, src, r->buf, RELAY_BUF);
 }
 
 static void relay_recv(struct worker *w, struct conn *c, enum side s, int res)
@@ -482,7 +467,6 @@ static void relay_recv(struct worker *w, struct conn *c, enum side s, int res)
 		c->dir[d].eof = true;
 	} else {
 		c->dir[d].len = (uint32_t)res;
-		c->dir[d].moved += (uint64_t)res;
 		pstats_add(w->stats, d == 0 ? PS_BYTES_TO_UPSTREAM
 					    : PS_BYTES_TO_CLIENT, (uint64_t)res);
 		timer_arm(w, c, TL_IDLE);

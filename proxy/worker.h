@@ -97,19 +97,13 @@ enum timer_list {
 	TL_COUNT,
 };
 
-/*
- * One direction of a relay: bytes read from one side, not yet all sent.
- * The buffer starts small, since most relayed connections carry little or
- * sit idle, and grows once the direction has proved to be bulk.
- */
+/* One direction of a relay: bytes read from one side, not yet all sent. */
 struct relay_dir {
 	uint8_t *buf;
-	uint32_t cap;		/* size of buf */
 	uint32_t len;		/* bytes in buf */
 	uint32_t off;		/* bytes of them already sent */
 	bool eof;		/* the source side said EOF */
 	bool shut;		/* we shut the destination's write side */
-	uint64_t moved;		/* bytes relayed this way so far */
 };
 
 struct conn {
