@@ -127,6 +127,24 @@ static int cert_to_der(X509 *x, uint8_t **out, size_t *out_len, char *err,
 }
 
 /*
+ * Encodes a certificate and its key as they go into the store. On success
+ * *out owns both buffers; on failure it is untouched and nothing leaks.
+ */
+static int to_store_der(X509 *x, EVP_PKEY *pkey, struct certgen_der *out,
+			char *err, size_t errlen)
+{
+	struct certgen_der der = { 0 };
+
+	if (cert_to_der(x, &der.cert, &der.cert_len, err, errlen) < 0 ||
+	    key_to_pkcs8(pkey, &der.key, &der.key_len, err, errlen) < 0) {
+		certgen_der_free(&der);
+		return -1;
+	}
+	*out = der;
+	return 0;
+}
+
+/*
  * 16 random bytes: the top bit cleared keeps the INTEGER positive without a
  * pad byte, the next bit set keeps it 16 bytes long and never zero (RFC
  * 5280 §4.1.2.2: positive, at most 20 octets).
@@ -292,7 +310,6 @@ int certgen_build(const struct ident *id, const uint8_t digest[32],
 		  unsigned valid_s, struct certgen_der *out, char *err,
 		  size_t errlen)
 {
-	struct certgen_der der = { 0 };
 	EVP_PKEY *pkey = NULL;
 	X509 *x = NULL;
 	int ret = -1;
@@ -335,14 +352,10 @@ int certgen_build(const struct ident *id, const uint8_t digest[32],
 		ossl_fail(err, errlen, "certificate signing");
 		goto out;
 	}
-	if (cert_to_der(x, &der.cert, &der.cert_len, err, errlen) < 0 ||
-	    key_to_pkcs8(pkey, &der.key, &der.key_len, err, errlen) < 0)
+	if (to_store_der(x, pkey, out, err, errlen) < 0)
 		goto out;
-	*out = der;
-	memset(&der, 0, sizeof(der));
 	ret = 0;
 out:
-	certgen_der_free(&der);
 	X509_free(x);
 	EVP_PKEY_free(pkey);
 	return ret;
@@ -671,7 +684,6 @@ int certgen_import_pem(const char *cert_pem, size_t cert_len,
 		       const struct ident *id, struct certgen_der *out,
 		       char *err, size_t errlen)
 {
-	struct certgen_der der = { 0 };
 	EVP_PKEY *pkey = NULL;
 	X509 *x = NULL;
 	int ret = -1;
@@ -697,14 +709,10 @@ int certgen_import_pem(const char *cert_pem, size_t cert_len,
 	/* The client computed the digest; we never saw the key authorization. */
 	if (certgen_check(x, pkey, id, NULL, err, errlen) < 0)
 		goto out;
-	if (cert_to_der(x, &der.cert, &der.cert_len, err, errlen) < 0 ||
-	    key_to_pkcs8(pkey, &der.key, &der.key_len, err, errlen) < 0)
+	if (to_store_der(x, pkey, out, err, errlen) < 0)
 		goto out;
-	*out = der;
-	memset(&der, 0, sizeof(der));
 	ret = 0;
 out:
-	certgen_der_free(&der);
 	EVP_PKEY_free(pkey);
 	X509_free(x);
 	return ret;
