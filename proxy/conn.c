@@ -133,7 +133,6 @@ static struct conn *conn_alloc(struct worker *w)
 	c->slot = (uint32_t)(c - w->conns);
 	c->gen = gen & 0x7fffff;
 	c->fd[0] = c->fd[1] = -1;
-	c->close_stat = -1;
 	w->active++;
 	pstats_add(w->stats, PS_ACTIVE, 1);
 	return c;

@@ -119,7 +119,6 @@ struct conn {
 	bool send_busy[2];	/* one send per socket at most */
 	uint16_t inflight;	/* operations started, not yet completed */
 	int fd[2];		/* client, upstream; -1 when none */
-	int close_stat;		/* enum pstat counted when it closes, or -1 */
 	struct sockaddr_storage peer;	/* the client (from PROXY when trusted) */
 	struct sockaddr_storage local;	/* where the client connected to */
 
