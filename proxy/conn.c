@@ -45,7 +45,6 @@
 #define IN_MAX_HTTP 8192		/* request head, with pipelined bytes */
 #define IN_MAX_TLS (16384 + 2048)	/* hello plus record headers */
 #define OUT_CAP 16384
-#define RELAY_BUF 65536
 #define LINGER_MS 2000
 #define CHALLENGE_PREFIX "/.well-known/acme-challenge/"
 #define ACME_TLS_ALPN "acme-tls/1"
@@ -138,6 +137,41 @@ static struct conn *conn_alloc(struct worker *w)
 	return c;
 }
 
+/*
+ * The client's address, asked of the kernel only when something needs it
+ * (a log line, a hit record, a PROXY header): most connections never do,
+ * and a multishot accept cannot return it. Unknown (AF_UNSPEC) if the
+ * client has already gone.
+ */
+static struct sockaddr *conn_peer(struct conn *c)
+{
+	socklen_t plen = sizeof(c->peer);
+
+	if (c->peer.ss_family == AF_UNSPEC && c->fd[SIDE_CLIENT] >= 0 &&
+	    getpeername(c->fd[SIDE_CLIENT], (struct sockaddr *)&c->peer, &plen) != 0)
+		c->peer.ss_family = AF_UNSPEC;
+	return (struct sockaddr *)&c->peer;
+}
+
+/*
+ * A direction's buffer comes and goes through these two, so the gauge of
+ * buffers held by connections stays exact (idle ones must hold none).
+ */
+static void dir_hold(struct worker *w, struct relay_dir *r, void *buf)
+{
+	r->buf = buf;
+	pstats_add(w->stats, PS_RELAY_BUFFERS, 1);
+}
+
+static void dir_drop(struct worker *w, struct relay_dir *r)
+{
+	if (!r->buf)
+		return;
+	bufpool_put(w, r->buf);
+	r->buf = NULL;
+	pstats_sub(w->stats, PS_RELAY_BUFFERS, 1);
+}
+
 static void conn_release(struct worker *w, struct conn *c)
 {
 	BUG_ON(c->inflight != 0);
@@ -145,7 +179,7 @@ static void conn_release(struct worker *w, struct conn *c)
 	for (int i = 0; i < 2; i++) {
 		if (c->fd[i] >= 0)
 			close(c->fd[i]);
-		FREE_NULL(c->dir[i].buf);
+		dir_drop(w, &c->dir[i]);
 	}
 	FREE_NULL(c->in);
 	FREE_NULL(c->out);
@@ -388,10 +422,7 @@ static void on_connected(struct worker *w, struct conn *c)
 	uint32_t n = 0;
 
 	pstats_add(w->stats, c->https ? PS_RELAYED_HTTPS : PS_RELAYED_HTTP, 1);
-	for (int d = 0; d < 2; d++) {
-		c->dir[d].buf = malloc(RELAY_BUF);
-		BUG_ON(!c->dir[d].buf);
-	}
+	dir_hold(w, up, bufpool_get(w));
 	if (c->route->proxy_protocol != PP_OFF) {
 		socklen_t llen = sizeof(c->local);
 		if (c->local.ss_family == AF_UNSPEC)
@@ -399,10 +430,10 @@ static void on_connected(struct worker *w, struct conn *c)
 				    &llen);
 		int r = c->route->proxy_protocol == PP_V1
 			? proxy_hdr_write_v1((char *)up->buf, RELAY_BUF,
-					     (struct sockaddr *)&c->peer,
+					     conn_peer(c),
 					     (struct sockaddr *)&c->local)
 			: proxy_hdr_write_v2(up->buf, RELAY_BUF,
-					     (struct sockaddr *)&c->peer,
+					     conn_peer(c),
 					     (struct sockaddr *)&c->local);
 		BUG_ON(r < 0);
 		n = (uint32_t)r;
@@ -429,7 +460,9 @@ static void on_connected(struct worker *w, struct conn *c)
  * Moves one direction forward: send what is buffered, else receive more,
  * else (source at EOF) shut the destination's write side. One buffer per
  * direction is the backpressure: nothing more is read from a side until
- * the other side has taken everything read before.
+ * the other side has taken everything read before. A drained buffer goes
+ * back to the pool at once and the next receive takes one only when bytes
+ * arrive, so a connection with nothing to relay holds no buffer.
  */
 static void relay_pump(struct worker *w, struct conn *c, int d)
 {
@@ -443,6 +476,9 @@ static void relay_pump(struct worker *w, struct conn *c, int d)
 		return;
 	}
 	r->len = r->off = 0;
+	if (c->recv_busy[src])
+		return;
+	dir_drop(w, r);
 	if (r->eof) {
 		if (!r->shut) {
 			r->shut = true;
@@ -450,22 +486,34 @@ static void relay_pump(struct worker *w, struct conn *c, int d)
 		}
 		return;
 	}
-	if (!c->recv_busy[src])
-		op_recv(w, c, src, r->buf, RELAY_BUF);
+	op_recv(w, c, src, NULL, RELAY_BUF);
 }
 
-static void relay_recv(struct worker *w, struct conn *c, enum side s, int res)
+static void relay_recv(struct worker *w, struct conn *c, enum side s, int res,
+		       void *buf)
 {
 	int d = s == SIDE_CLIENT ? 0 : 1;
+	struct relay_dir *r = &c->dir[d];
 
+	if (buf) {
+		/* A pooled receive: the direction held nothing while it waited. */
+		BUG_ON(r->buf);
+		dir_hold(w, r, buf);
+	}
+	if (res == -ENOBUFS && !r->buf) {
+		/* The pool ran dry under the ring: this receive brings its own. */
+		dir_hold(w, r, bufpool_get(w));
+		op_recv(w, c, s, r->buf, RELAY_BUF);
+		return;
+	}
 	if (res < 0) {
 		conn_close(w, c, PS_CLOSE_RESET);
 		return;
 	}
 	if (res == 0) {
-		c->dir[d].eof = true;
+		r->eof = true;
 	} else {
-		c->dir[d].len = (uint32_t)res;
+		r->len = (uint32_t)res;
 		pstats_add(w->stats, d == 0 ? PS_BYTES_TO_UPSTREAM
 					    : PS_BYTES_TO_CLIENT, (uint64_t)res);
 		timer_arm(w, c, TL_IDLE);
@@ -501,9 +549,9 @@ static void log_challenge(struct worker *w, struct conn *c, uint8_t kind,
 {
 	char peer[ADDR_STRLEN];
 
-	pstats_hit(w->stats, kind, key, key_len, (struct sockaddr *)&c->peer,
+	pstats_hit(w->stats, kind, key, key_len, conn_peer(c),
 		   outcome, clock_wall_ms());
-	addr_format((struct sockaddr *)&c->peer, peer, sizeof(peer));
+	addr_format(conn_peer(c), peer, sizeof(peer));
 	if (outcome == HIT_ANSWERED)
 		log_info("proxy: %s answered: client %s, identifier %s, key %.*s%s%s",
 			 store_kind_name((enum store_kind)kind), peer, ident,
@@ -593,7 +641,7 @@ static void refuse(struct worker *w, struct conn *c, int stat, const char *why)
 {
 	char peer[ADDR_STRLEN];
 
-	addr_format((struct sockaddr *)&c->peer, peer, sizeof(peer));
+	addr_format(conn_peer(c), peer, sizeof(peer));
 	log_ratelimited(&lim_peer, LOG_LVL_INFO, "proxy: %s from %s: %s",
 			c->https ? "https" : "http", peer, why);
 	conn_close(w, c, stat);
@@ -757,7 +805,7 @@ static void peek_request(struct worker *w, struct conn *c)
 	}
 	if (r < 0) {
 		char peer[ADDR_STRLEN];
-		addr_format((struct sockaddr *)&c->peer, peer, sizeof(peer));
+		addr_format(conn_peer(c), peer, sizeof(peer));
 		log_ratelimited(&lim_peer, LOG_LVL_INFO,
 				"proxy: http from %s: malformed request head", peer);
 		http_error(w, c, 400, "Bad Request", PS_CLOSE_BAD_REQUEST);
@@ -873,7 +921,7 @@ static void answer_sent(struct worker *w, struct conn *c, int res)
 }
 
 void conn_complete(struct worker *w, struct conn *c, enum io_op op,
-		   enum side s, int res)
+		   enum side s, int res, void *buf)
 {
 	BUG_ON(c->inflight == 0);
 	c->inflight--;
@@ -883,6 +931,8 @@ void conn_complete(struct worker *w, struct conn *c, enum io_op op,
 		c->send_busy[s] = false;
 
 	if (c->state == ST_CLOSING) {
+		/* A pool buffer a receive brought has no direction to go to. */
+		bufpool_put(w, buf);
 		if (c->inflight == 0)
 			conn_release(w, c);
 		return;
@@ -897,7 +947,7 @@ void conn_complete(struct worker *w, struct conn *c, enum io_op op,
 			tls_recv(w, c, res);
 			break;
 		case ST_RELAY:
-			relay_recv(w, c, s, res);
+			relay_recv(w, c, s, res, buf);
 			break;
 		case ST_LINGER:
 			if (res <= 0)
@@ -967,9 +1017,7 @@ static struct conn *evict_for(struct worker *w)
 void worker_accepted(struct worker *w, unsigned li, int fd)
 {
 	const struct listener *l = &w->listeners[li];
-	socklen_t plen = sizeof(struct sockaddr_storage);
 	struct conn *c;
-	int one = 1;
 
 	pstats_add(w->stats, l->https ? PS_ACCEPTED_HTTPS : PS_ACCEPTED_HTTP, 1);
 	uint32_t cap = w->lc->cfg->proxy.max_connections;
@@ -985,12 +1033,14 @@ void worker_accepted(struct worker *w, unsigned li, int fd)
 	c->https = l->https;
 	c->listener = (uint8_t)li;
 	c->state = ST_PEEK;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (getpeername(fd, (struct sockaddr *)&c->peer, &plen) != 0) {
-		conn_close(w, c, PS_CLOSE_RESET);
-		return;
+	/* TCP_NODELAY comes from the listener: Linux copies it on accept. */
+	if (w->lc->cfg->proxy.ntrusted_proxies) {
+		if (conn_peer(c)->sa_family == AF_UNSPEC) {
+			conn_close(w, c, PS_CLOSE_RESET);
+			return;
+		}
+		c->trusted = peer_trusted(w->lc->cfg, conn_peer(c));
 	}
-	c->trusted = peer_trusted(w->lc->cfg, (struct sockaddr *)&c->peer);
 	timer_arm(w, c, TL_PEEK);
 	recv_more(w, c);
 }

@@ -81,6 +81,7 @@ struct eside {
 	bool try_wr;		/* a send or connect check should be attempted */
 	bool in_ready;
 	bool in_done;
+	bool rpooled;		/* the receive takes a pool buffer (io_ops.recv) */
 	void *rbuf;
 	const void *sbuf;
 	size_t rlen;
@@ -267,6 +268,7 @@ static void ep_recv(struct worker *w, struct conn *c, enum side s, void *buf,
 	BUG_ON((e->pend & P_RECV) || (e->done & D_RECV));
 	e->pend |= P_RECV;
 	e->rbuf = buf;
+	e->rpooled = !buf;
 	e->rlen = len;
 	e->try_rd = true;
 	ready_push(w->io_priv, e);
@@ -376,14 +378,21 @@ static void attempt(struct ep *ep, struct eside *e)
 		/* ENOTCONN: a wakeup before the handshake ended; wait on. */
 	}
 	if ((e->pend & P_RECV) && e->try_rd) {
+		/* A pooled receive holds a buffer only if bytes came. */
+		void *buf = e->rpooled ? bufpool_get(w) : e->rbuf;
+
 		e->try_rd = false;
 		do
-			n = recv(fd, e->rbuf, e->rlen, MSG_DONTWAIT);
+			n = recv(fd, buf, e->rlen, MSG_DONTWAIT);
 		while (n < 0 && errno == EINTR);
 		if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
 			e->pend &= (uint8_t)~P_RECV;
+			if (n > 0)
+				e->rbuf = buf;
 			put_done(ep, e, D_RECV, n >= 0 ? (int)n : -errno);
 		}
+		if (e->rpooled && buf != e->rbuf)
+			bufpool_put(w, buf);
 	}
 	if ((e->pend & P_SEND) && e->try_wr) {
 		e->try_wr = false;
@@ -454,12 +463,16 @@ static void deliver(struct ep *ep, struct eside *e)
 	struct conn *c = &w->conns[slot];
 
 	while (side_has_done(e)) {
+		void *buf = NULL;
 		enum io_op op;
 		int res;
 
 		if (c->state == ST_FREE || c->gen != e->gen) {
 			/* Cannot happen with conn.c's inflight accounting. */
 			pstats_add(w->stats, PS_STALE_CQE, 1);
+			if ((e->done & D_RECV) && e->rpooled)
+				bufpool_put(w, e->rbuf);
+			e->rbuf = NULL;
 			e->done = 0;
 			e->nshut = e->ncancel = 0;
 			return;
@@ -474,6 +487,8 @@ static void deliver(struct ep *ep, struct eside *e)
 		} else if (e->done & D_RECV) {
 			op = IO_RECV;
 			res = e->recv_res;
+			buf = e->rpooled ? e->rbuf : NULL;
+			e->rbuf = NULL;
 			e->done &= (uint8_t)~D_RECV;
 		} else if (e->done & D_SEND) {
 			op = IO_SEND;
@@ -493,7 +508,7 @@ static void deliver(struct ep *ep, struct eside *e)
 			e->ncancel--;
 		}
 		uint32_t gen = c->gen;
-		conn_complete(w, c, op, s, res);
+		conn_complete(w, c, op, s, res, buf);
 		/* Freed, or nothing in flight: its sockets may close any time. */
 		if (c->state == ST_FREE || c->gen != gen || c->inflight == 0)
 			slot_unreg(ep, slot);

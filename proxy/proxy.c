@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -74,6 +75,9 @@ static int listen_on(const struct cfg_addr *a)
 	/* One listener per worker on the same address: the kernel spreads
 	 * connections, and no worker ever touches another's accept queue. */
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+		goto fail;
+	/* Inherited by every accepted socket (Linux), saving a call each. */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
 		goto fail;
 	if (a->sa.ss_family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)
@@ -174,6 +178,8 @@ static void worker_teardown(struct worker *w)
 	acme_tls_ctx_free(w->tls_ctx);
 	if (w->lc)
 		live_cfg_put(w->lc);
+	while (w->npool)
+		free(w->pool[--w->npool]);
 	free(w->listeners);
 	free(w->conns);
 	free(w->free_slots);

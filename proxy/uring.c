@@ -8,10 +8,21 @@
  * slot is stale: counted and dropped. With inflight accounting in conn.c
  * that should never happen; the check keeps a bug from becoming a
  * use-after-free.
+ *
+ * Relay receives take their buffer from a provided-buffer ring (group
+ * BGID): the kernel picks one only when bytes arrive, so the thousands of
+ * idle relayed connections a worker may hold pin no buffer. A buffer has
+ * one owner at a time: the worker's pool (w->pool) -> the ring, stocked at
+ * the start of each loop turn -> a connection (recv completion carrying
+ * IORING_CQE_F_BUFFER) -> the kernel while sent -> the pool again
+ * (bufpool_put once its direction drained). An empty ring makes a receive
+ * fail with -ENOBUFS; conn.c then receives into a buffer of its own, and
+ * the stock doubles (up to the ring's size) so it happens rarely.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <sys/mman.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +34,20 @@
 
 #define RING_ENTRIES 4096
 #define CQ_FACTOR 4
+#define BGID 0
+#define BR_ENTRIES 256		/* slots of the buffer ring (a power of 2) */
+#define BR_STOCK_MIN 32		/* buffers kept in the ring at first */
 
 struct uring {
 	struct io_uring ring;
+	struct io_uring_buf_ring *br;
+	size_t br_size;
+	uint32_t stock;			/* buffers in the ring now */
+	uint32_t stock_goal;
+	bool nobufs;			/* a receive found the ring empty */
+	uint16_t free_bids[BR_ENTRIES];	/* ids with no buffer behind them */
+	uint32_t nfree_bids;
+	void *bufs[BR_ENTRIES];		/* id -> the buffer given to the ring */
 };
 
 static inline uint64_t ud_pack(enum io_op op, enum side s, uint32_t gen,
@@ -83,6 +105,73 @@ static void explain(int rc, char *err, size_t errlen)
 			 "filter or an LSM (kernel.io_uring_disabled = %d)", disabled);
 	else
 		snprintf(err, errlen, "io_uring_setup: %s", strerror(-rc));
+}
+
+/* liburing 2.3 has no io_uring_setup_buf_ring: map and register by hand. */
+static int br_setup(struct uring *u)
+{
+	struct io_uring_buf_reg reg;
+	int rc;
+
+	u->br_size = BR_ENTRIES * sizeof(struct io_uring_buf);
+	u->br = mmap(NULL, u->br_size, PROT_READ | PROT_WRITE,
+		     MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (u->br == MAP_FAILED) {
+		u->br = NULL;
+		return -errno;
+	}
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (uint64_t)(uintptr_t)u->br;
+	reg.ring_entries = BR_ENTRIES;
+	reg.bgid = BGID;
+	rc = io_uring_register_buf_ring(&u->ring, &reg, 0);
+	if (rc < 0) {
+		munmap(u->br, u->br_size);
+		u->br = NULL;
+		return rc;
+	}
+	io_uring_buf_ring_init(u->br);
+	for (uint32_t i = 0; i < BR_ENTRIES; i++)
+		u->free_bids[i] = (uint16_t)(BR_ENTRIES - 1 - i);
+	u->nfree_bids = BR_ENTRIES;
+	u->stock_goal = BR_STOCK_MIN;
+	return 0;
+}
+
+/* Tops the ring up from the pool: called once per loop turn. */
+static void br_stock(struct worker *w, struct uring *u)
+{
+	int added = 0;
+
+	if (u->nobufs) {
+		u->nobufs = false;
+		if (u->stock_goal < BR_ENTRIES)
+			u->stock_goal *= 2;
+	}
+	while (u->stock < u->stock_goal) {
+		uint16_t bid = u->free_bids[--u->nfree_bids];
+
+		u->bufs[bid] = bufpool_get(w);
+		io_uring_buf_ring_add(u->br, u->bufs[bid], RELAY_BUF, bid,
+				      io_uring_buf_ring_mask(BR_ENTRIES), added++);
+		u->stock++;
+	}
+	if (added)
+		io_uring_buf_ring_advance(u->br, added);
+}
+
+/* The buffer a completion took from the ring, now the caller's. */
+static void *br_take(struct uring *u, uint32_t cflags)
+{
+	uint16_t bid = (uint16_t)(cflags >> IORING_CQE_BUFFER_SHIFT);
+	void *b;
+
+	BUG_ON(bid >= BR_ENTRIES || !u->bufs[bid]);
+	b = u->bufs[bid];
+	u->bufs[bid] = NULL;
+	u->free_bids[u->nfree_bids++] = bid;
+	u->stock--;
+	return b;
 }
 
 static int uring_init(struct worker *w, char *err, size_t errlen)
@@ -152,6 +241,14 @@ static int uring_init(struct worker *w, char *err, size_t errlen)
 		}
 	}
 	io_uring_free_probe(probe);
+	rc = br_setup(u);
+	if (rc < 0) {
+		snprintf(err, errlen, "io_uring provided-buffer ring: %s",
+			 strerror(-rc));
+		io_uring_queue_exit(&u->ring);
+		free(u);
+		return rc == -EINVAL ? -ENOSYS : rc;
+	}
 	io_uring_register_ring_fd(&u->ring);
 	w->io_priv = u;
 	return 0;
@@ -164,6 +261,10 @@ static void uring_fini(struct worker *w)
 	if (!u)
 		return;
 	io_uring_queue_exit(&u->ring);
+	if (u->br)
+		munmap(u->br, u->br_size);
+	for (uint32_t i = 0; i < BR_ENTRIES; i++)
+		free(u->bufs[i]);
 	free(u);
 	w->io_priv = NULL;
 }
@@ -190,7 +291,13 @@ static void uring_accept_stop(struct worker *w, unsigned li)
 static void uring_recv(struct worker *w, struct conn *c, enum side s,
 		       void *buf, size_t len)
 {
-	io_uring_prep_recv(conn_sqe(w, c, IO_RECV, s), c->fd[s], buf, len, 0);
+	struct io_uring_sqe *sqe = conn_sqe(w, c, IO_RECV, s);
+
+	io_uring_prep_recv(sqe, c->fd[s], buf, buf ? len : RELAY_BUF, 0);
+	if (!buf) {
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = BGID;
+	}
 }
 
 static void uring_send(struct worker *w, struct conn *c, enum side s,
@@ -225,8 +332,21 @@ static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
 	enum side s = (enum side)((ud >> 55) & 1);
 	uint32_t gen = (uint32_t)(ud >> 32) & 0x7fffff;
 	uint32_t slot = (uint32_t)ud;
+	struct uring *u = w->io_priv;
+	void *buf = NULL;
 	struct conn *c;
 
+	if (op == IO_RECV) {
+		if (cqe->flags & IORING_CQE_F_BUFFER) {
+			buf = br_take(u, cqe->flags);
+			if (cqe->res <= 0) {
+				bufpool_put(w, buf);
+				buf = NULL;
+			}
+		} else if (cqe->res == -ENOBUFS) {
+			u->nobufs = true;
+		}
+	}
 	if (op == IO_TICK)
 		return;
 	if (op == IO_ACCEPT) {
@@ -241,16 +361,13 @@ static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
 			worker_accept_ended(w, slot);
 		return;
 	}
-	if (slot >= w->nconns_cap) {
+	c = slot < w->nconns_cap ? &w->conns[slot] : NULL;
+	if (!c || c->gen != gen || c->state == ST_FREE) {
 		pstats_add(w->stats, PS_STALE_CQE, 1);
+		bufpool_put(w, buf);
 		return;
 	}
-	c = &w->conns[slot];
-	if (c->gen != gen || c->state == ST_FREE) {
-		pstats_add(w->stats, PS_STALE_CQE, 1);
-		return;
-	}
-	conn_complete(w, c, op, s, cqe->res);
+	conn_complete(w, c, op, s, cqe->res, buf);
 }
 
 static void uring_wait(struct worker *w, unsigned timeout_ms)
@@ -264,6 +381,7 @@ static void uring_wait(struct worker *w, unsigned timeout_ms)
 	unsigned head, n = 0;
 	int rc;
 
+	br_stock(w, u);
 	rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
 	if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY &&
 	    rc != -EAGAIN) {

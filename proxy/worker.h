@@ -19,9 +19,11 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 
 #include "cfg.h"
+#include "edge.h"
 #include "pstats.h"
 #include "store.h"
 
@@ -52,6 +54,13 @@ struct io_ops {
 	void (*fini)(struct worker *w);
 	/* Arms accepting on listener li until disarmed or an error. */
 	void (*accept)(struct worker *w, unsigned li);
+	/*
+	 * Receives into buf; with buf NULL, into a relay buffer the backend
+	 * takes from the worker's pool only once bytes have arrived (io_uring:
+	 * a provided-buffer ring), so a connection waiting for bytes holds no
+	 * buffer. The completion hands that buffer over when res > 0; res
+	 * -ENOBUFS means none was free and the caller receives into its own.
+	 */
 	void (*recv)(struct worker *w, struct conn *c, enum side s, void *buf,
 		     size_t len);
 	void (*send)(struct worker *w, struct conn *c, enum side s,
@@ -97,7 +106,16 @@ enum timer_list {
 	TL_COUNT,
 };
 
-/* One direction of a relay: bytes read from one side, not yet all sent. */
+/* Bytes of a relay buffer: one receive's worth, one direction's backlog. */
+#define RELAY_BUF 65536
+/* Free relay buffers a worker keeps rather than giving back. */
+#define POOL_KEEP 64
+
+/*
+ * One direction of a relay: bytes read from one side, not yet all sent.
+ * buf is a pool buffer held only while it has bytes (or a receive into it
+ * is in flight): an idle relayed connection holds none.
+ */
 struct relay_dir {
 	uint8_t *buf;
 	uint32_t len;		/* bytes in buf */
@@ -198,6 +216,10 @@ struct worker {
 	uint64_t stop_deadline_ms;	/* when draining: force-close after */
 	bool draining;
 
+	/* Free relay buffers, most recently used last (still in cache). */
+	void *pool[POOL_KEEP];
+	uint32_t npool;
+
 	uint8_t hello_scratch[16384];	/* ClientHello reassembly */
 	struct store_entry entry;	/* lookups copy here */
 };
@@ -224,8 +246,28 @@ void worker_accept_failed(struct worker *w, unsigned li, int err);
 void worker_accept_ended(struct worker *w, unsigned li);
 void worker_tick(struct worker *w);
 void worker_drain(struct worker *w, bool force);
+/* buf: the pool buffer a pooled receive brought (res > 0), else NULL. */
 void conn_complete(struct worker *w, struct conn *c, enum io_op op,
-		   enum side s, int res);
+		   enum side s, int res, void *buf);
+
+/* A relay buffer: the most recently freed one, else a new one. */
+static inline void *bufpool_get(struct worker *w)
+{
+	void *b = w->npool ? w->pool[--w->npool] : malloc(RELAY_BUF);
+
+	BUG_ON(!b);
+	return b;
+}
+
+static inline void bufpool_put(struct worker *w, void *b)
+{
+	if (!b)
+		return;
+	if (w->npool < POOL_KEEP)
+		w->pool[w->npool++] = b;
+	else
+		free(b);
+}
 
 /* Runs a worker until the proxy stops and its connections have drained. */
 void *worker_main(void *arg);

@@ -856,8 +856,10 @@ static void render_pstats(struct evbuffer *b, const struct pstats *ps)
 
 		if (strlen(last) != nlen || strncmp(last, m, nlen) != 0) {
 			snprintf(last, sizeof(last), "%.*s", (int)nlen, m);
+			/* Prometheus naming: counters end in _total. */
+			bool counter = nlen > 6 && !strncmp(m + nlen - 6, "_total", 6);
 			evbuffer_add_printf(b, "# TYPE %s %s\n", last,
-					    i == PS_ACTIVE ? "gauge" : "counter");
+					    counter ? "counter" : "gauge");
 		}
 		if (bar[1])
 			evbuffer_add_printf(b, "%s{%s} %llu\n", last, bar + 1,

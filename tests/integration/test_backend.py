@@ -339,7 +339,8 @@ class BackendTest(unittest.TestCase):
             g.remove_store()
             for mark in SANITIZER_MARKS:
                 self.assertNotIn(mark, log, "sanitizer report in %s" % g.log_path)
-            if getattr(g, "expect_clean_exit", False):
+            # A test skipped before starting its gateway has no exit status.
+            if getattr(g, "expect_clean_exit", False) and g.proc is not None:
                 self.assertEqual(rc, 0, "acme-edge exit status:\n" + log)
         self.up_http.shutdown()
         self.up_http.server_close()

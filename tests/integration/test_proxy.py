@@ -1155,6 +1155,10 @@ class GatewayCase(unittest.TestCase):
         if active != 0:
             problems.append("acmeedge_proxy_connections_active stays at %r after the "
                             "class's tests (leaked connections)" % active)
+        held = cls.gw.metrics().get(M("acmeedge_proxy_relay_buffers_held"))
+        if held != 0:
+            problems.append("acmeedge_proxy_relay_buffers_held is %r with no connection "
+                            "left (leaked relay buffers)" % held)
         return problems
 
     def setUp(self):
@@ -1879,6 +1883,66 @@ class RelayTest(GatewayCase):
         self.assertEqual(r["sha256"], sent.hexdigest(), "the upstream got other bytes")
         figure("relay, 100 MiB each way at once through the proxy (and a Python echo): "
                "%.2f s, %.0f MB/s per direction", t1 - t0, n / 1e6 / (t1 - t0))
+
+    def wait_metric(self, key, pred, timeout=5.0):
+        """Polls /metrics until pred(value) holds; the last value seen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            v = self.gw.metrics().get(key)
+            if pred(v) or time.monotonic() > deadline:
+                return v
+            time.sleep(0.05)
+
+    def test_idle_relayed_connections_hold_no_buffer(self):
+        held = M("acmeedge_proxy_relay_buffers_held")
+        self.assertEqual(self.wait_metric(held, lambda v: v == 0), 0)
+        # 200 keep-alive connections relayed to the upstream, then idle: each
+        # has its upstream connection and no relay buffer while it waits.
+        conns = []
+        try:
+            for i in range(200):
+                c = RawConn(self.gw.http)
+                conns.append(c)
+                c.send(http_req("GET", "/idle/%d" % i, "app.test", close=False))
+            for c in conns:
+                self.assertEqual(c.response()[0], 200)
+            self.assertEqual(self.wait_metric(held, lambda v: v == 0), 0,
+                             "idle relayed connections hold relay buffers")
+            # ... and they still relay: a second request on each.
+            for i, c in enumerate(conns):
+                c.send(http_req("GET", "/again/%d" % i, "app.test", close=False))
+            for c in conns:
+                self.assertEqual(c.response()[0], 200)
+            self.assertEqual(self.wait_metric(held, lambda v: v == 0), 0)
+        finally:
+            for c in conns:
+                c.close()
+        # A client that stops reading: the echoed bytes back up into the
+        # proxy, which holds them (bounded: one buffer per direction).
+        s = connect(self.gw.http, timeout=30)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        head = b"POST /bulk HTTP/1.1\r\nHost: echo.test\r\nContent-Length: %d\r\n\r\n" % (
+            64 * MiB)
+
+        def sender():
+            try:
+                s.sendall(head + bytes(16 * MiB))
+            except OSError:
+                pass
+
+        th = threading.Thread(target=sender, daemon=True)
+        th.start()
+        try:
+            v = self.wait_metric(held, lambda v: v is not None and v >= 1)
+            self.assertIsNotNone(v)
+            self.assertGreaterEqual(v, 1, "a backed-up relay holds no buffer")
+            self.assertLessEqual(v, 2)
+        finally:
+            s.shutdown(socket.SHUT_RDWR)
+            th.join(30)
+            s.close()
+        self.assertEqual(self.wait_metric(held, lambda v: v == 0), 0,
+                         "buffers not returned after the connection closed")
 
     def test_reload_under_traffic(self):
         gw = self.gw
