@@ -815,6 +815,8 @@ static void peek_request(struct worker *w, struct conn *c)
 	head = h.method.len == 4 && memcmp(h.method.ptr, "HEAD", 4) == 0;
 	if ((get || head) && challenge_token(&h, &tok)) {
 		const struct store_entry *e = &w->entry;
+		bool nobody = h.content_length <= 0 && !h.chunked;
+		bool keep = h.keep_alive && nobody;
 		bool hit = store_lookup(w->px->store, STORE_HTTP01, tok.ptr, tok.len,
 					clock_wall_ms(), &w->entry) == 0;
 		/* A bound entry answers only on its own name. */
@@ -822,12 +824,13 @@ static void peek_request(struct worker *w, struct conn *c)
 		    (e->ident_len != h.host_len || memcmp(e->ident, h.host, h.host_len)))
 			hit = false;
 		if (hit) {
-			bool keep = h.keep_alive && h.content_length <= 0 && !h.chunked;
 			pstats_add(w->stats, PS_HTTP01_ANSWERED, 1);
 			log_challenge(w, c, STORE_HTTP01, tok.ptr, tok.len,
 				      h.has_host ? h.host : "-", HIT_ANSWERED, NULL);
 			c->requests++;
 			consume(c, h.head_len);
+			/* Asked to close, all read: nothing can follow (no RST). */
+			c->said_all = !h.keep_alive && nobody && c->in_len == 0;
 			http_answer(w, c, 200, "OK", "application/octet-stream",
 				    (const char *)e->payload, e->payload_len, head, keep);
 			return;
@@ -837,9 +840,9 @@ static void peek_request(struct worker *w, struct conn *c)
 			      h.has_host ? h.host : "-", HIT_MISSED,
 			      cfg->proxy.http_miss == MISS_404 ? "404" : "forwarded");
 		if (cfg->proxy.http_miss == MISS_404) {
-			bool keep = h.keep_alive && h.content_length <= 0 && !h.chunked;
 			static const char body[] = "no such challenge\n";
 			consume(c, h.head_len);
+			c->said_all = !h.keep_alive && nobody && c->in_len == 0;
 			http_answer(w, c, 404, "Not Found", "text/plain", body,
 				    sizeof(body) - 1, head, keep);
 			return;
@@ -903,7 +906,16 @@ static void answer_sent(struct worker *w, struct conn *c, int res)
 		return;
 	}
 	if (!c->keep_alive) {
-		linger(w, c);
+		/*
+		 * A close with nothing unread makes the kernel send what is
+		 * queued, then FIN: lingering (shutdown, read to EOF) is needed
+		 * only when the client may still be sending, since bytes arriving
+		 * after close() turn into a reset that can destroy our answer.
+		 */
+		if (c->said_all && !c->recv_busy[SIDE_CLIENT])
+			conn_close(w, c, -1);
+		else
+			linger(w, c);
 		return;
 	}
 	/* Keep-alive: the next request may already be in the buffer. */

@@ -133,6 +133,7 @@ struct conn {
 	bool trusted;		/* peer may send a PROXY header */
 	bool proxy_done;	/* PROXY header consumed (or none expected) */
 	bool keep_alive;	/* answer keeps the connection for more requests */
+	bool said_all;		/* the client has no more bytes to send us */
 	bool recv_busy[2];	/* one receive per socket at most */
 	bool send_busy[2];	/* one send per socket at most */
 	uint16_t inflight;	/* operations started, not yet completed */

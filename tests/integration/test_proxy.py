@@ -1442,6 +1442,50 @@ class ChallengeTest(GatewayCase):
         self.count("http-01", "answered")
         self.assertEqual((st, body), (200, ka.encode()))
 
+    def _read_to_fin(self, sock):
+        """Everything until the proxy's FIN; a reset fails the test."""
+        out = b""
+        sock.settimeout(10)
+        while True:
+            try:
+                d = sock.recv(65536)
+            except ConnectionResetError:
+                self.fail("reset after %d bytes: the answer may be lost" % len(out))
+            if not d:
+                return out
+            out += d
+
+    def test_http01_close_ends_with_fin(self):
+        tok = new_token()
+        ka = keyauth(tok)
+        self.gw.put_http01(tok)
+        path = "/.well-known/acme-challenge/" + tok
+        # Connection: close and everything read: the answer, then FIN.
+        s = connect(self.gw.http)
+        self.closers.append(s.close)
+        s.sendall(http_req("GET", path, "c.test", close=True))
+        st, h, body, _ = parse_http(self._read_to_fin(s))
+        self.count("http-01", "answered")
+        self.assertEqual((st, body, h.get("connection")), (200, ka.encode(), "close"))
+        # A body still on its way when the answer leaves: the proxy reads
+        # and drops it before closing, so the client sees FIN, never RST.
+        s = connect(self.gw.http)
+        self.closers.append(s.close)
+        body_len = 200000
+        s.sendall(http_req("GET", path, "c.test", close=True,
+                           extra={"Content-Length": str(body_len)}))
+        head = b""
+        s.settimeout(10)
+        while ka.encode() not in head:
+            d = s.recv(65536)
+            self.assertTrue(d, "closed before the answer")
+            head += d
+        self.count("http-01", "answered")
+        time.sleep(0.2)
+        s.sendall(os.urandom(body_len))
+        s.shutdown(socket.SHUT_WR)
+        self._read_to_fin(s)
+
     def test_http01_keep_alive_pipelined(self):
         t1, t2 = new_token(), new_token()
         self.gw.put_http01(t1)
