@@ -54,6 +54,7 @@
 
 #include "acme_tls.h"
 #include "log.h"
+#include "ossl.h"
 
 /*
  * Client bytes accepted per handshake. A ClientHello is at most a few KiB
@@ -109,15 +110,8 @@ struct acme_tls {
  */
 static void ossl_err(char *err, size_t errlen, const char *what)
 {
-	unsigned long e = ERR_peek_error();
-	char reason[120];
-
-	if (e)
-		ERR_error_string_n(e, reason, sizeof(reason));
-	else
-		snprintf(reason, sizeof(reason), "no reason queued");
-	ERR_clear_error();
-	err_set(err, errlen, "%s: %s", what, reason);
+	ossl_err_set(err, errlen, OSSL_PICK_FIRST, "no reason queued", "%s",
+		     what);
 }
 
 /* Records the first reason a handshake failed; keeps it over later ones. */

@@ -33,6 +33,7 @@
 
 #include "certgen.h"
 #include "log.h"
+#include "ossl.h"
 
 /* Subject and issuer of every certificate we build. */
 #define CERTGEN_CN "acme-edge tls-alpn-01"
@@ -48,20 +49,12 @@
 
 /*
  * Reports an OpenSSL failure with the most recent reason on the thread's
- * error queue, then empties the queue so a later, unrelated failure on this
- * thread is not blamed on a stale entry.
+ * error queue (then emptied); returns -1 for the caller to return.
  */
 static int ossl_fail(char *err, size_t errlen, const char *what)
 {
-	unsigned long e = ERR_peek_last_error();
-	char reason[256];
-
-	if (e)
-		ERR_error_string_n(e, reason, sizeof(reason));
-	else
-		snprintf(reason, sizeof(reason), "no reason given");
-	ERR_clear_error();
-	err_set(err, errlen, "%s failed: %s", what, reason);
+	ossl_err_set(err, errlen, OSSL_PICK_LAST, "no reason given",
+		     "%s failed", what);
 	return -1;
 }
 

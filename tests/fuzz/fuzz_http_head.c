@@ -5,11 +5,8 @@
  *  - every slice lies inside the head; the normalised host is short,
  *    NUL-terminated and made only of the characters normalisation keeps;
  *    the derived fields are in range (version, Content-Length, chunked);
- *  - prefixes: shorter than the head give PARTIAL, at least as long give
- *    the same result and fields; for an error, a prefix gives PARTIAL or
- *    that error; split at a data-derived offset into two calls gives the
- *    whole-input result.
- * Prefixes are copied to exact-size heap buffers so ASan sees over-reads.
+ *  - the prefix and split checks of wire_fuzz.h; a prefix that succeeds
+ *    passes the checks above on its own copy and has the same fields.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -17,29 +14,7 @@
 #include <string.h>
 
 #include "http_head.h"
-
-#define REQUIRE(c)                                                        \
-	do {                                                              \
-		if (!(c))                                                 \
-			__builtin_trap();                                 \
-	} while (0)
-
-static uint32_t fnv1a(const uint8_t *p, size_t n)
-{
-	uint32_t h = 2166136261u;
-
-	while (n--)
-		h = (h ^ *p++) * 16777619u;
-	return h;
-}
-
-static bool slice_in(struct slice s, const uint8_t *base, size_t len)
-{
-	const char *b = (const char *)base;
-
-	return s.ptr >= b && s.ptr <= b + len && s.len <= len &&
-	       s.ptr + s.len <= b + len;
-}
+#include "wire_fuzz.h"
 
 static bool host_char(char c)
 {
@@ -95,53 +70,28 @@ static bool same_head(const struct http_head *x, const uint8_t *xb,
 	       x->n_headers == y->n_headers && x->head_len == y->head_len;
 }
 
-static void check_prefix(const uint8_t *data, size_t size, size_t k, int rc,
-			 const struct http_head *whole)
+static int parse(const uint8_t *buf, size_t len, void *out)
 {
-	uint8_t *p = malloc(k ? k : 1);
-	struct http_head h;
-	int r;
+	return http_head_parse(buf, len, out);
+}
 
-	REQUIRE(p);
-	memcpy(p, data, k);
-	r = http_head_parse(p, k, &h);
-	if (rc > 0) {
-		if (k < (size_t)rc) {
-			REQUIRE(r == WIRE_PARTIAL);
-		} else {
-			REQUIRE(r == rc);
-			check_head(&h, p, (size_t)r);
-			REQUIRE(same_head(&h, p, whole, data));
-		}
-	} else if (rc == WIRE_PARTIAL) {
-		REQUIRE(r == WIRE_PARTIAL);
-	} else {
-		REQUIRE(r == WIRE_PARTIAL || r == rc);
-	}
-	free(p);
-	if (r == WIRE_PARTIAL)
-		r = http_head_parse(data, size, &h);
-	REQUIRE(r == rc);
+static void check(const void *out, const uint8_t *buf, size_t len)
+{
+	check_head(out, buf, len);
+}
+
+static void check_same(const void *got, const uint8_t *p, size_t len,
+		       const void *whole, const uint8_t *data)
+{
+	check_head(got, p, len);
+	REQUIRE(same_head(got, p, whole, data));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct http_head h;
-	int rc;
+	static const struct fuzz_wire fw = { parse, 0, check, check_same };
+	struct http_head h, prefix;
 
-	rc = http_head_parse(data, size, &h);
-	REQUIRE(rc > 0 || rc == WIRE_PARTIAL || rc == WIRE_INVALID ||
-		rc == WIRE_TOOBIG);
-	if (rc > 0) {
-		REQUIRE((size_t)rc <= size);
-		check_head(&h, data, (size_t)rc);
-	}
-
-	check_prefix(data, size, fnv1a(data, size) % (size + 1), rc, &h);
-	check_prefix(data, size, size / 2, rc, &h);
-	if (rc > 0)
-		check_prefix(data, size, (size_t)rc - 1, rc, &h);
-	if (size > 0)
-		check_prefix(data, size, size - 1, rc, &h);
+	fuzz_wire_run(&fw, data, size, &h, &prefix);
 	return 0;
 }

@@ -3,10 +3,8 @@
  * __builtin_trap():
  *  - a result is one of the documented codes, consumed <= size and within
  *    the v1/v2 limits; addresses are AF_INET/AF_INET6 unless local;
- *  - prefixes: shorter than the header give PARTIAL, at least as long give
- *    the same result and addresses; for an error (NOTPROXY included), a
- *    prefix gives PARTIAL or that error; split at a data-derived offset
- *    into two calls gives the whole-input result;
+ *  - the prefix and split checks of wire_fuzz.h (NOTPROXY is an error
+ *    like the others); a prefix that succeeds has the same addresses;
  *  - a parsed header re-encoded with proxy_hdr_write_v1/v2 parses back to
  *    the same addresses, and addresses taken from the input bytes survive
  *    an encode -> parse round trip (IPv4 mapped when families are mixed).
@@ -18,21 +16,7 @@
 #include <string.h>
 
 #include "proxy_hdr.h"
-
-#define REQUIRE(c)                                                        \
-	do {                                                              \
-		if (!(c))                                                 \
-			__builtin_trap();                                 \
-	} while (0)
-
-static uint32_t fnv1a(const uint8_t *p, size_t n)
-{
-	uint32_t h = 2166136261u;
-
-	while (n--)
-		h = (h ^ *p++) * 16777619u;
-	return h;
-}
+#include "wire_fuzz.h"
 
 /* Compares the meaningful part of two parsed addresses. */
 static bool same_addr(const struct sockaddr_storage *x,
@@ -84,34 +68,6 @@ static void check_hdr(const struct proxy_hdr *h, const uint8_t *base,
 			h->src.ss_family == AF_INET6);
 		REQUIRE(h->dst.ss_family == h->src.ss_family);
 	}
-}
-
-static void check_prefix(const uint8_t *data, size_t size, size_t k, int rc,
-			 const struct proxy_hdr *whole)
-{
-	uint8_t *p = malloc(k ? k : 1);
-	struct proxy_hdr h;
-	int r;
-
-	REQUIRE(p);
-	memcpy(p, data, k);
-	r = proxy_hdr_parse(p, k, &h);
-	free(p);
-	if (rc > 0) {
-		if (k < (size_t)rc) {
-			REQUIRE(r == WIRE_PARTIAL);
-		} else {
-			REQUIRE(r == rc);
-			REQUIRE(same_hdr(&h, whole));
-		}
-	} else if (rc == WIRE_PARTIAL) {
-		REQUIRE(r == WIRE_PARTIAL);
-	} else {
-		REQUIRE(r == WIRE_PARTIAL || r == rc);
-	}
-	if (r == WIRE_PARTIAL)
-		r = proxy_hdr_parse(data, size, &h);
-	REQUIRE(r == rc);
 }
 
 /* Encodes src -> dst both ways and checks the parser gives them back. */
@@ -171,28 +127,34 @@ static void fuzz_encoders(const uint8_t *d, size_t size)
 	round_trip(&ss[0], &ss[1]);
 }
 
+static int parse(const uint8_t *buf, size_t len, void *out)
+{
+	return proxy_hdr_parse(buf, len, out);
+}
+
+static void check(const void *out, const uint8_t *buf, size_t len)
+{
+	const struct proxy_hdr *h = out;
+
+	check_hdr(h, buf, len);
+	if (!h->local)
+		round_trip(&h->src, &h->dst);
+}
+
+static void check_same(const void *got, const uint8_t *p, size_t len,
+		       const void *whole, const uint8_t *data)
+{
+	REQUIRE(same_hdr(got, whole));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct proxy_hdr h;
-	int rc;
+	static const struct fuzz_wire fw = {
+		parse, WIRE_NOTPROXY, check, check_same
+	};
+	struct proxy_hdr h, prefix;
 
-	rc = proxy_hdr_parse(data, size, &h);
-	REQUIRE(rc > 0 || rc == WIRE_PARTIAL || rc == WIRE_INVALID ||
-		rc == WIRE_TOOBIG || rc == WIRE_NOTPROXY);
-	if (rc > 0) {
-		REQUIRE((size_t)rc <= size);
-		check_hdr(&h, data, (size_t)rc);
-		if (!h.local)
-			round_trip(&h.src, &h.dst);
-	}
-
-	check_prefix(data, size, fnv1a(data, size) % (size + 1), rc, &h);
-	check_prefix(data, size, size / 2, rc, &h);
-	if (rc > 0)
-		check_prefix(data, size, (size_t)rc - 1, rc, &h);
-	if (size > 0)
-		check_prefix(data, size, size - 1, rc, &h);
-
+	fuzz_wire_run(&fw, data, size, &h, &prefix);
 	fuzz_encoders(data, size);
 	return 0;
 }

@@ -4,13 +4,10 @@
  *  - a result is one of the documented codes, consumed <= size;
  *  - slices lie inside the reassembled hello in scratch; SNI and ALPN
  *    satisfy what the parser promises (no NUL, 1..255, list walkable);
- *  - prefixes: shorter than the consumed count give PARTIAL, at least as
- *    long give the same result and fields; for an error, a prefix gives
- *    PARTIAL or that error; split at a data-derived offset into two calls
- *    gives the whole-input result;
- *  - a smaller scratch_cap gives TOOBIG exactly when the hello exceeds it.
- * Prefixes are copied to exact-size heap buffers so an over-read past the
- * prefix length is caught by ASan, not hidden by the rest of the input.
+ *  - the prefix and split checks of wire_fuzz.h; a prefix that succeeds
+ *    has the same fields;
+ *  - a smaller scratch_cap gives TOOBIG exactly when the hello exceeds it,
+ *    the input again in an exact-size heap copy.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,34 +15,18 @@
 #include <string.h>
 
 #include "tls_hello.h"
+#include "wire_fuzz.h"
 
 #define CAP 16384
 
-static uint8_t scratch[CAP];
-static uint8_t scratch2[CAP];
-
-#define REQUIRE(c)                                                        \
-	do {                                                              \
-		if (!(c))                                                 \
-			__builtin_trap();                                 \
-	} while (0)
-
-static uint32_t fnv1a(const uint8_t *p, size_t n)
-{
-	uint32_t h = 2166136261u;
-
-	while (n--)
-		h = (h ^ *p++) * 16777619u;
-	return h;
-}
-
-static bool slice_in(struct slice s, const uint8_t *base, size_t len)
-{
-	const char *b = (const char *)base;
-
-	return s.ptr >= b && s.ptr <= b + len && s.len <= len &&
-	       s.ptr + s.len <= b + len;
-}
+/*
+ * A result with the scratch its slices point into: the whole input's and
+ * a prefix's each have their own, so comparing them compares two parses.
+ */
+struct hello_out {
+	struct tls_hello h;
+	uint8_t scratch[CAP];
+};
 
 static void check_hello(const struct tls_hello *h, const uint8_t *sc,
 			size_t cap)
@@ -93,75 +74,51 @@ static bool same_hello(const struct tls_hello *x, const struct tls_hello *y)
 		memcmp(x->alpn.ptr, y->alpn.ptr, x->alpn.len) == 0);
 }
 
-static int parse_copy(const uint8_t *data, size_t k, struct tls_hello *h,
-		      size_t cap)
+static int parse(const uint8_t *buf, size_t len, void *out)
 {
-	uint8_t *p = malloc(k ? k : 1);
-	int rc;
+	struct hello_out *o = out;
 
-	REQUIRE(p);
-	memcpy(p, data, k);
-	rc = tls_hello_parse(p, k, h, scratch2, cap);
-	free(p);
-	return rc;
+	return tls_hello_parse(buf, len, &o->h, o->scratch, CAP);
 }
 
-static void check_prefix(const uint8_t *data, size_t size, size_t k, int rc,
-			 const struct tls_hello *whole)
+static void check(const void *out, const uint8_t *buf, size_t len)
 {
-	struct tls_hello h;
-	int r = parse_copy(data, k, &h, CAP);
+	const struct hello_out *o = out;
 
-	if (rc > 0) {
-		if (k < (size_t)rc) {
-			REQUIRE(r == WIRE_PARTIAL);
-		} else {
-			REQUIRE(r == rc);
-			REQUIRE(same_hello(&h, whole));
-		}
-	} else if (rc == WIRE_PARTIAL) {
-		REQUIRE(r == WIRE_PARTIAL);
-	} else {
-		REQUIRE(r == WIRE_PARTIAL || r == rc);
-	}
-	/* Split into two calls: the second sees everything. */
-	if (r == WIRE_PARTIAL)
-		r = parse_copy(data, size, &h, CAP);
-	REQUIRE(r == rc);
+	check_hello(&o->h, o->scratch, CAP);
+}
+
+static void check_same(const void *got, const uint8_t *p, size_t len,
+		       const void *whole, const uint8_t *data)
+{
+	const struct hello_out *g = got, *w = whole;
+
+	REQUIRE(same_hello(&g->h, &w->h));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct tls_hello h;
+	static const struct fuzz_wire fw = { parse, 0, check, check_same };
+	static struct hello_out whole, prefix;	/* 16 KiB each: off the stack */
+	const struct tls_hello *h = &whole.h;
 	uint32_t hash = fnv1a(data, size);
 	size_t cap2;
 	int rc, r;
 
-	rc = tls_hello_parse(data, size, &h, scratch, CAP);
-	REQUIRE(rc > 0 || rc == WIRE_PARTIAL || rc == WIRE_INVALID ||
-		rc == WIRE_TOOBIG);
-	if (rc > 0) {
-		REQUIRE((size_t)rc <= size);
-		check_hello(&h, scratch, CAP);
-	}
-
-	check_prefix(data, size, hash % (size + 1), rc, &h);
-	check_prefix(data, size, size / 2, rc, &h);
-	if (rc > 0)
-		check_prefix(data, size, (size_t)rc - 1, rc, &h);
-	if (size > 0)
-		check_prefix(data, size, size - 1, rc, &h);
+	rc = fuzz_wire_run(&fw, data, size, &whole, &prefix);
 
 	/* A smaller scratch: TOOBIG exactly when the hello does not fit. */
 	if (rc > 0) {
+		uint8_t *p = fuzz_copy(data, size);
 		struct tls_hello h2;
 
-		cap2 = (hash >> 8) % (h.hello_len + 64);
-		r = parse_copy(data, size, &h2, cap2);
-		if (h.hello_len > cap2)
+		cap2 = (hash >> 8) % (h->hello_len + 64);
+		r = tls_hello_parse(p, size, &h2, prefix.scratch, cap2);
+		free(p);
+		if (h->hello_len > cap2)
 			REQUIRE(r == WIRE_TOOBIG);
 		else
-			REQUIRE(r == rc && same_hello(&h2, &h));
+			REQUIRE(r == rc && same_hello(&h2, h));
 	}
 	return 0;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "feed.h"
 #include "http_head.h"
 
 struct hcase {
@@ -312,13 +313,9 @@ static const struct hcase cases[] = {
 	{ "PROXY header", S("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n"), BAD },
 };
 
-static int parse_at(const char *in, size_t len, struct http_head *h,
-		    const uint8_t **base)
+static int parse(const void *arg, const uint8_t *in, size_t len, void *out)
 {
-	const uint8_t *g = check_guarded(in, len);
-
-	*base = g;
-	return http_head_parse(g, len, h);
+	return http_head_parse(in, len, out);
 }
 
 static bool slice_is(struct slice s, const char *want)
@@ -335,12 +332,17 @@ static bool inside(struct slice s, const uint8_t *base, size_t len)
 }
 
 /* Called right after a successful parse, while base is still the input. */
-static void check_fields(const struct hcase *c, const char *mode,
-			 const struct http_head *h, const uint8_t *base,
-			 size_t len)
+static void check_fields(const void *arg, enum feed_mode m, int rc,
+			 const void *out, const uint8_t *base, size_t len)
 {
+	const struct hcase *c = arg;
+	const struct http_head *h = out;
+	const char *mode = feed_mode_name(m);
 	int64_t cl = c->has_cl ? c->cl : -1;
 
+	/* Tying head_len to rc once, on the whole input, is enough. */
+	if (m == FEED_WHOLE)
+		CHECKF(h->head_len == (size_t)rc, "%s: head_len", c->name);
 	CHECKF(slice_is(h->method, c->method) && slice_is(h->path, c->path) &&
 	       slice_is(h->query, c->query), "%s/%s: method/path/query "
 	       "'%.*s' '%.*s' '%.*s'", c->name, mode, (int)h->method.len,
@@ -365,47 +367,11 @@ static void check_fields(const struct hcase *c, const char *mode,
 
 static void run(const struct hcase *c)
 {
-	int want = c->rc == 1 ? (int)(c->head_len ? c->head_len : c->len)
-			      : c->rc;
-	const uint8_t *base;
+	static const struct feed_ops ops = { parse, check_fields };
 	struct http_head h;
-	size_t k, at = 0, bad = 0;
-	int rc, first = WIRE_PARTIAL;
 
-	rc = parse_at(c->in, c->len, &h, &base);
-	CHECKF(rc == want, "%s: whole: rc %d, want %d", c->name, rc, want);
-	if (rc > 0 && rc == want) {
-		CHECKF(h.head_len == (size_t)rc, "%s: head_len", c->name);
-		check_fields(c, "whole", &h, base, c->len);
-	}
-
-	for (k = 0; k <= c->len; k++) {
-		rc = parse_at(c->in, k, &h, &base);
-		if (first == WIRE_PARTIAL) {
-			if (rc != WIRE_PARTIAL) {
-				first = rc;
-				at = k;
-				if (rc > 0 && rc == want)
-					check_fields(c, "bytewise", &h, base,
-						     k);
-			}
-		} else if (rc != first) {
-			bad++;
-		}
-	}
-	CHECKF(first == want && bad == 0 && (want < 0 || at == (size_t)want),
-	       "%s: bytewise: first %d at %zu, %zu changed", c->name, first,
-	       at, bad);
-
-	bad = 0;
-	for (k = 0; k <= c->len; k++) {
-		rc = parse_at(c->in, k, &h, &base);
-		if (rc == WIRE_PARTIAL)
-			rc = parse_at(c->in, c->len, &h, &base);
-		if (rc != want)
-			bad++;
-	}
-	CHECKF(bad == 0, "%s: split: %zu offsets differ", c->name, bad);
+	feed_run(c->name, c->in, c->len, feed_want(c->rc, c->head_len, c->len),
+		 &ops, c, &h);
 }
 
 int main(void)

@@ -14,6 +14,7 @@
 #include <sys/un.h>
 
 #include "check.h"
+#include "feed.h"
 #include "proxy_hdr.h"
 
 struct pcase {
@@ -215,22 +216,28 @@ static void fmt_addr(const struct sockaddr_storage *ss, char *out, size_t cap)
 	}
 }
 
-static int parse_at(const char *in, size_t len, struct proxy_hdr *h,
-		    const uint8_t **base)
+static int parse(const void *arg, const uint8_t *in, size_t len, void *out)
 {
-	const uint8_t *g = check_guarded(in, len);
-
-	*base = g;
-	return proxy_hdr_parse(g, len, h);
+	return proxy_hdr_parse(in, len, out);
 }
 
-static void check_fields(const struct pcase *c, const char *mode,
-			 const struct proxy_hdr *h, const uint8_t *base,
-			 size_t len)
+static int parse_at(const char *in, size_t len, struct proxy_hdr *h)
 {
+	return proxy_hdr_parse(check_guarded(in, len), len, h);
+}
+
+static void check_fields(const void *arg, enum feed_mode m, int rc,
+			 const void *out, const uint8_t *base, size_t len)
+{
+	const struct pcase *c = arg;
+	const struct proxy_hdr *h = out;
+	const char *mode = feed_mode_name(m);
 	char s[80], d[80];
 	const char *b = (const char *)base;
 
+	/* Tying h->len to rc once, on the whole input, is enough. */
+	if (m == FEED_WHOLE)
+		CHECKF(h->len == (size_t)rc, "%s: len", c->name);
 	fmt_addr(&h->src, s, sizeof(s));
 	fmt_addr(&h->dst, d, sizeof(d));
 	CHECKF(h->version == c->version && h->local == c->local,
@@ -246,62 +253,25 @@ static void check_fields(const struct pcase *c, const char *mode,
 
 static void run(const struct pcase *c)
 {
-	int want = c->rc == 1 ? (int)(c->hdr_len ? c->hdr_len : c->len)
-			      : c->rc;
-	const uint8_t *base;
+	static const struct feed_ops ops = { parse, check_fields };
 	struct proxy_hdr h;
-	size_t k, at = 0, bad = 0;
-	int rc, first = WIRE_PARTIAL;
 
-	rc = parse_at(c->in, c->len, &h, &base);
-	CHECKF(rc == want, "%s: whole: rc %d, want %d", c->name, rc, want);
-	if (rc > 0 && rc == want) {
-		CHECKF(h.len == (size_t)rc, "%s: len", c->name);
-		check_fields(c, "whole", &h, base, c->len);
-	}
-
-	for (k = 0; k <= c->len; k++) {
-		rc = parse_at(c->in, k, &h, &base);
-		if (first == WIRE_PARTIAL) {
-			if (rc != WIRE_PARTIAL) {
-				first = rc;
-				at = k;
-				if (rc > 0 && rc == want)
-					check_fields(c, "bytewise", &h, base,
-						     k);
-			}
-		} else if (rc != first) {
-			bad++;
-		}
-	}
-	CHECKF(first == want && bad == 0 && (want < 0 || at == (size_t)want),
-	       "%s: bytewise: first %d at %zu, %zu changed", c->name, first,
-	       at, bad);
-
-	bad = 0;
-	for (k = 0; k <= c->len; k++) {
-		rc = parse_at(c->in, k, &h, &base);
-		if (rc == WIRE_PARTIAL)
-			rc = parse_at(c->in, c->len, &h, &base);
-		if (rc != want)
-			bad++;
-	}
-	CHECKF(bad == 0, "%s: split: %zu offsets differ", c->name, bad);
+	feed_run(c->name, c->in, c->len, feed_want(c->rc, c->hdr_len, c->len),
+		 &ops, c, &h);
 }
 
 /* NOTPROXY must come on the first byte that differs from both signatures. */
 static void test_notproxy_early(void)
 {
 	struct proxy_hdr h;
-	const uint8_t *base;
 
-	CHECK(parse_at("G", 1, &h, &base) == WIRE_NOTPROXY);
-	CHECK(parse_at("\x16", 1, &h, &base) == WIRE_NOTPROXY);
-	CHECK(parse_at("PR", 2, &h, &base) == WIRE_PARTIAL);
-	CHECK(parse_at("PRO ", 4, &h, &base) == WIRE_NOTPROXY);
-	CHECK(parse_at("\r\n\r\n\0\r\nQ", 8, &h, &base) == WIRE_PARTIAL);
-	CHECK(parse_at("\r\n\r\n\0\r\nX", 8, &h, &base) == WIRE_NOTPROXY);
-	CHECK(parse_at("\r\n\r\nG", 5, &h, &base) == WIRE_NOTPROXY);
+	CHECK(parse_at("G", 1, &h) == WIRE_NOTPROXY);
+	CHECK(parse_at("\x16", 1, &h) == WIRE_NOTPROXY);
+	CHECK(parse_at("PR", 2, &h) == WIRE_PARTIAL);
+	CHECK(parse_at("PRO ", 4, &h) == WIRE_NOTPROXY);
+	CHECK(parse_at("\r\n\r\n\0\r\nQ", 8, &h) == WIRE_PARTIAL);
+	CHECK(parse_at("\r\n\r\n\0\r\nX", 8, &h) == WIRE_NOTPROXY);
+	CHECK(parse_at("\r\n\r\nG", 5, &h) == WIRE_NOTPROXY);
 }
 
 /* Headers too long for a string literal table: UNIX, the largest v2. */

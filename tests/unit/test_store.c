@@ -28,6 +28,7 @@
 #include "check.h"
 #include "edge.h"
 #include "store.h"
+#include "store_test.h"
 
 /* ---- mirrors of store.c's private layout (keep in sync) --------------- */
 
@@ -109,30 +110,6 @@ static void remove_files(void)
 	}
 }
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* xorshift64*: deterministic, so a failing seed can be replayed. */
-static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
-
-static uint64_t rnd(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dULL;
-}
-
-static uint32_t rnd_below(uint32_t n)
-{
-	return (uint32_t)(rnd() % n);
-}
-
 /* ---- entries ----------------------------------------------------------- */
 
 /*
@@ -203,23 +180,13 @@ static bool entry_is(const struct store_entry *got, enum store_kind kind,
  */
 static void pool_key(enum store_kind kind, uint32_t i, char *buf, size_t cap)
 {
-	static const char b64[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 	if (kind == STORE_HTTP01) {
-		uint64_t x = i * 0x9e3779b97f4a7c15ULL + 1;
-
-		BUG_ON(cap < 44);
-		for (int k = 0; k < 43; k++) {
-			x ^= x >> 29;
-			x *= 0xbf58476d1ce4e5b9ULL;
-			buf[k] = b64[(x >> 40) & 63];
-		}
+		BUG_ON(cap < TOKEN_LEN + 1);
+		token_fill(buf, 0, i * 0x9e3779b97f4a7c15ULL + 1);
 		/* The first chars carry i, so distinct i never collide. */
-		buf[0] = b64[i & 63];
-		buf[1] = b64[(i >> 6) & 63];
-		buf[2] = b64[(i >> 12) & 63];
-		buf[43] = '\0';
+		buf[0] = token_char(i);
+		buf[1] = token_char(i >> 6);
+		buf[2] = token_char(i >> 12);
 	} else {
 		snprintf(buf, cap, "h%u.%.*s.example.test", i, (int)(i % 7),
 			 "abcdefg");
@@ -1438,6 +1405,8 @@ int main(void)
 {
 	const char *seed = getenv("STORE_TEST_SEED");
 
+	/* A fixed default stream; STORE_TEST_SEED replays another one. */
+	rng_state = 0x9e3779b97f4a7c15ULL;
 	if (seed)
 		rng_state = strtoull(seed, NULL, 0) | 1;
 	printf("seed %#" PRIx64 "\n", rng_state);

@@ -40,6 +40,7 @@
 
 #include "edge.h"
 #include "store.h"
+#include "store_test.h"
 
 #define POOL 2000		/* keys per kind */
 #define CAPACITY 1024		/* < 2 * POOL: the store fills up */
@@ -86,14 +87,6 @@ static struct shared *sh;
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t mono_ns(void)
 {
 	struct timespec ts;
@@ -110,22 +103,6 @@ static void sleep_ms(int64_t ms)
 		;
 }
 
-/* xorshift64*, one stream per process (seeded after fork). */
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dULL;
-}
-
-static uint32_t rnd_below(uint32_t n)
-{
-	return (uint32_t)(rnd() % n);
-}
-
 /*
  * Key i of the pool. http-01: a 43-character token (every ACME token has
  * that length); tls-alpn-01: a name of varying length. The index is
@@ -133,20 +110,10 @@ static uint32_t rnd_below(uint32_t n)
  */
 static void pool_key(enum store_kind kind, uint32_t i, char *buf, size_t cap)
 {
-	static const char b64[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 	if (kind == STORE_HTTP01) {
-		uint64_t x = i * 0x9e3779b97f4a7c15ULL + 7;
-
-		BUG_ON(cap < 44);
+		BUG_ON(cap < TOKEN_LEN + 1);
 		snprintf(buf, cap, "%04u", i);
-		for (int k = 4; k < 43; k++) {
-			x ^= x >> 29;
-			x *= 0xbf58476d1ce4e5b9ULL;
-			buf[k] = b64[(x >> 40) & 63];
-		}
-		buf[43] = '\0';
+		token_fill(buf, 4, i * 0x9e3779b97f4a7c15ULL + 7);
 	} else {
 		snprintf(buf, cap, "%04u.%.*s.example.test", i, (int)(i % 11),
 			 "abcdefghijk");

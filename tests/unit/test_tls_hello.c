@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "feed.h"
 #include "tls_hello.h"
 
 #define SCRATCH_CAP 16384
@@ -296,7 +297,7 @@ static void wrap(const struct hello_spec *s, const uint8_t *msg, size_t len,
 	}
 }
 
-/* ---- the three feeding modes ---- */
+/* ---- feeding, through feed.h ---- */
 
 struct want {
 	const char *sni;
@@ -305,13 +306,28 @@ struct want {
 	bool tls13;
 };
 
+/* What a fed case is checked against besides its result code. */
+struct feed_arg {
+	const char *name;
+	size_t cap;		/* scratch_cap */
+	const struct want *w;	/* NULL when the case cannot succeed */
+};
+
+static int parse(const void *arg, const uint8_t *in, size_t len, void *out)
+{
+	const struct feed_arg *a = arg;
+
+	/* Stale bytes from the last parse must not pass for this one's. */
+	memset(scratch, 0xee, sizeof(scratch));
+	return tls_hello_parse(in, len, out, scratch, a->cap);
+}
+
 static int parse_at(const uint8_t *in, size_t len, size_t cap,
 		    struct tls_hello *h)
 {
-	const uint8_t *g = check_guarded(in, len);
+	struct feed_arg a = { .cap = cap };
 
-	memset(scratch, 0xee, sizeof(scratch));
-	return tls_hello_parse(g, len, h, scratch, cap);
+	return parse(&a, check_guarded(in, len), len, h);
 }
 
 static bool in_scratch(struct slice s, size_t hello_len)
@@ -321,9 +337,14 @@ static bool in_scratch(struct slice s, size_t hello_len)
 	return s.ptr >= lo && s.ptr + s.len <= lo + hello_len;
 }
 
-static void check_fields(const char *name, const char *mode,
-			 const struct tls_hello *h, const struct want *w)
+static void check_fields(const void *arg, enum feed_mode m, int rc,
+			 const void *out, const uint8_t *in, size_t len)
 {
+	const struct feed_arg *a = arg;
+	const char *name = a->name, *mode = feed_mode_name(m);
+	const struct tls_hello *h = out;
+	const struct want *w = a->w;
+
 	CHECKF(h->hello_len <= SCRATCH_CAP, "%s/%s: hello_len", name, mode);
 	if (w->sni) {
 		CHECKF(h->has_sni && h->sni.len == strlen(w->sni) &&
@@ -358,50 +379,15 @@ static void check_fields(const char *name, const char *mode,
 	       mode, h->offers_tls13);
 }
 
-/*
- * Feeds in whole, then every prefix (one byte at a time: PARTIAL until the
- * result is decided, then that result for every longer prefix), then in two
- * calls split at every offset. want_rc > 0 is the exact byte count.
- */
+/* want_rc > 0 is the exact byte count, else the WIRE_ code. */
 static void run(const char *name, const uint8_t *in, size_t len, size_t cap,
 		int want_rc, const struct want *w)
 {
+	static const struct feed_ops ops = { parse, check_fields };
+	struct feed_arg a = { name, cap, w };
 	struct tls_hello h;
-	size_t k, at = 0, bad = 0;
-	int rc, first = WIRE_PARTIAL;
 
-	rc = parse_at(in, len, cap, &h);
-	CHECKF(rc == want_rc, "%s: whole: rc %d, want %d", name, rc, want_rc);
-	if (rc > 0 && rc == want_rc)
-		check_fields(name, "whole", &h, w);
-
-	for (k = 0; k <= len; k++) {
-		rc = parse_at(in, k, cap, &h);
-		if (first == WIRE_PARTIAL) {
-			if (rc != WIRE_PARTIAL) {
-				first = rc;
-				at = k;
-				if (rc > 0 && rc == want_rc)
-					check_fields(name, "bytewise", &h, w);
-			}
-		} else if (rc != first) {
-			bad++;
-		}
-	}
-	CHECKF(first == want_rc && bad == 0 &&
-	       (want_rc < 0 || at == (size_t)want_rc),
-	       "%s: bytewise: first %d at %zu, %zu changed", name, first, at,
-	       bad);
-
-	bad = 0;
-	for (k = 0; k <= len; k++) {
-		rc = parse_at(in, k, cap, &h);
-		if (rc == WIRE_PARTIAL)
-			rc = parse_at(in, len, cap, &h);
-		if (rc != want_rc)
-			bad++;
-	}
-	CHECKF(bad == 0, "%s: split: %zu offsets differ", name, bad);
+	feed_run(name, in, len, want_rc, &ops, &a, &h);
 }
 
 static void run_spec(const struct hello_spec *s)
