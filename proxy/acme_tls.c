@@ -398,8 +398,12 @@ struct acme_tls *acme_tls_new(struct acme_tls_ctx *ctx,
 		ossl_err(err, errlen, "SSL_use_certificate");
 		goto out_free;
 	}
-	if (!SSL_use_PrivateKey(t->ssl, c->key) ||
-	    !SSL_check_private_key(t->ssl)) {
+	/*
+	 * No SSL_check_private_key(): cache_fill() matched the pair once per
+	 * entry version, and SSL_use_PrivateKey() compares it with the
+	 * certificate again; a third comparison per handshake buys nothing.
+	 */
+	if (!SSL_use_PrivateKey(t->ssl, c->key)) {
 		ossl_err(err, errlen, "SSL_use_PrivateKey");
 		goto out_free;
 	}
