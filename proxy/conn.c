@@ -409,6 +409,7 @@ static void connect_next(struct worker *w, struct conn *c)
 	c->fd[SIDE_UPSTREAM] = fd;
 	timer_arm(w, c, TL_CONNECT);
 	c->inflight++;
+	c->connect_busy = true;
 	w->io->connect(w, c, (const struct sockaddr *)&a->sa, a->len);
 }
 
@@ -941,6 +942,8 @@ void conn_complete(struct worker *w, struct conn *c, enum io_op op,
 		c->recv_busy[s] = false;
 	else if (op == IO_SEND)
 		c->send_busy[s] = false;
+	else if (op == IO_CONNECT)
+		c->connect_busy = false;
 
 	if (c->state == ST_CLOSING) {
 		/* A pool buffer a receive brought has no direction to go to. */

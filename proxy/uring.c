@@ -319,10 +319,37 @@ static void uring_shutdown_wr(struct worker *w, struct conn *c, enum side s)
 	io_uring_prep_shutdown(conn_sqe(w, c, IO_SHUTDOWN, s), c->fd[s], SHUT_WR);
 }
 
+/*
+ * Cancels by user_data, one request each: conn.c's busy flags say which
+ * are in flight. Cancelling by descriptor would be one SQE, but the kernel
+ * then walks every bucket of the ring's poll table per cancel (profiled:
+ * 4 % of the proxy's CPU on new :443 connections), where a user_data
+ * lookup is one hashed bucket. The last SQE carries IO_CANCEL, the one
+ * completion conn.c counts; the others' completions are dropped.
+ */
 static void uring_cancel(struct worker *w, struct conn *c, enum side s)
 {
-	io_uring_prep_cancel_fd(conn_sqe(w, c, IO_CANCEL, s), c->fd[s],
-				IORING_ASYNC_CANCEL_ALL);
+	enum io_op ops[3];
+	unsigned n = 0;
+
+	if (c->recv_busy[s])
+		ops[n++] = IO_RECV;
+	if (c->send_busy[s])
+		ops[n++] = IO_SEND;
+	if (s == SIDE_UPSTREAM && c->connect_busy)
+		ops[n++] = IO_CONNECT;
+	if (n == 0) {
+		io_uring_prep_nop(conn_sqe(w, c, IO_CANCEL, s));
+		return;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct io_uring_sqe *sqe = get_sqe(w);
+
+		io_uring_prep_cancel64(sqe, ud_pack(ops[i], s, c->gen, c->slot), 0);
+		io_uring_sqe_set_data64(sqe, i + 1 == n
+					? ud_pack(IO_CANCEL, s, c->gen, c->slot)
+					: ud_pack(IO_TICK, 0, 0, 0));
+	}
 }
 
 static void dispatch(struct worker *w, struct io_uring_cqe *cqe)

@@ -136,6 +136,7 @@ struct conn {
 	bool said_all;		/* the client has no more bytes to send us */
 	bool recv_busy[2];	/* one receive per socket at most */
 	bool send_busy[2];	/* one send per socket at most */
+	bool connect_busy;	/* a connect to an upstream in flight */
 	uint16_t inflight;	/* operations started, not yet completed */
 	int fd[2];		/* client, upstream; -1 when none */
 	struct sockaddr_storage peer;	/* the client (from PROXY when trusted) */
