@@ -402,6 +402,16 @@ class BackendTest(unittest.TestCase):
         with open(self.cert) as f:
             self.assertEqual(cert, ssl.PEM_cert_to_DER_cert(f.read()))
 
+        # No trusted_proxies here, so the client's address is asked of the
+        # kernel only when a challenge is logged: it must still be there.
+        want = ["proxy: http-01 answered: client 127.0.0.1:",
+                "proxy: tls-alpn-01 answered: client 127.0.0.1:"]
+        deadline = time.monotonic() + 5
+        while not all(w in g.log() for w in want) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for w in want:
+            self.assertIn(w, g.log())
+
     def backend_lines(self, log):
         return [l for l in log.splitlines() if "proxy: io backend" in l]
 

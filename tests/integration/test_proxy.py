@@ -796,6 +796,7 @@ def make_cert(dirpath, cn):
 
 UP = {}                 # name -> Upstream
 DOWN_PORTS = []         # two ports nothing listens on
+SILENT = []             # a listener whose full accept queue drops every SYN, and its fillers
 CERT_DIR = None
 
 
@@ -811,11 +812,29 @@ def setUpModule():
     for name in certs:
         UP[name] = Upstream(name, "tls", cert=certs[name])
     DOWN_PORTS[:] = [closed_port(), closed_port()]
+    # Linux drops a SYN when the listener's accept queue is full: with a
+    # backlog of 0 and one connection never accepted, a connect to it
+    # neither succeeds nor fails, which is what connect_timeout is for.
+    lis = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lis.bind(("127.0.0.1", 0))
+    lis.listen(0)
+    SILENT.append(lis)
+    for _ in range(2):
+        f = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        f.setblocking(False)
+        try:
+            f.connect(lis.getsockname())
+        except BlockingIOError:
+            pass
+        SILENT.append(f)
+        time.sleep(0.1)
 
 
 def tearDownModule():
     for u in UP.values():
         u.close()
+    for sock in SILENT:
+        sock.close()
     if CERT_DIR:
         shutil.rmtree(CERT_DIR, ignore_errors=True)
 
@@ -837,6 +856,8 @@ def base_routes():
         ("reset", {"names": "reset.test", "http": UP["reset"].addr,
                    "https": UP["reset"].addr}),
         ("down", {"names": "down.test", "http": down, "https": down}),
+        ("silent", {"names": "silent.test",
+                    "http": "127.0.0.1:%d" % SILENT[0].getsockname()[1]}),
     ])
 
 
@@ -2187,6 +2208,21 @@ class HostileTest(GatewayCase):
                                 M(UPERR, reason="all_servers_failed"): 2,
                                 M("acmeedge_proxy_relayed_total", port="http"): 0,
                                 M("acmeedge_proxy_relayed_total", port="https"): 0})
+
+    def test_upstream_connect_timeout(self):
+        # The connect is cancelled at connect_timeout (2 s): counted, then
+        # the route's only server has failed: 502.
+        m0 = self.gw.metrics()
+        t0 = time.monotonic()
+        st, h, body, _ = parse_http(exchange(self.gw.http, http_req("GET", "/", "silent.test"),
+                                             timeout=15))
+        dt = time.monotonic() - t0
+        self.assertEqual(st, 502, body)
+        self.assertGreater(dt, 1.5, "answered before connect_timeout")
+        self.assertLess(dt, 8, "the connect was not cancelled at connect_timeout")
+        self.metric_deltas(m0, {M(UPERR, reason="connect_timeout"): 1,
+                                M(UPERR, reason="all_servers_failed"): 1,
+                                M("acmeedge_proxy_relayed_total", port="http"): 0})
 
     def test_upstream_resets_mid_stream(self):
         m0 = self.gw.metrics()
