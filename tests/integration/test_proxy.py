@@ -1079,6 +1079,15 @@ class Gateway:
             raise AssertionError("GET /v1/challenges: %d %r" % (st, body))
         return json.loads(body)["challenges"]
 
+    def wait_metric(self, key, pred, timeout=5.0):
+        """Polls /metrics until pred(value) holds; the last value seen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            v = self.metrics().get(key)
+            if pred(v) or time.monotonic() > deadline:
+                return v
+            time.sleep(0.05)
+
     def metrics(self):
         st, _, body = self.api("GET", "/metrics", auth=False)
         if st != 200:
@@ -1166,13 +1175,8 @@ class GatewayCase(unittest.TestCase):
         stale = m.get(M("acmeedge_proxy_stale_completions_total"), 0)
         if stale:
             problems.append("%d stale completions" % stale)
-        deadline = time.monotonic() + 10
-        active = None
-        while time.monotonic() < deadline:
-            active = cls.gw.metrics().get(M("acmeedge_proxy_connections_active"))
-            if active == 0:
-                break
-            time.sleep(0.2)
+        active = cls.gw.wait_metric(M("acmeedge_proxy_connections_active"),
+                                    lambda v: v == 0, timeout=10)
         if active != 0:
             problems.append("acmeedge_proxy_connections_active stays at %r after the "
                             "class's tests (leaked connections)" % active)
@@ -1949,18 +1953,9 @@ class RelayTest(GatewayCase):
         figure("relay, 100 MiB each way at once through the proxy (and a Python echo): "
                "%.2f s, %.0f MB/s per direction", t1 - t0, n / 1e6 / (t1 - t0))
 
-    def wait_metric(self, key, pred, timeout=5.0):
-        """Polls /metrics until pred(value) holds; the last value seen."""
-        deadline = time.monotonic() + timeout
-        while True:
-            v = self.gw.metrics().get(key)
-            if pred(v) or time.monotonic() > deadline:
-                return v
-            time.sleep(0.05)
-
     def test_idle_relayed_connections_hold_no_buffer(self):
         held = M("acmeedge_proxy_relay_buffers_held")
-        self.assertEqual(self.wait_metric(held, lambda v: v == 0), 0)
+        self.assertEqual(self.gw.wait_metric(held, lambda v: v == 0), 0)
         # 200 keep-alive connections relayed to the upstream, then idle: each
         # has its upstream connection and no relay buffer while it waits.
         conns = []
@@ -1971,14 +1966,14 @@ class RelayTest(GatewayCase):
                 c.send(http_req("GET", "/idle/%d" % i, "app.test", close=False))
             for c in conns:
                 self.assertEqual(c.response()[0], 200)
-            self.assertEqual(self.wait_metric(held, lambda v: v == 0), 0,
+            self.assertEqual(self.gw.wait_metric(held, lambda v: v == 0), 0,
                              "idle relayed connections hold relay buffers")
             # ... and they still relay: a second request on each.
             for i, c in enumerate(conns):
                 c.send(http_req("GET", "/again/%d" % i, "app.test", close=False))
             for c in conns:
                 self.assertEqual(c.response()[0], 200)
-            self.assertEqual(self.wait_metric(held, lambda v: v == 0), 0)
+            self.assertEqual(self.gw.wait_metric(held, lambda v: v == 0), 0)
         finally:
             for c in conns:
                 c.close()
@@ -1998,7 +1993,7 @@ class RelayTest(GatewayCase):
         th = threading.Thread(target=sender, daemon=True)
         th.start()
         try:
-            v = self.wait_metric(held, lambda v: v is not None and v >= 1)
+            v = self.gw.wait_metric(held, lambda v: v is not None and v >= 1)
             self.assertIsNotNone(v)
             self.assertGreaterEqual(v, 1, "a backed-up relay holds no buffer")
             self.assertLessEqual(v, 2)
@@ -2006,7 +2001,7 @@ class RelayTest(GatewayCase):
             s.shutdown(socket.SHUT_RDWR)
             th.join(30)
             s.close()
-        self.assertEqual(self.wait_metric(held, lambda v: v == 0), 0,
+        self.assertEqual(self.gw.wait_metric(held, lambda v: v == 0), 0,
                          "buffers not returned after the connection closed")
 
     def test_reload_under_traffic(self):
