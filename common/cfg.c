@@ -471,6 +471,8 @@ static int key_proxy(struct load_ctx *c, const char *k, const char *v)
 		return parse_duration(c, k, v, 0, 3600000, &cfg->proxy.grace_ms);
 	if (strcmp(k, "max_connections") == 0)
 		return parse_u32(c, k, v, 16, 1000000, &cfg->proxy.max_connections);
+	if (strcmp(k, "splice_pipes") == 0)
+		return parse_u32(c, k, v, 0, 4096, &cfg->proxy.splice_pipes);
 	if (strcmp(k, "trusted_proxies") == 0)
 		return parse_cidrs(c, k, v, &cfg->proxy.trusted_proxies,
 				   &cfg->proxy.ntrusted_proxies);
@@ -770,6 +772,7 @@ static void cfg_defaults(struct cfg *cfg)
 	cfg->proxy.idle_timeout_ms = 300000;
 	cfg->proxy.grace_ms = 30000;
 	cfg->proxy.max_connections = 8192;
+	cfg->proxy.splice_pipes = 64;
 	cfg->log.level = LOG_LVL_INFO;
 }
 

@@ -102,6 +102,7 @@ struct cfg {
 		uint32_t idle_timeout_ms;
 		uint32_t grace_ms;
 		uint32_t max_connections;	/* per worker */
+		uint32_t splice_pipes;		/* per worker; 0: never splice */
 		struct cidr *trusted_proxies;
 		size_t ntrusted_proxies;
 	} proxy;

@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define PSTATS_LAYOUT_VERSION 2
+#define PSTATS_LAYOUT_VERSION 3
 #define PSTATS_WORKERS_MAX 256
 #define PSTATS_HITS 128		/* hit records kept per worker */
 #define PSTATS_KEY_MAX 255
@@ -61,7 +61,9 @@
 	X(UPSTREAM_CONNECT_TIMEOUT, "acmeedge_proxy_upstream_errors_total|reason=\"connect_timeout\"") \
 	X(UPSTREAM_UNREACHABLE, "acmeedge_proxy_upstream_errors_total|reason=\"all_servers_failed\"") \
 	X(STALE_CQE, "acmeedge_proxy_stale_completions_total|")                   \
-	X(RELAY_BUFFERS, "acmeedge_proxy_relay_buffers_held|")
+	X(RELAY_BUFFERS, "acmeedge_proxy_relay_buffers_held|")                   \
+	X(RELAY_PIPES, "acmeedge_proxy_relay_pipes_held|")                       \
+	X(BYTES_SPLICED, "acmeedge_proxy_spliced_bytes_total|")
 
 enum pstat {
 #define PSTAT_ENUM(id, name) PS_##id,

@@ -24,6 +24,7 @@
  * completion decrements it, whatever the result (-ECANCELED included).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -132,6 +133,8 @@ static struct conn *conn_alloc(struct worker *w)
 	c->slot = (uint32_t)(c - w->conns);
 	c->gen = gen & 0x7fffff;
 	c->fd[0] = c->fd[1] = -1;
+	for (int d = 0; d < 2; d++)
+		c->dir[d].pipe[0] = c->dir[d].pipe[1] = -1;
 	w->active++;
 	pstats_add(w->stats, PS_ACTIVE, 1);
 	return c;
@@ -172,6 +175,61 @@ static void dir_drop(struct worker *w, struct relay_dir *r)
 	pstats_sub(w->stats, PS_RELAY_BUFFERS, 1);
 }
 
+/*
+ * Splice pipes: taken when a bulk direction is about to move bytes, given
+ * back once empty, so their number follows the relays moving bytes now,
+ * not the relays open. Bounded per worker by splice_pipes (each is two
+ * descriptors and up to PIPE_BYTES of pinned pages); past it, a bulk
+ * direction copies through a buffer until a pipe is free again.
+ */
+static bool pipe_get(struct worker *w, struct relay_dir *r)
+{
+	int p[2];
+
+	BUG_ON(r->pipe[0] >= 0);
+	if (w->npipes) {
+		w->npipes--;
+		p[0] = w->pipes[w->npipes][0];
+		p[1] = w->pipes[w->npipes][1];
+	} else {
+		if (w->pipes_open >= w->lc->cfg->proxy.splice_pipes)
+			return false;
+		if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) {
+			static __thread struct log_limit lim;
+			log_ratelimited(&lim, LOG_LVL_ERR, "proxy: pipe: %s: "
+					"relaying through buffers", strerror(errno));
+			return false;
+		}
+		/* Refused past the user's pipe quota: the default size works. */
+		(void)fcntl(p[1], F_SETPIPE_SZ, PIPE_BYTES);
+		w->pipes_open++;
+	}
+	r->pipe[0] = p[0];
+	r->pipe[1] = p[1];
+	pstats_add(w->stats, PS_RELAY_PIPES, 1);
+	return true;
+}
+
+/* A pipe with bytes left in it is closed: they belong to no stream now. */
+static void pipe_put(struct worker *w, struct relay_dir *r)
+{
+	if (r->pipe[0] < 0)
+		return;
+	if (r->piped == 0 && w->npipes < PIPE_KEEP &&
+	    w->pipes_open <= w->lc->cfg->proxy.splice_pipes) {
+		w->pipes[w->npipes][0] = r->pipe[0];
+		w->pipes[w->npipes][1] = r->pipe[1];
+		w->npipes++;
+	} else {
+		close(r->pipe[0]);
+		close(r->pipe[1]);
+		w->pipes_open--;
+	}
+	r->pipe[0] = r->pipe[1] = -1;
+	r->piped = 0;
+	pstats_sub(w->stats, PS_RELAY_PIPES, 1);
+}
+
 static void conn_release(struct worker *w, struct conn *c)
 {
 	BUG_ON(c->inflight != 0);
@@ -180,6 +238,7 @@ static void conn_release(struct worker *w, struct conn *c)
 		if (c->fd[i] >= 0)
 			close(c->fd[i]);
 		dir_drop(w, &c->dir[i]);
+		pipe_put(w, &c->dir[i]);
 	}
 	FREE_NULL(c->in);
 	FREE_NULL(c->out);
@@ -240,6 +299,18 @@ static void op_send(struct worker *w, struct conn *c, enum side s,
 	c->send_busy[s] = true;
 	c->inflight++;
 	w->io->send(w, c, s, buf, len);
+}
+
+static void op_poll(struct worker *w, struct conn *c, enum side s, bool out,
+		    bool yield)
+{
+	bool *busy = out ? c->send_busy : c->recv_busy;
+
+	BUG_ON(busy[s] || c->fd[s] < 0);
+	busy[s] = true;
+	(out ? c->send_poll : c->recv_poll)[s] = true;
+	c->inflight++;
+	w->io->poll(w, c, s, out, yield);
 }
 
 static void op_shutdown(struct worker *w, struct conn *c, enum side s)
@@ -457,13 +528,108 @@ static void on_connected(struct worker *w, struct conn *c)
 
 /* ---- relay ------------------------------------------------------------ */
 
+/* Pipe rounds (in, then out) per readiness, so one bulk relay cannot hold
+ * the worker while others wait. */
+#define SPLICE_ROUNDS 16
+
+/* splice(2) needs both sockets non-blocking: it blocks on the files' own
+ * flags. Receives and sends through the backends are unaffected. */
+static bool set_nonblock(struct conn *c)
+{
+	for (int s = 0; s < 2 && !c->nonblock; s++) {
+		int fl = fcntl(c->fd[s], F_GETFL);
+
+		if (fl < 0 || (!(fl & O_NONBLOCK) &&
+			       fcntl(c->fd[s], F_SETFL, fl | O_NONBLOCK) < 0))
+			return false;
+	}
+	c->nonblock = true;
+	return true;
+}
+
+/*
+ * Moves a bulk direction's bytes src -> pipe -> dst, the pipe emptied
+ * before it is filled again (so a full pipe never reads as a blocked
+ * socket), until a socket would block; then waits for that socket alone,
+ * which keeps the buffered relay's backpressure. true: a wait is in
+ * flight or the connection is closing; false: the relay goes on without
+ * splicing for now (the source said EOF and the pipe is empty, or no pipe
+ * is free).
+ */
+static bool splice_pump(struct worker *w, struct conn *c, int d)
+{
+	struct relay_dir *r = &c->dir[d];
+	enum side src = d == 0 ? SIDE_CLIENT : SIDE_UPSTREAM;
+	enum side dst = d == 0 ? SIDE_UPSTREAM : SIDE_CLIENT;
+	unsigned rounds = 0;
+	ssize_t n;
+
+	if (!c->nonblock && !set_nonblock(c)) {
+		r->bulk = false;
+		return false;
+	}
+	for (;;) {
+		if (r->piped) {
+			n = splice(r->pipe[0], NULL, c->fd[dst], NULL, r->piped,
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			if (n > 0) {
+				r->piped -= (uint32_t)n;
+				timer_arm(w, c, TL_IDLE);
+				continue;
+			}
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && errno == EAGAIN) {
+				op_poll(w, c, dst, true, false);
+				return true;
+			}
+			conn_close(w, c, PS_CLOSE_RESET);
+			return true;
+		}
+		if (r->eof || (r->pipe[0] < 0 && !pipe_get(w, r))) {
+			pipe_put(w, r);
+			return false;
+		}
+		if (rounds++ == SPLICE_ROUNDS) {
+			/* Others' turn; it comes back at once if still readable. */
+			pipe_put(w, r);
+			op_poll(w, c, src, false, true);
+			return true;
+		}
+		n = splice(c->fd[src], NULL, r->pipe[1], NULL, PIPE_BYTES,
+			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n > 0) {
+			r->piped = (uint32_t)n;
+			pstats_add(w->stats, d == 0 ? PS_BYTES_TO_UPSTREAM
+						    : PS_BYTES_TO_CLIENT, (uint64_t)n);
+			pstats_add(w->stats, PS_BYTES_SPLICED, (uint64_t)n);
+			timer_arm(w, c, TL_IDLE);
+			continue;
+		}
+		if (n == 0) {
+			r->eof = true;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN) {
+			pipe_put(w, r);
+			op_poll(w, c, src, false, false);
+			return true;
+		}
+		conn_close(w, c, PS_CLOSE_RESET);
+		return true;
+	}
+}
+
 /*
  * Moves one direction forward: send what is buffered, else receive more,
  * else (source at EOF) shut the destination's write side. One buffer per
  * direction is the backpressure: nothing more is read from a side until
  * the other side has taken everything read before. A drained buffer goes
  * back to the pool at once and the next receive takes one only when bytes
- * arrive, so a connection with nothing to relay holds no buffer.
+ * arrive, so a connection with nothing to relay holds no buffer. A bulk
+ * direction splices instead, with the same one-thing-at-a-time rule.
  */
 static void relay_pump(struct worker *w, struct conn *c, int d)
 {
@@ -477,9 +643,11 @@ static void relay_pump(struct worker *w, struct conn *c, int d)
 		return;
 	}
 	r->len = r->off = 0;
-	if (c->recv_busy[src])
+	if (c->recv_busy[src] || c->send_busy[dst])
 		return;
 	dir_drop(w, r);
+	if ((r->piped || (r->bulk && !r->eof)) && splice_pump(w, c, d))
+		return;
 	if (r->eof) {
 		if (!r->shut) {
 			r->shut = true;
@@ -518,6 +686,19 @@ static void relay_recv(struct worker *w, struct conn *c, enum side s, int res,
 		pstats_add(w->stats, d == 0 ? PS_BYTES_TO_UPSTREAM
 					    : PS_BYTES_TO_CLIENT, (uint64_t)res);
 		timer_arm(w, c, TL_IDLE);
+		/* A full buffer: more is waiting, so splice from now on. */
+		if (res == RELAY_BUF && w->lc->cfg->proxy.splice_pipes)
+			r->bulk = true;
+	}
+	relay_pump(w, c, d);
+}
+
+/* A bulk direction's socket is ready: splice on. */
+static void relay_ready(struct worker *w, struct conn *c, int d, int res)
+{
+	if (res < 0) {
+		conn_close(w, c, PS_CLOSE_RESET);
+		return;
 	}
 	relay_pump(w, c, d);
 }
@@ -938,11 +1119,17 @@ void conn_complete(struct worker *w, struct conn *c, enum io_op op,
 {
 	BUG_ON(c->inflight == 0);
 	c->inflight--;
-	if (op == IO_RECV)
+	if (op == IO_RECV) {
 		c->recv_busy[s] = false;
-	else if (op == IO_SEND)
+	} else if (op == IO_SEND) {
 		c->send_busy[s] = false;
-	else if (op == IO_CONNECT)
+	} else if (op == IO_POLL_IN) {
+		c->recv_busy[s] = false;
+		c->recv_poll[s] = false;
+	} else if (op == IO_POLL_OUT) {
+		c->send_busy[s] = false;
+		c->send_poll[s] = false;
+	} else if (op == IO_CONNECT)
 		c->connect_busy = false;
 
 	if (c->state == ST_CLOSING) {
@@ -997,6 +1184,14 @@ void conn_complete(struct worker *w, struct conn *c, enum io_op op,
 	case IO_SHUTDOWN:
 		if (c->state == ST_RELAY)
 			relay_shut(w, c);
+		break;
+	case IO_POLL_IN:
+		if (c->state == ST_RELAY)
+			relay_ready(w, c, s == SIDE_CLIENT ? 0 : 1, res);
+		break;
+	case IO_POLL_OUT:
+		if (c->state == ST_RELAY)
+			relay_ready(w, c, s == SIDE_UPSTREAM ? 0 : 1, res);
 		break;
 	default:
 		break;

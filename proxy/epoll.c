@@ -38,6 +38,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +83,8 @@ struct eside {
 	bool in_ready;
 	bool in_done;
 	bool rpooled;		/* the receive takes a pool buffer (io_ops.recv) */
+	bool rpoll;		/* the pending receive is a poll for input */
+	bool spoll;		/* the pending send is a poll for output */
 	void *rbuf;
 	const void *sbuf;
 	size_t rlen;
@@ -210,6 +213,7 @@ static struct eside *side_of(struct worker *w, struct conn *c, enum side s)
 		e->pend = e->done = 0;
 		e->nshut = e->ncancel = 0;
 		e->try_rd = e->try_wr = false;
+		e->rpoll = e->spoll = false;
 	}
 	return e;
 }
@@ -269,6 +273,7 @@ static void ep_recv(struct worker *w, struct conn *c, enum side s, void *buf,
 	e->pend |= P_RECV;
 	e->rbuf = buf;
 	e->rpooled = !buf;
+	e->rpoll = false;
 	e->rlen = len;
 	e->try_rd = true;
 	ready_push(w->io_priv, e);
@@ -281,6 +286,7 @@ static void ep_send(struct worker *w, struct conn *c, enum side s,
 
 	BUG_ON((e->pend & P_SEND) || (e->done & D_SEND));
 	e->pend |= P_SEND;
+	e->spoll = false;
 	e->sbuf = buf;
 	e->slen = len;
 	e->try_wr = true;
@@ -316,6 +322,43 @@ static void ep_connect(struct worker *w, struct conn *c,
 	e->pend |= P_CONNECT;
 	e->try_wr = false;
 	rc = side_reg(e, fd);
+	if (rc < 0)
+		end_pending(ep, e, rc);
+}
+
+/*
+ * A poll waits for the socket's next edge, never attempting first: the
+ * caller has just seen EAGAIN, and any byte (or room) arriving since
+ * raises an edge on the registered socket. A yield may find the socket
+ * ready with no edge to come, so it is reported ready at once (delivered
+ * on the next run pass, after others' results): at worst the caller sees
+ * EAGAIN and polls again.
+ */
+static void ep_poll(struct worker *w, struct conn *c, enum side s, bool out,
+		    bool yield)
+{
+	struct ep *ep = w->io_priv;
+	struct eside *e = side_of(w, c, s);
+	int rc;
+
+	if (out) {
+		BUG_ON((e->pend & P_SEND) || (e->done & D_SEND));
+		e->pend |= P_SEND;
+		e->spoll = true;
+		e->try_wr = false;
+	} else {
+		BUG_ON((e->pend & P_RECV) || (e->done & D_RECV));
+		e->pend |= P_RECV;
+		e->rpoll = true;
+		e->rpooled = false;
+		e->try_rd = false;
+	}
+	if (yield) {
+		e->pend &= (uint8_t)~(out ? P_SEND : P_RECV);
+		put_done(ep, e, out ? D_SEND : D_RECV, out ? POLLOUT : POLLIN);
+		return;
+	}
+	rc = side_reg(e, c->fd[s]);
 	if (rc < 0)
 		end_pending(ep, e, rc);
 }
@@ -376,6 +419,16 @@ static void attempt(struct ep *ep, struct eside *e)
 			put_done(ep, e, D_CONNECT, -errno);
 		}
 		/* ENOTCONN: a wakeup before the handshake ended; wait on. */
+	}
+	if ((e->pend & P_RECV) && e->try_rd && e->rpoll) {
+		e->try_rd = false;
+		e->pend &= (uint8_t)~P_RECV;
+		put_done(ep, e, D_RECV, POLLIN);
+	}
+	if ((e->pend & P_SEND) && e->try_wr && e->spoll) {
+		e->try_wr = false;
+		e->pend &= (uint8_t)~P_SEND;
+		put_done(ep, e, D_SEND, POLLOUT);
 	}
 	if ((e->pend & P_RECV) && e->try_rd) {
 		/* A pooled receive holds a buffer only if bytes came. */
@@ -485,14 +538,16 @@ static void deliver(struct ep *ep, struct eside *e)
 			if (res < 0)
 				side_unreg(e);
 		} else if (e->done & D_RECV) {
-			op = IO_RECV;
+			op = e->rpoll ? IO_POLL_IN : IO_RECV;
 			res = e->recv_res;
 			buf = e->rpooled ? e->rbuf : NULL;
 			e->rbuf = NULL;
+			e->rpoll = false;
 			e->done &= (uint8_t)~D_RECV;
 		} else if (e->done & D_SEND) {
-			op = IO_SEND;
+			op = e->spoll ? IO_POLL_OUT : IO_SEND;
 			res = e->send_res;
+			e->spoll = false;
 			e->done &= (uint8_t)~D_SEND;
 		} else if (e->nshut) {
 			op = IO_SHUTDOWN;
@@ -845,6 +900,7 @@ const struct io_ops io_epoll_ops = {
 	.send = ep_send,
 	.connect = ep_connect,
 	.shutdown_wr = ep_shutdown_wr,
+	.poll = ep_poll,
 	.cancel = ep_cancel,
 	.wait = ep_wait,
 };

@@ -180,6 +180,11 @@ static void worker_teardown(struct worker *w)
 		live_cfg_put(w->lc);
 	while (w->npool)
 		free(w->pool[--w->npool]);
+	while (w->npipes) {
+		w->npipes--;
+		close(w->pipes[w->npipes][0]);
+		close(w->pipes[w->npipes][1]);
+	}
 	free(w->listeners);
 	free(w->conns);
 	free(w->free_slots);

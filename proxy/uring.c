@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,7 +180,7 @@ static int uring_init(struct worker *w, char *err, size_t errlen)
 	static const int needed[] = {
 		IORING_OP_ACCEPT, IORING_OP_RECV, IORING_OP_SEND,
 		IORING_OP_CONNECT, IORING_OP_SHUTDOWN, IORING_OP_ASYNC_CANCEL,
-		IORING_OP_TIMEOUT,
+		IORING_OP_TIMEOUT, IORING_OP_POLL_ADD,
 		/*
 		 * Not used, but it arrived in 5.19 with multishot accept and
 		 * cancel by descriptor, which the probe cannot see directly:
@@ -190,7 +191,7 @@ static int uring_init(struct worker *w, char *err, size_t errlen)
 	};
 	static const char *const names[] = {
 		"accept", "recv", "send", "connect", "shutdown", "async_cancel",
-		"timeout", "socket (5.19: multishot accept, cancel by fd)",
+		"timeout", "poll_add", "socket (5.19: multishot accept, cancel by fd)",
 	};
 	struct uring *u = calloc(1, sizeof(*u));
 	struct io_uring_params p;
@@ -314,6 +315,15 @@ static void uring_connect(struct worker *w, struct conn *c,
 			      c->fd[SIDE_UPSTREAM], sa, len);
 }
 
+/* A poll request looks at the socket when armed: a yield needs nothing more. */
+static void uring_poll(struct worker *w, struct conn *c, enum side s, bool out,
+		       bool yield)
+{
+	(void)yield;
+	io_uring_prep_poll_add(conn_sqe(w, c, out ? IO_POLL_OUT : IO_POLL_IN, s),
+			       c->fd[s], out ? POLLOUT : POLLIN);
+}
+
 static void uring_shutdown_wr(struct worker *w, struct conn *c, enum side s)
 {
 	io_uring_prep_shutdown(conn_sqe(w, c, IO_SHUTDOWN, s), c->fd[s], SHUT_WR);
@@ -333,9 +343,9 @@ static void uring_cancel(struct worker *w, struct conn *c, enum side s)
 	unsigned n = 0;
 
 	if (c->recv_busy[s])
-		ops[n++] = IO_RECV;
+		ops[n++] = c->recv_poll[s] ? IO_POLL_IN : IO_RECV;
 	if (c->send_busy[s])
-		ops[n++] = IO_SEND;
+		ops[n++] = c->send_poll[s] ? IO_POLL_OUT : IO_SEND;
 	if (s == SIDE_UPSTREAM && c->connect_busy)
 		ops[n++] = IO_CONNECT;
 	if (n == 0) {
@@ -436,6 +446,7 @@ const struct io_ops io_uring_ops = {
 	.send = uring_send,
 	.connect = uring_connect,
 	.shutdown_wr = uring_shutdown_wr,
+	.poll = uring_poll,
 	.cancel = uring_cancel,
 	.wait = uring_wait,
 };

@@ -40,6 +40,8 @@ enum io_op {
 	IO_SHUTDOWN = 5,
 	IO_CANCEL = 6,
 	IO_TICK = 7,
+	IO_POLL_IN = 8,		/* readiness for splice(2), see io_ops.poll */
+	IO_POLL_OUT = 9,
 };
 
 enum side {
@@ -68,6 +70,17 @@ struct io_ops {
 	void (*connect)(struct worker *w, struct conn *c,
 			const struct sockaddr *sa, socklen_t len);
 	void (*shutdown_wr)(struct worker *w, struct conn *c, enum side s);
+	/*
+	 * Completes once socket s is readable (out false: IO_POLL_IN) or
+	 * writable (out true: IO_POLL_OUT), res > 0, or with -errno. Bulk
+	 * relays wait with it and then move bytes with splice(2) themselves:
+	 * it takes the socket's receive (or send) slot for that time. The
+	 * caller has just seen EAGAIN on the socket, unless yield: then it
+	 * stopped early to let other connections run and the socket may be
+	 * ready already (an edge-triggered backend must not wait for an edge).
+	 */
+	void (*poll)(struct worker *w, struct conn *c, enum side s, bool out,
+		     bool yield);
 	/* Ends every operation in flight on one socket; completes once. */
 	void (*cancel)(struct worker *w, struct conn *c, enum side s);
 	/* Stops accepting on listener li; worker_accept_ended() follows. */
@@ -110,6 +123,9 @@ enum timer_list {
 #define RELAY_BUF 65536
 /* Free relay buffers a worker keeps rather than giving back. */
 #define POOL_KEEP 64
+/* Bytes a splice pipe is asked to hold (F_SETPIPE_SZ); empty pipes kept. */
+#define PIPE_BYTES (256 * 1024)
+#define PIPE_KEEP 16
 
 /*
  * One direction of a relay: bytes read from one side, not yet all sent.
@@ -122,6 +138,15 @@ struct relay_dir {
 	uint32_t off;		/* bytes of them already sent */
 	bool eof;		/* the source side said EOF */
 	bool shut;		/* we shut the destination's write side */
+	/*
+	 * Bulk: a receive once filled a whole buffer, so bytes now move
+	 * socket -> pipe -> socket with splice(2) and never through user
+	 * space. The pipe is held only while bytes are in it (or are about
+	 * to be): a bulk direction waiting for its source holds none.
+	 */
+	bool bulk;
+	int pipe[2];		/* read end, write end; -1 when none held */
+	uint32_t piped;		/* bytes in the pipe */
 };
 
 struct conn {
@@ -137,6 +162,9 @@ struct conn {
 	bool recv_busy[2];	/* one receive per socket at most */
 	bool send_busy[2];	/* one send per socket at most */
 	bool connect_busy;	/* a connect to an upstream in flight */
+	bool recv_poll[2];	/* the receive slot holds a poll for input */
+	bool send_poll[2];	/* the send slot holds a poll for output */
+	bool nonblock;		/* both sockets O_NONBLOCK (splice needs it) */
 	uint16_t inflight;	/* operations started, not yet completed */
 	int fd[2];		/* client, upstream; -1 when none */
 	struct sockaddr_storage peer;	/* the client (from PROXY when trusted) */
@@ -221,6 +249,10 @@ struct worker {
 	/* Free relay buffers, most recently used last (still in cache). */
 	void *pool[POOL_KEEP];
 	uint32_t npool;
+	/* Empty splice pipes, and how many this worker has open in all. */
+	int pipes[PIPE_KEEP][2];
+	uint32_t npipes;
+	uint32_t pipes_open;
 
 	uint8_t hello_scratch[16384];	/* ClientHello reassembly */
 	struct store_entry entry;	/* lookups copy here */

@@ -1080,10 +1080,14 @@ class Gateway:
         return json.loads(body)["challenges"]
 
     def wait_metric(self, key, pred, timeout=5.0):
-        """Polls /metrics until pred(value) holds; the last value seen."""
+        """Polls /metrics until pred(value) holds; the last value seen. A
+        list of keys stands for the sum of their values (None if none)."""
         deadline = time.monotonic() + timeout
+        keys = key if isinstance(key, list) else [key]
         while True:
-            v = self.metrics().get(key)
+            m = self.metrics()
+            got = [m[k] for k in keys if k in m]
+            v = sum(got) if got else None
             if pred(v) or time.monotonic() > deadline:
                 return v
             time.sleep(0.05)
@@ -1180,10 +1184,10 @@ class GatewayCase(unittest.TestCase):
         if active != 0:
             problems.append("acmeedge_proxy_connections_active stays at %r after the "
                             "class's tests (leaked connections)" % active)
-        held = cls.gw.metrics().get(M("acmeedge_proxy_relay_buffers_held"))
-        if held != 0:
-            problems.append("acmeedge_proxy_relay_buffers_held is %r with no connection "
-                            "left (leaked relay buffers)" % held)
+        for name in ("acmeedge_proxy_relay_buffers_held", "acmeedge_proxy_relay_pipes_held"):
+            held = cls.gw.metrics().get(M(name))
+            if held != 0:
+                problems.append("%s is %r with no connection left (leaked)" % (name, held))
         return problems
 
     def setUp(self):
@@ -1950,8 +1954,46 @@ class RelayTest(GatewayCase):
         self.assertEqual(got.hexdigest(), sent.hexdigest(), "bytes changed on the way")
         r = UP["echo"].wait_record(lambda r: r.get("bytes") == total)
         self.assertEqual(r["sha256"], sent.hexdigest(), "the upstream got other bytes")
+        # Both directions are bulk: they move through splice pipes.
+        spliced = self.gw.metrics().get(M("acmeedge_proxy_spliced_bytes_total"), 0)
+        self.assertGreater(spliced, n, "100 MiB each way went through user space")
         figure("relay, 100 MiB each way at once through the proxy (and a Python echo): "
                "%.2f s, %.0f MB/s per direction", t1 - t0, n / 1e6 / (t1 - t0))
+
+    def test_splice_pipes_bound_and_off(self):
+        gw = self.gw
+        spliced = M("acmeedge_proxy_spliced_bytes_total")
+        pipes = M("acmeedge_proxy_relay_pipes_held")
+        try:
+            # One pipe per worker for six bulk transfers at once: the others
+            # copy through buffers meanwhile, and every byte still arrives.
+            gw.reload(proxy={"splice_pipes": "1"})
+            before = gw.metrics().get(spliced, 0)
+            outs = [{} for _ in range(6)]
+            threads = [threading.Thread(target=self._transfer, args=(16 * MiB, 0, o),
+                                        daemon=True) for o in outs]
+            for t in threads:
+                t.start()
+            most = 0
+            while any(t.is_alive() for t in threads):
+                most = max(most, gw.metrics().get(pipes, 0))
+                time.sleep(0.01)
+            for o in outs:
+                self.assertTrue(o.get("ok"), "a transfer broke: %r" % o)
+            self.assertLessEqual(most, 2, "more pipes held than splice_pipes x workers")
+            self.assertGreater(gw.metrics().get(spliced, 0), before,
+                               "no bulk transfer spliced")
+            # splice_pipes = 0: bulk relays copy, nothing is spliced.
+            gw.reload(proxy={"splice_pipes": "0"})
+            before = gw.metrics().get(spliced, 0)
+            out = {}
+            self._transfer(16 * MiB, 0, out)
+            self.assertTrue(out.get("ok"), "a transfer broke: %r" % out)
+            self.assertEqual(gw.metrics().get(spliced, 0), before,
+                             "spliced with splice_pipes = 0")
+        finally:
+            gw.reload()
+        self.assertEqual(gw.wait_metric(pipes, lambda v: v == 0), 0)
 
     def test_idle_relayed_connections_hold_no_buffer(self):
         held = M("acmeedge_proxy_relay_buffers_held")
@@ -1992,17 +2034,20 @@ class RelayTest(GatewayCase):
 
         th = threading.Thread(target=sender, daemon=True)
         th.start()
+        # Bulk bytes wait in a buffer, or in a splice pipe once the relay
+        # splices: one per direction at most.
+        held_any = [held, M("acmeedge_proxy_relay_pipes_held")]
         try:
-            v = self.gw.wait_metric(held, lambda v: v is not None and v >= 1)
+            v = self.gw.wait_metric(held_any, lambda v: v is not None and v >= 1)
             self.assertIsNotNone(v)
-            self.assertGreaterEqual(v, 1, "a backed-up relay holds no buffer")
+            self.assertGreaterEqual(v, 1, "a backed-up relay holds neither buffer nor pipe")
             self.assertLessEqual(v, 2)
         finally:
             s.shutdown(socket.SHUT_RDWR)
             th.join(30)
             s.close()
-        self.assertEqual(self.gw.wait_metric(held, lambda v: v == 0), 0,
-                         "buffers not returned after the connection closed")
+        self.assertEqual(self.gw.wait_metric(held_any, lambda v: v == 0), 0,
+                         "buffers or pipes not returned after the connection closed")
 
     def test_reload_under_traffic(self):
         gw = self.gw
