@@ -1,5 +1,6 @@
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,10 +27,46 @@ static const char *log_component = "acme-edge";
 static enum log_level log_level = LOG_LVL_INFO;
 static const char *const level_names[] = {"err", "warn", "info", "debug"};
 
+/*
+ * What a line starts with, made once rather than per line (a worker logs
+ * a line per challenge answered): "component[pid] " per process, renewed
+ * in a forked child, and per thread the time up to the second.
+ */
+static char log_ident[96];
+static __thread time_t stamp_sec = -1;
+static __thread char stamp[32];		/* "YYYY-MM-DDTHH:MM:SS." */
+static __thread size_t stamp_len;
+
+static void ident_make(void)
+{
+	snprintf(log_ident, sizeof(log_ident), "Z %s[%d] ", log_component,
+		 (int)getpid());
+}
+
+static pthread_once_t ident_once = PTHREAD_ONCE_INIT;
+
+static void ident_first(void)
+{
+	ident_make();
+	pthread_atfork(NULL, NULL, ident_make);
+}
+
 void log_init(const char *component, enum log_level level)
 {
+	pthread_once(&ident_once, ident_first);
 	log_component = component;
 	log_level = level;
+	ident_make();
+}
+
+/* Appends src (n bytes) at *pos if it fits before end; false if not. */
+static bool put(char **pos, const char *end, const char *src, size_t n)
+{
+	if ((size_t)(end - *pos) < n)
+		return false;
+	memcpy(*pos, src, n);
+	*pos += n;
+	return true;
 }
 
 void log_set_level(enum log_level level)
@@ -78,19 +115,33 @@ static void log_vwrite(enum log_level level, const char *prefix,
 		       const char *fmt, va_list ap)
 {
 	char line[LOG_LINE_MAX];
+	char *pos = line, *end = line + sizeof(line) - 2;
 	struct timespec ts;
-	struct tm tm;
+	long ms;
 	int n;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = snprintf(line, sizeof(line),
-		     "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%d] %s: %s",
-		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		     tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, log_component,
-		     (int)getpid(), level_names[level], prefix);
-	if (n < 0 || (size_t)n >= sizeof(line) - 1)
-		n = (int)sizeof(line) - 2;
+	if (ts.tv_sec != stamp_sec) {
+		struct tm tm;
+
+		gmtime_r(&ts.tv_sec, &tm);
+		n = snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.",
+			     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+			     tm.tm_hour, tm.tm_min, tm.tm_sec);
+		stamp_len = n > 0 && (size_t)n < sizeof(stamp) ? (size_t)n : 0;
+		stamp_sec = ts.tv_sec;
+	}
+	pthread_once(&ident_once, ident_first);
+	ms = ts.tv_nsec / 1000000;
+	put(&pos, end, stamp, stamp_len);
+	put(&pos, end, (const char[]){(char)('0' + ms / 100),
+		(char)('0' + ms / 10 % 10), (char)('0' + ms % 10)}, 3);
+	put(&pos, end, log_ident, strlen(log_ident));
+	put(&pos, end, level_names[level], strlen(level_names[level]));
+	put(&pos, end, ": ", 2);
+	if (!put(&pos, end, prefix, strlen(prefix)))
+		pos = end;
+	n = (int)(pos - line);
 	int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
 	if (m < 0)
 		m = 0;

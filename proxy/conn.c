@@ -358,24 +358,48 @@ static void linger(struct worker *w, struct conn *c)
  * Queues an HTTP answer. keep decides whether the connection returns to
  * PEEK after it; consumed is how many input bytes the request took.
  */
+/* Appends n bytes to the answer being made; answers fit out_cap. */
+static void out_put(struct conn *c, const void *src, size_t n)
+{
+	BUG_ON(c->out_len + n > c->out_cap);
+	memcpy(c->out + c->out_len, src, n);
+	c->out_len += (uint32_t)n;
+}
+
+static void out_puts(struct conn *c, const char *s)
+{
+	out_put(c, s, strlen(s));
+}
+
+static void out_putu(struct conn *c, uint64_t v)
+{
+	char d[20];
+	size_t i = sizeof(d);
+
+	do
+		d[--i] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	out_put(c, d + i, sizeof(d) - i);
+}
+
+/* Made without printf: it runs once per challenge answered. */
 static void http_answer(struct worker *w, struct conn *c, int code,
 			const char *reason, const char *ctype, const char *body,
 			size_t body_len, bool head_only, bool keep)
 {
-	int n;
-
 	out_reset(c);
-	n = snprintf((char *)c->out, c->out_cap,
-		     "HTTP/1.1 %d %s\r\nServer: acme-edge\r\n"
-		     "Content-Type: %s\r\nContent-Length: %zu\r\n"
-		     "Cache-Control: no-store\r\nConnection: %s\r\n\r\n",
-		     code, reason, ctype, body_len, keep ? "keep-alive" : "close");
-	BUG_ON(n < 0 || (size_t)n + body_len > c->out_cap);
-	if (!head_only) {
-		memcpy(c->out + n, body, body_len);
-		n += (int)body_len;
-	}
-	c->out_len = (uint32_t)n;
+	out_puts(c, "HTTP/1.1 ");
+	out_putu(c, (uint64_t)code);
+	out_puts(c, " ");
+	out_puts(c, reason);
+	out_puts(c, "\r\nServer: acme-edge\r\nContent-Type: ");
+	out_puts(c, ctype);
+	out_puts(c, "\r\nContent-Length: ");
+	out_putu(c, body_len);
+	out_puts(c, "\r\nCache-Control: no-store\r\nConnection: ");
+	out_puts(c, keep ? "keep-alive\r\n\r\n" : "close\r\n\r\n");
+	if (!head_only)
+		out_put(c, body, body_len);
 	c->keep_alive = keep;
 	c->state = ST_ANSWER;
 	timer_arm(w, c, TL_PEEK);
