@@ -283,13 +283,18 @@ static void conn_close(struct worker *w, struct conn *c, int stat)
 
 /* ---- operations: the only calls into the backend for a connection ---- */
 
+/*
+ * later: the peer is not expected to have sent anything yet (it waits for
+ * our answer or for the other side), so the backend may wait for input
+ * before trying to read.
+ */
 static void op_recv(struct worker *w, struct conn *c, enum side s, void *buf,
-		    size_t len)
+		    size_t len, bool later)
 {
 	BUG_ON(c->recv_busy[s] || c->fd[s] < 0);
 	c->recv_busy[s] = true;
 	c->inflight++;
-	w->io->recv(w, c, s, buf, len);
+	w->io->recv(w, c, s, buf, len, later);
 }
 
 static void op_send(struct worker *w, struct conn *c, enum side s,
@@ -350,7 +355,7 @@ static void linger(struct worker *w, struct conn *c)
 			BUG_ON(!c->in);
 			c->in_cap = IN_INITIAL;
 		}
-		op_recv(w, c, SIDE_CLIENT, c->in, c->in_cap);
+		op_recv(w, c, SIDE_CLIENT, c->in, c->in_cap, true);
 	}
 }
 
@@ -679,7 +684,7 @@ static void relay_pump(struct worker *w, struct conn *c, int d)
 		}
 		return;
 	}
-	op_recv(w, c, src, NULL, RELAY_BUF);
+	op_recv(w, c, src, NULL, RELAY_BUF, !r->bulk);
 }
 
 static void relay_recv(struct worker *w, struct conn *c, enum side s, int res,
@@ -696,7 +701,7 @@ static void relay_recv(struct worker *w, struct conn *c, enum side s, int res,
 	if (res == -ENOBUFS && !r->buf) {
 		/* The pool ran dry under the ring: this receive brings its own. */
 		dir_hold(w, r, bufpool_get(w));
-		op_recv(w, c, s, r->buf, RELAY_BUF);
+		op_recv(w, c, s, r->buf, RELAY_BUF, false);
 		return;
 	}
 	if (res < 0) {
@@ -799,7 +804,7 @@ static void tls_drive(struct worker *w, struct conn *c)
 	/* WANT_READ: send what OpenSSL produced, and read the client's reply. */
 	out_flush(w, c);
 	if (!c->recv_busy[SIDE_CLIENT])
-		op_recv(w, c, SIDE_CLIENT, c->in, c->in_cap);
+		op_recv(w, c, SIDE_CLIENT, c->in, c->in_cap, true);
 }
 
 static void tls_recv(struct worker *w, struct conn *c, int res)
@@ -833,8 +838,10 @@ static void recv_more(struct worker *w, struct conn *c)
 		c->in_cap = cap;
 	}
 	BUG_ON(c->in_len >= c->in_cap);
+	/* After an answer the client reads it before it asks again. */
 	if (!c->recv_busy[SIDE_CLIENT])
-		op_recv(w, c, SIDE_CLIENT, c->in + c->in_len, c->in_cap - c->in_len);
+		op_recv(w, c, SIDE_CLIENT, c->in + c->in_len, c->in_cap - c->in_len,
+			c->requests > 0 && c->in_len == 0);
 }
 
 static void consume(struct conn *c, size_t n)
@@ -1179,7 +1186,7 @@ void conn_complete(struct worker *w, struct conn *c, enum io_op op,
 			if (res <= 0)
 				conn_close(w, c, -1);
 			else
-				op_recv(w, c, SIDE_CLIENT, c->in, c->in_cap);
+				op_recv(w, c, SIDE_CLIENT, c->in, c->in_cap, true);
 			break;
 		default:
 			/* ANSWER: a receive left from TLS; the answer decides. */

@@ -264,9 +264,14 @@ static unsigned end_pending(struct ep *ep, struct eside *e, int res)
 
 /* ---- the operations ----------------------------------------------------- */
 
+/*
+ * Always attempted first, later or not: an edge that came while no
+ * receive was pending was dropped, so only an attempt can see its bytes.
+ */
 static void ep_recv(struct worker *w, struct conn *c, enum side s, void *buf,
-		    size_t len)
+		    size_t len, bool later)
 {
+	(void)later;
 	struct eside *e = side_of(w, c, s);
 
 	BUG_ON((e->pend & P_RECV) || (e->done & D_RECV));

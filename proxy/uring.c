@@ -289,12 +289,18 @@ static void uring_accept_stop(struct worker *w, unsigned li)
 	io_uring_sqe_set_data64(sqe, ud_pack(IO_TICK, 0, 0, 0));
 }
 
+/*
+ * later skips the receive attempt that would fail with EAGAIN before the
+ * poll is armed (perf: ~3 % of the CPU of keep-alive HTTP-01 answers).
+ */
 static void uring_recv(struct worker *w, struct conn *c, enum side s,
-		       void *buf, size_t len)
+		       void *buf, size_t len, bool later)
 {
 	struct io_uring_sqe *sqe = conn_sqe(w, c, IO_RECV, s);
 
 	io_uring_prep_recv(sqe, c->fd[s], buf, buf ? len : RELAY_BUF, 0);
+	if (later)
+		sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 	if (!buf) {
 		sqe->flags |= IOSQE_BUFFER_SELECT;
 		sqe->buf_group = BGID;

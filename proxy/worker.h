@@ -62,9 +62,11 @@ struct io_ops {
 	 * a provided-buffer ring), so a connection waiting for bytes holds no
 	 * buffer. The completion hands that buffer over when res > 0; res
 	 * -ENOBUFS means none was free and the caller receives into its own.
+	 * later: nothing is expected yet, so the backend may wait for input
+	 * before the first attempt (a hint: io_uring's POLL_FIRST).
 	 */
 	void (*recv)(struct worker *w, struct conn *c, enum side s, void *buf,
-		     size_t len);
+		     size_t len, bool later);
 	void (*send)(struct worker *w, struct conn *c, enum side s,
 		     const void *buf, size_t len);
 	void (*connect)(struct worker *w, struct conn *c,
