@@ -591,6 +591,7 @@ static bool splice_pump(struct worker *w, struct conn *c, int d)
 	enum side src = d == 0 ? SIDE_CLIENT : SIDE_UPSTREAM;
 	enum side dst = d == 0 ? SIDE_UPSTREAM : SIDE_CLIENT;
 	unsigned rounds = 0;
+	bool short_read = false;
 	ssize_t n;
 
 	if (!c->nonblock && !set_nonblock(c)) {
@@ -619,8 +620,12 @@ static bool splice_pump(struct worker *w, struct conn *c, int d)
 			pipe_put(w, r);
 			return false;
 		}
-		if (rounds++ == SPLICE_ROUNDS) {
-			/* Others' turn; it comes back at once if still readable. */
+		/*
+		 * Others' turn; it comes back at once if still readable. A
+		 * short read most likely emptied the socket: waiting saves the
+		 * read that would fail (the poll still sees bytes already in).
+		 */
+		if (rounds++ == SPLICE_ROUNDS || short_read) {
 			pipe_put(w, r);
 			op_poll(w, c, src, false, true);
 			return true;
@@ -629,6 +634,7 @@ static bool splice_pump(struct worker *w, struct conn *c, int d)
 			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n > 0) {
 			r->piped = (uint32_t)n;
+			short_read = n < PIPE_BYTES;
 			pstats_add(w->stats, d == 0 ? PS_BYTES_TO_UPSTREAM
 						    : PS_BYTES_TO_CLIENT, (uint64_t)n);
 			pstats_add(w->stats, PS_BYTES_SPLICED, (uint64_t)n);
