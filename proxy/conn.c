@@ -652,6 +652,16 @@ static bool splice_pump(struct worker *w, struct conn *c, int d)
 			op_poll(w, c, src, false, false);
 			return true;
 		}
+		if (errno == ENOSYS || errno == EPERM || errno == EINVAL) {
+			/* A seccomp filter or a socket that cannot splice:
+			 * nothing moved yet, so this relay copies instead. */
+			log_warn("proxy: splice: %s: bulk relays copy through "
+				 "buffers from now on", strerror(errno));
+			w->no_splice = true;
+			r->bulk = false;
+			pipe_put(w, r);
+			return false;
+		}
 		conn_close(w, c, PS_CLOSE_RESET);
 		return true;
 	}
@@ -722,7 +732,8 @@ static void relay_recv(struct worker *w, struct conn *c, enum side s, int res,
 					    : PS_BYTES_TO_CLIENT, (uint64_t)res);
 		timer_arm(w, c, TL_IDLE);
 		/* A full buffer: more is waiting, so splice from now on. */
-		if (res == RELAY_BUF && w->lc->cfg->proxy.splice_pipes)
+		if (res == RELAY_BUF && w->lc->cfg->proxy.splice_pipes &&
+		    !w->no_splice)
 			r->bulk = true;
 	}
 	relay_pump(w, c, d);

@@ -255,6 +255,7 @@ struct worker {
 	int pipes[PIPE_KEEP][2];
 	uint32_t npipes;
 	uint32_t pipes_open;
+	bool no_splice;			/* splice(2) refused here: copy always */
 
 	uint8_t hello_scratch[16384];	/* ClientHello reassembly */
 	struct store_entry entry;	/* lookups copy here */

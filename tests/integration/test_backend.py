@@ -21,6 +21,7 @@ Python standard library only, plus the `openssl` and `curl` CLIs.
 Environment: ACME_EDGE (the binary), NO_URING (the seccomp helper).
 """
 import base64
+import hashlib
 import http.server
 import json
 import os
@@ -46,6 +47,9 @@ SECCOMP_PROFILE = os.environ.get("SECCOMP_PROFILE")
 PROFILE_JSON = os.path.join(ROOT, "deploy", "seccomp-io_uring.json")
 DOCKERFILE = os.path.join(ROOT, "deploy", "Dockerfile")
 URING_CALLS = ("io_uring_setup", "io_uring_enter", "io_uring_register")
+# A response large enough that the relay turns bulk and splices.
+BULK = 8 * 1024 * 1024
+BULK_BODY = (bytes(range(256)) * (BULK // 256))[:BULK]
 RUN_ID = "%d-%s" % (os.getpid(), uuid.uuid4().hex[:8])
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                    "runtime error:", "BUG at ", "SUMMARY: ")
@@ -101,6 +105,12 @@ class _HTTPUpstreamHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
 
     def do_GET(self):
+        if self.path == "/bulk":
+            self.send_response(200)
+            self.send_header("Content-Length", str(BULK))
+            self.end_headers()
+            self.wfile.write(BULK_BODY)
+            return
         body = ("upstream saw %s %s" % (self.path, self.headers.get("Host"))).encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
@@ -354,7 +364,7 @@ class BackendTest(unittest.TestCase):
 
     # ---- what a working gateway does ----
 
-    def check_serves(self, g):
+    def check_serves(self, g, splice=True):
         # http-01, with curl, twice on one keep-alive connection.
         tok = new_token()
         ka = "%s.%s" % (tok, THUMB)
@@ -383,6 +393,21 @@ class BackendTest(unittest.TestCase):
                            capture_output=True, timeout=30)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stdout.decode(), "upstream saw /some/page app.example.com")
+
+        # A bulk response: spliced, unless splice is refused (then copied).
+        p = subprocess.run(["curl", "-sS", "--max-time", "30", "-H",
+                            "Host: app.example.com",
+                            "http://127.0.0.1:%d/bulk" % g.http_port],
+                           capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(hashlib.sha256(p.stdout).hexdigest(),
+                         hashlib.sha256(BULK_BODY).hexdigest())
+        m = re.search(r"^acmeedge_proxy_spliced_bytes_total (\d+)", g.metrics(), re.M)
+        self.assertIsNotNone(m, "no acmeedge_proxy_spliced_bytes_total")
+        if splice:
+            self.assertGreater(int(m.group(1)), 0, "the bulk response was not spliced")
+        else:
+            self.assertEqual(int(m.group(1)), 0)
 
         # TLS passthrough to the upstream chosen by SNI, end to end encrypted.
         ctx = ssl.create_default_context()
@@ -483,15 +508,15 @@ class BackendTest(unittest.TestCase):
 
     # ---- deploy/: the container's seccomp profile and runtime packages ----
 
-    def profile_wrapper(self, without_uring):
+    def profile_wrapper(self, without_uring, without=()):
         if not SECCOMP_PROFILE:
             self.skipTest("seccomp_profile not built (libseccomp-dev missing)")
         with open(PROFILE_JSON) as f:
             prof = json.load(f)
-        if without_uring:
-            # What Docker's default profile does since Engine 25.
-            for rule in prof["syscalls"]:
-                rule["names"] = [n for n in rule["names"] if n not in URING_CALLS]
+        # Without io_uring: what Docker's default profile does since Engine 25.
+        drop = set(without) | (set(URING_CALLS) if without_uring else set())
+        for rule in prof["syscalls"]:
+            rule["names"] = [n for n in rule["names"] if n not in drop]
         path = os.path.join(self.tmp, "profile-%s.json" % self._testMethodName)
         with open(path, "w") as f:
             json.dump(prof, f)
@@ -524,6 +549,14 @@ class BackendTest(unittest.TestCase):
             "proxy: io backend epoll (io_uring unavailable: %s)" %
             expected_cause("EPERM")), lines[0])
         self.check_serves(g)
+
+    def test_profile_without_splice_copies(self):
+        g = self.gateway("auto")
+        g.expect_clean_exit = True
+        g.start(wrapper=self.profile_wrapper(without_uring=False, without=["splice"]))
+        g.wait_ready()
+        self.check_serves(g, splice=False)
+        self.assertIn("proxy: splice: Operation not permitted: bulk relays copy", g.log())
 
     def test_dockerfile_ships_every_runtime_library(self):
         """The slim stage must install the package of every library the
