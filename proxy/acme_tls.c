@@ -8,6 +8,9 @@
  *
  * Both BIOs are memory BIOs owned by the SSL (SSL_set_bio() hands them over);
  * t->rbio and t->wbio are borrowed pointers, valid exactly as long as t->ssl.
+ * When t is freed the ctx may keep the pair, reset, for a later handshake:
+ * BIO_reset() zeroes a memory BIO's bytes, so nothing of one client reaches
+ * the next, and the next handshake skips the allocations a new pair repeats.
  * rbio is set to report "retry" when empty, so running out of client bytes
  * reads as SSL_ERROR_WANT_READ, never as EOF. wbio grows as OpenSSL writes:
  * its size is bounded by the handshake itself (one server flight, an alert,
@@ -17,8 +20,8 @@
  * from the entry version that last used that store slot. A store version is
  * never reused and an entry's payload never changes under one version, so
  * (slot, version) names one payload forever: a cache hit needs no compare of
- * the DER. The cache holds one reference to each object; SSL_use_certificate()
- * and SSL_use_PrivateKey() take their own, so replacing a cached pair never
+ * the DER. The cache holds one reference to each object;
+ * SSL_use_cert_and_key() takes its own, so replacing a cached pair never
  * pulls the rug from under a handshake still in flight with the old one.
  *
  * The error queue. OpenSSL reports failures on a per-thread queue, and
@@ -46,6 +49,7 @@
 #include <strings.h>
 
 #include <openssl/bio.h>
+#include <openssl/buffer.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -66,6 +70,14 @@
 
 #define ACME_TLS_ERR_MAX 160
 
+/*
+ * Idle BIO pairs a ctx keeps: enough for the handshakes a worker has in
+ * flight at once, and only pairs whose buffers stayed small, so a client
+ * that sent near ACME_TLS_FEED_MAX does not pin its buffer.
+ */
+#define ACME_TLS_IDLE_MAX 16
+#define ACME_TLS_IDLE_BUF_MAX (16 * 1024)
+
 /* The ALPN protocol id, and the same as a one-entry wire list. */
 static const uint8_t acme_alpn_id[] = "acme-tls/1";
 #define ACME_ALPN_ID_LEN (sizeof(acme_alpn_id) - 1)
@@ -81,10 +93,17 @@ struct acme_tls_cached {
 	EVP_PKEY *key;
 };
 
+struct acme_tls_bios {
+	BIO *rbio;
+	BIO *wbio;
+};
+
 struct acme_tls_ctx {
 	SSL_CTX *ssl_ctx;
 	uint32_t nslots;
 	struct acme_tls_cached *cache;	/* nslots entries, indexed by slot */
+	unsigned nidle;
+	struct acme_tls_bios idle[ACME_TLS_IDLE_MAX];	/* empty, ours alone */
 };
 
 enum acme_tls_state {
@@ -94,6 +113,7 @@ enum acme_tls_state {
 };
 
 struct acme_tls {
+	struct acme_tls_ctx *ctx;	/* takes the BIO pair back */
 	SSL *ssl;
 	BIO *rbio;			/* borrowed from ssl: client -> OpenSSL */
 	BIO *wbio;			/* borrowed from ssl: OpenSSL -> client */
@@ -250,6 +270,12 @@ struct acme_tls_ctx *acme_tls_ctx_new(uint32_t nslots, char *err,
 		ossl_err(err, errlen, "SSL_CTX_set_num_tickets");
 		goto out_free;
 	}
+	/*
+	 * The certificate is self-signed and sent alone (RFC 8737 §3): without
+	 * this, every handshake would build a chain through the ctx's empty
+	 * X509_STORE to arrive at the same single certificate.
+	 */
+	SSL_CTX_set_mode(sc, SSL_MODE_NO_AUTO_CHAIN);
 	SSL_CTX_set_client_hello_cb(sc, on_client_hello, NULL);
 	SSL_CTX_set_tlsext_servername_callback(sc, on_servername);
 	SSL_CTX_set_alpn_select_cb(sc, on_alpn, NULL);
@@ -277,6 +303,11 @@ void acme_tls_ctx_free(struct acme_tls_ctx *ctx)
 {
 	if (!ctx)
 		return;
+	while (ctx->nidle) {
+		ctx->nidle--;
+		BIO_free(ctx->idle[ctx->nidle].rbio);
+		BIO_free(ctx->idle[ctx->nidle].wbio);
+	}
 	if (ctx->cache) {
 		for (uint32_t i = 0; i < ctx->nslots; i++)
 			cache_drop(&ctx->cache[i]);
@@ -333,10 +364,68 @@ out_drop:
 	return -1;
 }
 
+/* An empty memory BIO pair: an idle one when the ctx has one. */
+static int bios_get(struct acme_tls_ctx *ctx, struct acme_tls_bios *b)
+{
+	if (ctx->nidle) {
+		*b = ctx->idle[--ctx->nidle];
+		return 0;
+	}
+	b->rbio = BIO_new(BIO_s_mem());
+	b->wbio = BIO_new(BIO_s_mem());
+	if (!b->rbio || !b->wbio) {
+		BIO_free(b->rbio);
+		BIO_free(b->wbio);
+		return -1;
+	}
+	return 0;
+}
+
+static bool bio_small(BIO *b)
+{
+	BUF_MEM *bm = NULL;
+
+	return BIO_get_mem_ptr(b, &bm) > 0 && bm &&
+	       bm->max <= ACME_TLS_IDLE_BUF_MAX;
+}
+
+/*
+ * Takes our own reference to t's pair when the ctx has room to keep it, so
+ * that the SSL_free() which follows drops only the SSL's. Returns whether
+ * it did; bios_put() then files the pair.
+ */
+static bool bios_hold(struct acme_tls_ctx *ctx, BIO *rbio, BIO *wbio)
+{
+	if (ctx->nidle == ACME_TLS_IDLE_MAX || !bio_small(rbio) ||
+	    !bio_small(wbio))
+		return false;
+	if (!BIO_up_ref(rbio))
+		return false;
+	if (!BIO_up_ref(wbio)) {
+		BIO_free(rbio);
+		return false;
+	}
+	return true;
+}
+
+/* Empties a held pair, now ours alone, and makes it idle. */
+static void bios_put(struct acme_tls_ctx *ctx, BIO *rbio, BIO *wbio)
+{
+	if (BIO_reset(rbio) <= 0 || BIO_reset(wbio) <= 0) {
+		BIO_free(rbio);
+		BIO_free(wbio);
+		return;
+	}
+	ctx->idle[ctx->nidle].rbio = rbio;
+	ctx->idle[ctx->nidle].wbio = wbio;
+	ctx->nidle++;
+}
+
 struct acme_tls *acme_tls_new(struct acme_tls_ctx *ctx,
 			      const struct store_entry *e, char *err,
 			      size_t errlen)
 {
+	struct acme_tls_bios b;
 	struct acme_tls_cached *c;
 	struct acme_tls *t;
 
@@ -374,37 +463,35 @@ struct acme_tls *acme_tls_new(struct acme_tls_ctx *ctx,
 	}
 	memcpy(t->name, e->key, e->key_len + 1);
 	t->name_len = e->key_len;
+	t->ctx = ctx;
 
 	t->ssl = SSL_new(ctx->ssl_ctx);
 	if (!t->ssl) {
 		ossl_err(err, errlen, "SSL_new");
 		goto out_free;
 	}
-	t->rbio = BIO_new(BIO_s_mem());
-	t->wbio = BIO_new(BIO_s_mem());
-	if (!t->rbio || !t->wbio) {
-		BIO_free(t->rbio);
-		BIO_free(t->wbio);
+	if (bios_get(ctx, &b) < 0) {
 		ossl_err(err, errlen, "BIO_new");
 		goto out_free;
 	}
 	/* Empty input means "wait for the client", not end of stream. */
-	BIO_set_mem_eof_return(t->rbio, -1);
-	SSL_set_bio(t->ssl, t->rbio, t->wbio);
+	BIO_set_mem_eof_return(b.rbio, -1);
+	SSL_set_bio(t->ssl, b.rbio, b.wbio);
+	t->rbio = b.rbio;
+	t->wbio = b.wbio;
 	SSL_set_app_data(t->ssl, t);
 	SSL_set_accept_state(t->ssl);
 
-	if (!SSL_use_certificate(t->ssl, c->cert)) {
-		ossl_err(err, errlen, "SSL_use_certificate");
-		goto out_free;
-	}
 	/*
-	 * No SSL_check_private_key(): cache_fill() matched the pair once per
-	 * entry version, and SSL_use_PrivateKey() compares it with the
-	 * certificate again; a third comparison per handshake buys nothing.
+	 * One call for both: SSL_use_certificate() then SSL_use_PrivateKey()
+	 * each looked the key type up and checked the pair again. Still one
+	 * pair check per handshake (OpenSSL offers no per-SSL setter without
+	 * it), on top of cache_fill()'s once per entry version; no
+	 * SSL_check_private_key() beyond that, as it would buy nothing. No
+	 * chain: the certificate goes alone.
 	 */
-	if (!SSL_use_PrivateKey(t->ssl, c->key)) {
-		ossl_err(err, errlen, "SSL_use_PrivateKey");
+	if (!SSL_use_cert_and_key(t->ssl, c->cert, c->key, NULL, 1)) {
+		ossl_err(err, errlen, "SSL_use_cert_and_key");
 		goto out_free;
 	}
 	return t;
@@ -438,6 +525,18 @@ int acme_tls_feed(struct acme_tls *t, const uint8_t *buf, size_t len)
 	}
 	t->fed += len;
 	return 0;
+}
+
+/*
+ * ERR_clear_error() for the hot path, where the queue is almost always
+ * empty already: ERR_clear_error() walks every slot of the queue whatever
+ * it holds, while ERR_peek_error() is the very test SSL_get_error() applies,
+ * and far cheaper. A zero peek means no entry SSL_get_error() could see.
+ */
+static void err_drain(void)
+{
+	if (ERR_peek_error())
+		ERR_clear_error();
 }
 
 static const char *ssl_error_name(int code)
@@ -485,12 +584,12 @@ enum acme_tls_status acme_tls_step(struct acme_tls *t)
 		return ACME_TLS_ERROR;
 
 	/* A stale entry would make SSL_get_error() report a failure. */
-	ERR_clear_error();
+	err_drain();
 	rc = SSL_do_handshake(t->ssl);
 	if (rc != 1) {
 		code = SSL_get_error(t->ssl, rc);
 		if (code == SSL_ERROR_WANT_READ) {
-			ERR_clear_error();
+			err_drain();
 			return ACME_TLS_WANT_READ;
 		}
 		return step_fail(t, code);
@@ -518,7 +617,7 @@ enum acme_tls_status acme_tls_step(struct acme_tls *t)
 	rc = SSL_shutdown(t->ssl);
 	if (rc < 0)
 		return step_fail(t, SSL_get_error(t->ssl, rc));
-	ERR_clear_error();
+	err_drain();
 	t->state = AT_DONE;
 	return ACME_TLS_DONE;
 }
@@ -553,9 +652,18 @@ const char *acme_tls_version(const struct acme_tls *t)
 
 void acme_tls_free(struct acme_tls *t)
 {
+	bool keep;
+
 	if (!t)
 		return;
-	/* Frees rbio and wbio with it; nothing of the client is read after. */
+	/* t->rbio is set only once the SSL owns the pair. */
+	keep = t->rbio && bios_hold(t->ctx, t->rbio, t->wbio);
+	/*
+	 * Frees rbio and wbio with it unless held; nothing of the client is
+	 * read after.
+	 */
 	SSL_free(t->ssl);
+	if (keep)
+		bios_put(t->ctx, t->rbio, t->wbio);
 	free(t);
 }

@@ -65,6 +65,7 @@ const char *acme_tls_error(const struct acme_tls *t);
 /* "TLSv1.3" etc., once DONE. */
 const char *acme_tls_version(const struct acme_tls *t);
 
+/* Hands its buffers back to the ctx it came from: free t before that ctx. */
 void acme_tls_free(struct acme_tls *t);
 
 /* Fatal alert record for refusing a hello before any handshake (no state). */
