@@ -359,10 +359,6 @@ static void linger(struct worker *w, struct conn *c)
 	}
 }
 
-/*
- * Queues an HTTP answer. keep decides whether the connection returns to
- * PEEK after it; consumed is how many input bytes the request took.
- */
 /* Appends n bytes to the answer being made; answers fit out_cap. */
 static void out_put(struct conn *c, const void *src, size_t n)
 {
@@ -387,7 +383,10 @@ static void out_putu(struct conn *c, uint64_t v)
 	out_put(c, d + i, sizeof(d) - i);
 }
 
-/* Made without printf: it runs once per challenge answered. */
+/*
+ * Queues an HTTP answer; keep decides whether the connection returns to
+ * PEEK after it. Made without printf: it runs once per challenge answered.
+ */
 static void http_answer(struct worker *w, struct conn *c, int code,
 			const char *reason, const char *ctype, const char *body,
 			size_t body_len, bool head_only, bool keep)
@@ -557,12 +556,16 @@ static void on_connected(struct worker *w, struct conn *c)
 
 /* ---- relay ------------------------------------------------------------ */
 
-/* Pipe rounds (in, then out) per readiness, so one bulk relay cannot hold
- * the worker while others wait. */
+/*
+ * Pipe rounds (in, then out) per readiness, so one bulk relay cannot hold
+ * the worker while others wait.
+ */
 #define SPLICE_ROUNDS 16
 
-/* splice(2) needs both sockets non-blocking: it blocks on the files' own
- * flags. Receives and sends through the backends are unaffected. */
+/*
+ * splice(2) needs both sockets non-blocking: it blocks on the files' own
+ * flags. Receives and sends through the backends are unaffected.
+ */
 static bool set_nonblock(struct conn *c)
 {
 	for (int s = 0; s < 2 && !c->nonblock; s++) {
@@ -653,8 +656,10 @@ static bool splice_pump(struct worker *w, struct conn *c, int d)
 			return true;
 		}
 		if (errno == ENOSYS || errno == EPERM || errno == EINVAL) {
-			/* A seccomp filter or a socket that cannot splice:
-			 * nothing moved yet, so this relay copies instead. */
+			/*
+			 * A seccomp filter or a socket that cannot splice:
+			 * nothing moved yet, so this relay copies instead.
+			 */
 			log_warn("proxy: splice: %s: bulk relays copy through "
 				 "buffers from now on", strerror(errno));
 			w->no_splice = true;

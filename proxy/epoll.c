@@ -348,21 +348,19 @@ static void ep_poll(struct worker *w, struct conn *c, enum side s, bool out,
 
 	if (out) {
 		BUG_ON((e->pend & P_SEND) || (e->done & D_SEND));
-		e->pend |= P_SEND;
 		e->spoll = true;
 		e->try_wr = false;
 	} else {
 		BUG_ON((e->pend & P_RECV) || (e->done & D_RECV));
-		e->pend |= P_RECV;
 		e->rpoll = true;
 		e->rpooled = false;
 		e->try_rd = false;
 	}
 	if (yield) {
-		e->pend &= (uint8_t)~(out ? P_SEND : P_RECV);
 		put_done(ep, e, out ? D_SEND : D_RECV, out ? POLLOUT : POLLIN);
 		return;
 	}
+	e->pend |= out ? P_SEND : P_RECV;
 	rc = side_reg(e, c->fd[s]);
 	if (rc < 0)
 		end_pending(ep, e, rc);

@@ -152,6 +152,8 @@ def M(name, **labels):
 
 
 CH = "acmeedge_proxy_challenges_total"
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z acme-edge\[(\d+)\] "
+                      r"(?:err|warn|info|debug): (\w+): ")
 REFUSED = "acmeedge_proxy_refused_total"
 CLOSED = "acmeedge_proxy_closed_total"
 UPERR = "acmeedge_proxy_upstream_errors_total"
@@ -1173,6 +1175,17 @@ class GatewayCase(unittest.TestCase):
         if lines["answered"] != n_ans:
             problems.append("%d 'answered' log lines for %d challenges answered" %
                             (lines["answered"], n_ans))
+        # Every line: UTC time to the millisecond, the process's own pid
+        # (the supervisor's children each log with theirs), the level.
+        pids = collections.defaultdict(set)
+        for line in log.splitlines():
+            lm = LOG_LINE.match(line)
+            if not lm:
+                problems.append("a log line out of format: %r" % line[:160])
+                break
+            pids[lm.group(2)].add(int(lm.group(1)))
+        if len(pids["proxy"]) != 1 or pids["proxy"] & pids["run"]:
+            problems.append("log pids: proxy %r, run %r" % (pids["proxy"], pids["run"]))
         if (lines["missed"] != n_miss) if n_miss <= 20 else not 20 <= lines["missed"] <= n_miss:
             problems.append("%d 'missed' log lines for %d challenges missed" %
                             (lines["missed"], n_miss))
