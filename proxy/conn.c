@@ -134,7 +134,7 @@ static struct conn *conn_alloc(struct worker *w)
 	c->gen = gen & 0x7fffff;
 	c->fd[0] = c->fd[1] = -1;
 	for (int d = 0; d < 2; d++)
-		c->dir[d].pipe[0] = c->dir[d].pipe[1] = -1;
+		c->dir[d].pipe.fd[0] = c->dir[d].pipe.fd[1] = -1;
 	w->active++;
 	pstats_add(w->stats, PS_ACTIVE, 1);
 	return c;
@@ -184,28 +184,29 @@ static void dir_drop(struct worker *w, struct relay_dir *r)
  */
 static bool pipe_get(struct worker *w, struct relay_dir *r)
 {
-	int p[2];
+	struct splice_pipe p;
+	int cap;
 
-	BUG_ON(r->pipe[0] >= 0);
+	BUG_ON(r->pipe.fd[0] >= 0);
 	if (w->npipes) {
-		w->npipes--;
-		p[0] = w->pipes[w->npipes][0];
-		p[1] = w->pipes[w->npipes][1];
+		p = w->pipes[--w->npipes];
 	} else {
 		if (w->pipes_open >= w->lc->cfg->proxy.splice_pipes)
 			return false;
-		if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) {
+		if (pipe2(p.fd, O_NONBLOCK | O_CLOEXEC) < 0) {
 			static __thread struct log_limit lim;
 			log_ratelimited(&lim, LOG_LVL_ERR, "proxy: pipe: %s: "
 					"relaying through buffers", strerror(errno));
 			return false;
 		}
 		/* Refused past the user's pipe quota: the default size works. */
-		(void)fcntl(p[1], F_SETPIPE_SZ, PIPE_BYTES);
+		cap = fcntl(p.fd[1], F_SETPIPE_SZ, PIPE_BYTES);
+		if (cap < 0)
+			cap = fcntl(p.fd[1], F_GETPIPE_SZ);
+		p.cap = cap > 0 ? (uint32_t)cap : 4096;
 		w->pipes_open++;
 	}
-	r->pipe[0] = p[0];
-	r->pipe[1] = p[1];
+	r->pipe = p;
 	pstats_add(w->stats, PS_RELAY_PIPES, 1);
 	return true;
 }
@@ -213,19 +214,17 @@ static bool pipe_get(struct worker *w, struct relay_dir *r)
 /* A pipe with bytes left in it is closed: they belong to no stream now. */
 static void pipe_put(struct worker *w, struct relay_dir *r)
 {
-	if (r->pipe[0] < 0)
+	if (r->pipe.fd[0] < 0)
 		return;
 	if (r->piped == 0 && w->npipes < PIPE_KEEP &&
 	    w->pipes_open <= w->lc->cfg->proxy.splice_pipes) {
-		w->pipes[w->npipes][0] = r->pipe[0];
-		w->pipes[w->npipes][1] = r->pipe[1];
-		w->npipes++;
+		w->pipes[w->npipes++] = r->pipe;
 	} else {
-		close(r->pipe[0]);
-		close(r->pipe[1]);
+		close(r->pipe.fd[0]);
+		close(r->pipe.fd[1]);
 		w->pipes_open--;
 	}
-	r->pipe[0] = r->pipe[1] = -1;
+	r->pipe.fd[0] = r->pipe.fd[1] = -1;
 	r->piped = 0;
 	pstats_sub(w->stats, PS_RELAY_PIPES, 1);
 }
@@ -603,7 +602,7 @@ static bool splice_pump(struct worker *w, struct conn *c, int d)
 	}
 	for (;;) {
 		if (r->piped) {
-			n = splice(r->pipe[0], NULL, c->fd[dst], NULL, r->piped,
+			n = splice(r->pipe.fd[0], NULL, c->fd[dst], NULL, r->piped,
 				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 			if (n > 0) {
 				r->piped -= (uint32_t)n;
@@ -619,7 +618,7 @@ static bool splice_pump(struct worker *w, struct conn *c, int d)
 			conn_close(w, c, PS_CLOSE_RESET);
 			return true;
 		}
-		if (r->eof || (r->pipe[0] < 0 && !pipe_get(w, r))) {
+		if (r->eof || (r->pipe.fd[0] < 0 && !pipe_get(w, r))) {
 			pipe_put(w, r);
 			return false;
 		}
@@ -633,11 +632,15 @@ static bool splice_pump(struct worker *w, struct conn *c, int d)
 			op_poll(w, c, src, false, true);
 			return true;
 		}
-		n = splice(c->fd[src], NULL, r->pipe[1], NULL, PIPE_BYTES,
+		n = splice(c->fd[src], NULL, r->pipe.fd[1], NULL, r->pipe.cap,
 			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n > 0) {
 			r->piped = (uint32_t)n;
-			short_read = n < PIPE_BYTES;
+			/*
+			 * Against the pipe's real size: with a refused
+			 * resize, every read would look short.
+			 */
+			short_read = n < r->pipe.cap;
 			pstats_add(w->stats, d == 0 ? PS_BYTES_TO_UPSTREAM
 						    : PS_BYTES_TO_CLIENT, (uint64_t)n);
 			pstats_add(w->stats, PS_BYTES_SPLICED, (uint64_t)n);

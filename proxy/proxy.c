@@ -182,8 +182,8 @@ static void worker_teardown(struct worker *w)
 		free(w->pool[--w->npool]);
 	while (w->npipes) {
 		w->npipes--;
-		close(w->pipes[w->npipes][0]);
-		close(w->pipes[w->npipes][1]);
+		close(w->pipes[w->npipes].fd[0]);
+		close(w->pipes[w->npipes].fd[1]);
 	}
 	free(w->listeners);
 	free(w->conns);

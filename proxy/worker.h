@@ -129,6 +129,12 @@ enum timer_list {
 #define PIPE_BYTES (256 * 1024)
 #define PIPE_KEEP 16
 
+/* A splice pipe and the bytes it holds at most (F_SETPIPE_SZ may refuse). */
+struct splice_pipe {
+	int fd[2];		/* read end, write end; -1 when none */
+	uint32_t cap;
+};
+
 /*
  * One direction of a relay: bytes read from one side, not yet all sent.
  * buf is a pool buffer held only while it has bytes (or a receive into it
@@ -147,7 +153,7 @@ struct relay_dir {
 	 * to be): a bulk direction waiting for its source holds none.
 	 */
 	bool bulk;
-	int pipe[2];		/* read end, write end; -1 when none held */
+	struct splice_pipe pipe;
 	uint32_t piped;		/* bytes in the pipe */
 };
 
@@ -252,7 +258,7 @@ struct worker {
 	void *pool[POOL_KEEP];
 	uint32_t npool;
 	/* Empty splice pipes, and how many this worker has open in all. */
-	int pipes[PIPE_KEEP][2];
+	struct splice_pipe pipes[PIPE_KEEP];
 	uint32_t npipes;
 	uint32_t pipes_open;
 	bool no_splice;			/* splice(2) refused here: copy always */
