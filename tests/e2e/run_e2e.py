@@ -58,6 +58,8 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
+from ports import free_port  # noqa: E402
 ACME_EDGE = os.environ.get("ACME_EDGE") or os.path.join(ROOT, "build/e2e/acme-edge")
 HOOKS = os.environ.get("ACME_EDGE_HOOKS") or os.path.join(ROOT, "deploy/hooks")
 BUDGET = float(os.environ.get("E2E_BUDGET", "270"))
@@ -86,12 +88,6 @@ def check(cond, msg):
 
 def b64url(n):
     return base64.urlsafe_b64encode(os.urandom(n)).rstrip(b"=").decode()
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port, proc, what, timeout=20):

@@ -38,6 +38,8 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
+from ports import free_port  # noqa: E402
 ACME_EDGE = os.environ.get("ACME_EDGE") or os.path.join(ROOT, "build/e2/acme-edge")
 STORE_PROBE = os.environ.get("STORE_PROBE") or os.path.join(
     ROOT, "build/e2/tests/store_probe")
@@ -118,12 +120,6 @@ def long_name(n):
     name = ("a" * 49 + ".") * k + "z" * (n - 50 * k)
     assert len(name) == n
     return name
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def route_of(method, path):

@@ -32,6 +32,7 @@ import socket
 import socketserver
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -41,6 +42,8 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
+from ports import free_port  # noqa: E402
 ACME_EDGE = os.environ.get("ACME_EDGE") or os.path.join(ROOT, "build/ep/acme-edge")
 NO_URING = os.environ.get("NO_URING") or os.path.join(ROOT, "build/ep/tests/no_uring")
 SECCOMP_PROFILE = os.environ.get("SECCOMP_PROFILE")
@@ -59,15 +62,7 @@ START_TIMEOUT = 20.0
 
 
 def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
+    return [free_port() for _ in range(n)]
 
 
 def sha256_hex(s):

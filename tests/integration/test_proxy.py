@@ -50,6 +50,8 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
+from ports import free_port  # noqa: E402
 ACME_EDGE = os.environ.get("ACME_EDGE") or os.path.join(ROOT, "build/px/acme-edge")
 IO_BACKEND = os.environ.get("PROXY_IO_BACKEND") or None
 RUN_ID = "%d-%s" % (os.getpid(), uuid.uuid4().hex[:6])
@@ -97,13 +99,6 @@ def sni_of(identifier):
         return ipaddress.ip_address(identifier.strip("[]")).reverse_pointer
     except ValueError:
         return identifier.lower().rstrip(".")
-
-
-def free_port(family=socket.AF_INET):
-    host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def closed_port():
