@@ -6,7 +6,7 @@
  * apart from repeated keys, and a clear error for a line longer than inih's
  * buffer instead of a silent split.
  */
-#include "cfg.h"
+#include "common/cfg.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "edge.h"
+#include "common/edge.h"
 
 #define INI_LINE_MAX 200	/* inih's INI_MAX_LINE as Debian builds it */
 #define MAX_LIST 64		/* words in one list value */
@@ -298,24 +298,13 @@ static int parse_patterns(struct load_ctx *c, const char *key, const char *v,
 	return rc;
 }
 
-static int hex_val(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 static int parse_sha256(struct load_ctx *c, const char *key, const char *v,
 			uint8_t out[32])
 {
 	if (strlen(v) != 64)
 		goto bad;
 	for (int i = 0; i < 32; i++) {
-		int hi = hex_val(v[2 * i]), lo = hex_val(v[2 * i + 1]);
+		int hi = hex_digit((uint8_t)v[2 * i]), lo = hex_digit((uint8_t)v[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			goto bad;
 		out[i] = (uint8_t)(hi << 4 | lo);
@@ -893,6 +882,24 @@ int cfg_load(const char *path, struct cfg **out, FILE *errs)
 	}
 	*out = cfg;
 	return 0;
+}
+
+struct cfg *cfg_reload(const char *path, const char *who)
+{
+	struct cfg *next;
+	char buf[4096] = "";
+	FILE *errs = fmemopen(buf, sizeof(buf), "w");
+	int n = cfg_load(path, &next, errs);
+
+	if (errs)
+		fclose(errs);
+	if (n) {
+		log_err("%s: reload of %s failed, keeping the running config "
+			"(%d error%s): %s", who, path, n, n == 1 ? "" : "s", buf);
+		return NULL;
+	}
+	log_set_level(next->log.level);
+	return next;
 }
 
 void cfg_free(struct cfg *cfg)

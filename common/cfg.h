@@ -1,7 +1,8 @@
 /*
  * The configuration: one INI file read by every subcommand (and, for API
  * clients, optionally a second file it names, readable only by its owner).
- * Keys and sections are those DESIGN.md promises; unknown ones are errors,
+ * Keys and sections are promises users' scripts rely on (README,
+ * "Configuration"): names are extended, never renamed; unknown ones are errors,
  * because a misspelt key silently ignored at an edge is a security bug.
  */
 #ifndef EDGE_CFG_H
@@ -12,8 +13,8 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
-#include "ident.h"
-#include "log.h"
+#include "common/ident.h"
+#include "common/log.h"
 
 #define CFG_NAME_MAX 63
 #define CFG_PATH_MAX 255
@@ -122,6 +123,14 @@ struct cfg {
 int cfg_load(const char *path, struct cfg **out, FILE *errs);
 
 void cfg_free(struct cfg *cfg);
+
+/*
+ * SIGHUP's first half, the same in every process: reads path again and, on
+ * success, applies its log level and returns it. On any error it logs them
+ * all in one line under who ("api", "proxy") and returns NULL: the caller
+ * keeps running on the config it has.
+ */
+struct cfg *cfg_reload(const char *path, const char *who);
 
 /* The client whose token hashes to token_sha256, in constant time; or NULL. */
 const struct cfg_client *cfg_client_by_token(const struct cfg *cfg,

@@ -39,6 +39,23 @@ struct slice {
 		(p) = NULL;                                               \
 	} while (0)
 
+/* ASCII only: peer bytes are never interpreted through the C locale. */
+static inline uint8_t ascii_lower(uint8_t c)
+{
+	return (c >= 'A' && c <= 'Z') ? (uint8_t)(c + ('a' - 'A')) : c;
+}
+
+/* The value of one hexadecimal digit, either case; -1 for anything else. */
+static inline int hex_digit(uint8_t c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = ascii_lower(c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
 #define EDGE_VERSION "0.1.0"
 
 #endif

@@ -15,7 +15,7 @@
  * name mean an address to one component and a host name to another, so
  * DNS names whose last label looks like a number are refused as well.
  */
-#include "ident.h"
+#include "common/ident.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -57,33 +57,18 @@ static inline bool is_b64url(unsigned char c)
 	return is_alpha(c) || is_digit(c) || c == '-' || c == '_';
 }
 
-static inline unsigned char to_lower(unsigned char c)
-{
-	return (c >= 'A' && c <= 'Z') ? (unsigned char)(c - 'A' + 'a') : c;
-}
-
-static inline int hex_val(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* Only the bytes inet_pton(AF_INET6) can accept; keeps '%' and NUL out. */
 static inline bool is_v6_char(unsigned char c)
 {
-	return hex_val(c) >= 0 || c == ':' || c == '.';
+	return hex_digit(c) >= 0 || c == ':' || c == '.';
 }
 
 /* ASCII case-insensitive equality; b is already lowercase. */
 static bool caseeq_lower(const char *a, const char *b, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		if (to_lower((unsigned char)a[i]) != (unsigned char)b[i])
+		if (ascii_lower((unsigned char)a[i]) != (unsigned char)b[i])
 			return false;
 	return true;
 }
@@ -158,7 +143,7 @@ static bool label_is_numeric(const char *s, size_t len)
 
 	if (len >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
 		for (i = 2; i < len; i++)
-			if (hex_val((unsigned char)s[i]) < 0)
+			if (hex_digit((unsigned char)s[i]) < 0)
 				return false;
 		return true;
 	}
@@ -275,7 +260,7 @@ int ident_parse(const char *s, size_t len, struct ident *out)
 		goto fail;
 	out->type = IDENT_DNS;
 	for (size_t i = 0; i < n; i++)
-		out->name[i] = (char)to_lower((unsigned char)s[i]);
+		out->name[i] = (char)ascii_lower((unsigned char)s[i]);
 	out->name[n] = '\0';
 	out->name_len = n;
 	return 0;
@@ -384,8 +369,8 @@ int digest_hex_decode(const char *s, size_t len, uint8_t out[32])
 
 	for (size_t i = 0; i < 32; i++) {
 		const char *p = s + i * step;
-		int hi = hex_val((unsigned char)p[0]);
-		int lo = hex_val((unsigned char)p[1]);
+		int hi = hex_digit((unsigned char)p[0]);
+		int lo = hex_digit((unsigned char)p[1]);
 
 		if (hi < 0 || lo < 0)
 			return -1;

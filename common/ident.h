@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "edge.h"
+#include "common/edge.h"
 
 #define IDENT_NAME_MAX 253	/* RFC 1035 presentation form, no trailing dot */
 #define IDENT_REVERSE_MAX 73	/* "x.x. ... ip6.arpa" for IPv6: 64 + 8 + NUL */

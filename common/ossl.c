@@ -1,11 +1,11 @@
-#include "ossl.h"
+#include "common/ossl.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 
 #include <openssl/err.h>
 
-#include "log.h"
+#include "common/log.h"
 
 void ossl_err_set(char *err, size_t errlen, enum ossl_pick pick,
 		  const char *none, const char *fmt, ...)

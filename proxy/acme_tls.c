@@ -56,9 +56,9 @@
 #include <openssl/tls1.h>
 #include <openssl/x509.h>
 
-#include "acme_tls.h"
-#include "log.h"
-#include "ossl.h"
+#include "proxy/acme_tls.h"
+#include "common/log.h"
+#include "common/ossl.h"
 
 /*
  * Client bytes accepted per handshake. A ClientHello is at most a few KiB

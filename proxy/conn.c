@@ -33,14 +33,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "acme_tls.h"
-#include "edge.h"
-#include "http_head.h"
-#include "ident.h"
-#include "log.h"
-#include "proxy_hdr.h"
-#include "tls_hello.h"
-#include "worker.h"
+#include "proxy/acme_tls.h"
+#include "common/edge.h"
+#include "wire/http_head.h"
+#include "common/ident.h"
+#include "common/log.h"
+#include "wire/proxy_hdr.h"
+#include "wire/tls_hello.h"
+#include "proxy/worker.h"
 
 #define IN_INITIAL 2048
 #define IN_MAX_HTTP 8192		/* request head, with pipelined bytes */
@@ -919,10 +919,8 @@ static bool peek_proxy_header(struct worker *w, struct conn *c)
 
 static void lower_name(char *dst, const char *src, size_t len)
 {
-	for (size_t i = 0; i < len; i++) {
-		char ch = src[i];
-		dst[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
-	}
+	for (size_t i = 0; i < len; i++)
+		dst[i] = (char)ascii_lower((uint8_t)src[i]);
 	dst[len] = '\0';
 }
 

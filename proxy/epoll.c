@@ -46,9 +46,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "edge.h"
-#include "log.h"
-#include "worker.h"
+#include "common/edge.h"
+#include "common/log.h"
+#include "proxy/worker.h"
 
 #define NIL UINT32_MAX
 #define RUN_ROUNDS 16		/* run passes per loop turn */

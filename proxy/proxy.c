@@ -10,7 +10,7 @@
  * old snapshot is dropped only after RETIRE_MS, long past any worker's
  * loop turn, so a worker never takes a reference on a freed snapshot.
  */
-#include "proxy.h"
+#include "proxy/proxy.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -23,10 +23,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "acme_tls.h"
-#include "edge.h"
-#include "log.h"
-#include "worker.h"
+#include "proxy/acme_tls.h"
+#include "common/edge.h"
+#include "common/log.h"
+#include "proxy/worker.h"
 
 #define LOOP_TICK_MS 100
 #define RETIRE_MS 2000
@@ -239,19 +239,11 @@ void *worker_main(void *arg)
 
 static void reload(struct proxy *px, struct retired *ret, size_t *nret)
 {
-	struct cfg *next;
-	char buf[4096] = "";
-	FILE *errs = fmemopen(buf, sizeof(buf), "w");
-	int n = cfg_load(px->cfg_path, &next, errs);
+	struct cfg *next = cfg_reload(px->cfg_path, "proxy");
 	struct cfg *cur = px->live->cfg;
 
-	if (errs)
-		fclose(errs);
-	if (n) {
-		log_err("proxy: reload of %s failed, keeping the running config "
-			"(%d error%s): %s", px->cfg_path, n, n == 1 ? "" : "s", buf);
+	if (!next)
 		return;
-	}
 	if (next->proxy.nhttp != cur->proxy.nhttp ||
 	    next->proxy.nhttps != cur->proxy.nhttps ||
 	    memcmp(next->proxy.http, cur->proxy.http,
@@ -264,7 +256,6 @@ static void reload(struct proxy *px, struct retired *ret, size_t *nret)
 		log_warn("proxy: listeners, workers, max_connections and [store] "
 			 "change only on restart; routes, upstreams, policies and "
 			 "timeouts change now");
-	log_set_level(next->log.level);
 	struct live_cfg *old = atomic_exchange(&px->live, live_cfg_new(next));
 	if (*nret < 64) {
 		ret[*nret].lc = old;

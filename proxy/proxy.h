@@ -1,7 +1,7 @@
 #ifndef EDGE_PROXY_H
 #define EDGE_PROXY_H
 
-#include "cfg.h"
+#include "common/cfg.h"
 
 /*
  * Runs the proxy until SIGTERM/SIGINT (then drains for up to [proxy]

@@ -29,9 +29,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "edge.h"
-#include "log.h"
-#include "worker.h"
+#include "common/edge.h"
+#include "common/log.h"
+#include "proxy/worker.h"
 
 #define RING_ENTRIES 4096
 #define CQ_FACTOR 4

@@ -22,10 +22,10 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
-#include "cfg.h"
-#include "edge.h"
-#include "pstats.h"
-#include "store.h"
+#include "common/cfg.h"
+#include "common/edge.h"
+#include "stats/pstats.h"
+#include "store/store.h"
 
 struct worker;
 struct conn;

@@ -4,8 +4,8 @@
  * Every request ends in exactly one reply: handlers return through reply()
  * or reply_error(), which also count the request for /metrics. Every write
  * to the store goes through apply_put()/apply_delete(): that is the seam
- * where replication to other nodes will slot in (DESIGN.md, "Where this
- * grows next"), so nothing else may call store_put or store_delete.
+ * where replication to other nodes slots in (docs/ARCHITECTURE.md, "The
+ * write path"), so nothing else may call store_put or store_delete.
  *
  * Bounds: headers (max_headers), body (max_body; a JSON 413 up to four
  * times that, evhttp's own 413 beyond, so an oversized body is never
@@ -13,7 +13,7 @@
  * (max_connections: at the cap the listeners stop accepting and the
  * kernel's backlog holds the rest).
  */
-#include "api.h"
+#include "solver-api/api.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,11 +31,11 @@
 #include <jansson.h>
 #include <openssl/sha.h>
 
-#include "certgen.h"
-#include "edge.h"
-#include "log.h"
-#include "pstats.h"
-#include "store.h"
+#include "solver-api/certgen.h"
+#include "common/edge.h"
+#include "common/log.h"
+#include "stats/pstats.h"
+#include "store/store.h"
 
 #define CERT_VALID_S (7 * 86400)
 #define METRIC_SLOTS 128
@@ -1197,18 +1197,10 @@ static void apply_limits(struct api *api)
 
 static void reload(struct api *api)
 {
-	struct cfg *next;
-	char buf[4096];
-	FILE *errs = fmemopen(buf, sizeof(buf), "w");
-	int n = cfg_load(api->cfg_path, &next, errs);
+	struct cfg *next = cfg_reload(api->cfg_path, "api");
 
-	if (errs)
-		fclose(errs);
-	if (n) {
-		log_err("api: reload of %s failed, keeping the running config "
-			"(%d error%s): %s", api->cfg_path, n, n == 1 ? "" : "s", buf);
+	if (!next)
 		return;
-	}
 	if (strcmp(next->store.path, api->cfg->store.path) ||
 	    next->store.capacity != api->cfg->store.capacity)
 		log_warn("api: [store] changes take effect only on restart");
@@ -1226,7 +1218,6 @@ static void reload(struct api *api)
 	next->api.nlisten = nlisten;
 	api->cfg = next;
 	cfg_free(old);
-	log_set_level(next->log.level);
 	apply_limits(api);
 	arm_sweep(api);
 	log_info("api: reloaded %s: %zu client%s", api->cfg_path, next->nclients,

@@ -1,12 +1,12 @@
 /*
  * solver-api: the REST API through which ACME clients push challenges into
- * the token store (DESIGN.md, "solver-api contract"). The only writer of
- * the store.
+ * the token store (README, "The solver API"). The only writer of the
+ * store.
  */
 #ifndef EDGE_API_H
 #define EDGE_API_H
 
-#include "cfg.h"
+#include "common/cfg.h"
 
 /*
  * Serves the API until SIGTERM or SIGINT. SIGHUP re-reads cfg_path and

@@ -31,9 +31,9 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "certgen.h"
-#include "log.h"
-#include "ossl.h"
+#include "solver-api/certgen.h"
+#include "common/log.h"
+#include "common/ossl.h"
 
 /* Subject and issuer of every certificate we build. */
 #define CERTGEN_CN "acme-edge tls-alpn-01"

@@ -12,7 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-#include "ident.h"
+#include "common/ident.h"
 
 /* id-pe-acmeIdentifier */
 #define ACME_IDENTIFIER_OID "1.3.6.1.5.5.7.1.31"

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http_head.h"
+#include "wire/http_head.h"
 #include "wire_fuzz.h"
 
 static bool host_char(char c)

@@ -14,7 +14,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
-#include "ident.h"
+#include "common/ident.h"
 
 #define ASSERT(c)                                                         \
 	do {                                                              \

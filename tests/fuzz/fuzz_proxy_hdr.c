@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy_hdr.h"
+#include "wire/proxy_hdr.h"
 #include "wire_fuzz.h"
 
 /* Compares the meaningful part of two parsed addresses. */

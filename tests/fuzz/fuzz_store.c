@@ -21,9 +21,8 @@
  *      start of the payload)
  *   3: anywhere ((sel >> 2) << 16 | off) % file size; with sel & 0x80 and
  *      n == 0, truncates the file there instead
- * The region offsets come from the header of the file built at start-up:
- * the harness reads them the way store.c lays them out (index_off[2] at
- * 32, slots_off at 48), and stops at once if the built file disagrees.
+ * The region offsets come from the header of the file built at start-up,
+ * read through the store's own layout (store/layout.h).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE		/* memfd_create */
@@ -39,8 +38,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "edge.h"
-#include "store.h"
+#include "common/edge.h"
+#include "store/layout.h"
+#include "store/store.h"
 
 #define ASSERT(c)                                                         \
 	do {                                                              \
@@ -51,7 +51,8 @@
 #define CAPACITY 8
 #define NSLOTS (CAPACITY + 1)
 #define HDR_FIELDS 128		/* the used part of the header page */
-#define SLOT_META 704		/* slot metadata is 640 bytes, then payload */
+_Static_assert(sizeof(struct store_hdr) <= HDR_FIELDS, "every header field is patched");
+#define SLOT_META (offsetof(struct store_slot, payload) + 64)	/* metadata, then the payload's start */
 #define T0 1700000000000LL	/* "now" for every entry made and looked up */
 
 static uint8_t *image;		/* the pristine file */
@@ -105,14 +106,6 @@ static void put(struct store *st, enum store_kind kind, const char *key,
 	ASSERT(store_put(st, &e, T0) >= 0);
 }
 
-static uint64_t le64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return v;
-}
-
 static void setup(void)
 {
 	char path[128], lock[140];
@@ -152,11 +145,13 @@ static void setup(void)
 	unlink(lock);
 
 	/* Where store.c put things; trip at once if that layout moved. */
-	index_off[0] = le64(image + 32);
-	index_off[1] = le64(image + 40);
-	slots_off = le64(image + 48);
-	cell_bytes = 2 * CAPACITY * 4;	/* nbuckets = 2 * capacity cells */
-	ASSERT(memcmp(image, "ACMEEDGE", 8) == 0);
+	const struct store_hdr *hdr = (const struct store_hdr *)image;
+
+	index_off[0] = hdr->index_off[0];
+	index_off[1] = hdr->index_off[1];
+	slots_off = hdr->slots_off;
+	cell_bytes = hdr->nbuckets * 4;
+	ASSERT(memcmp(hdr->magic, STORE_MAGIC, 8) == 0);
 	ASSERT(index_off[0] < index_off[1] && index_off[1] < slots_off);
 	ASSERT(slots_off + (uint64_t)NSLOTS * STORE_SLOT_SIZE == image_len);
 

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tls_hello.h"
+#include "wire/tls_hello.h"
 #include "wire_fuzz.h"
 
 #define CAP 16384

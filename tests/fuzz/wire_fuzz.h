@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "edge.h"
-#include "wire.h"
+#include "common/edge.h"
+#include "wire/wire.h"
 
 #define REQUIRE(c)                                                        \
 	do {                                                              \

@@ -20,8 +20,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "log.h"
-#include "store.h"
+#include "common/log.h"
+#include "store/store.h"
 
 static int count_one(const struct store_entry *e, void *arg)
 {

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "check.h"
-#include "wire.h"
+#include "wire/wire.h"
 
 enum feed_mode {
 	FEED_WHOLE,

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "edge.h"
+#include "common/edge.h"
 
 /* The store's clock: expiry is wall time in milliseconds. */
 static inline int64_t wall_ms(void)

@@ -25,11 +25,11 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include "acme_tls.h"
-#include "certgen.h"
+#include "proxy/acme_tls.h"
+#include "solver-api/certgen.h"
 #include "check.h"
-#include "ident.h"
-#include "store.h"
+#include "common/ident.h"
+#include "store/store.h"
 
 #define NSLOTS 16
 #define VALID_S 86400u

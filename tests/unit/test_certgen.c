@@ -28,7 +28,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "certgen.h"
+#include "solver-api/certgen.h"
 #include "check.h"
 
 #define VALID_S 86400u

@@ -11,7 +11,7 @@
 
 #include "check.h"
 #include "feed.h"
-#include "http_head.h"
+#include "wire/http_head.h"
 
 struct hcase {
 	const char *name;

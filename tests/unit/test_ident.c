@@ -10,7 +10,7 @@
 #include <sys/un.h>
 
 #include "check.h"
-#include "ident.h"
+#include "common/ident.h"
 
 struct bytes {
 	const char *s;

@@ -15,7 +15,7 @@
 
 #include "check.h"
 #include "feed.h"
-#include "proxy_hdr.h"
+#include "wire/proxy_hdr.h"
 
 struct pcase {
 	const char *name;

@@ -6,9 +6,7 @@
  * unlinked at exit, even when a CHECK failed.
  *
  * The crash-repair and header tests reach into the file itself, through
- * struct mirror_hdr and struct mirror_slot below: they MUST mirror the
- * private struct store_hdr and struct store_slot of store.c (a layout
- * change there bumps STORE_LAYOUT_VERSION and has to be copied here).
+ * the layout the store itself uses (store/layout.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,58 +24,10 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "edge.h"
-#include "store.h"
+#include "common/edge.h"
+#include "store/layout.h"
+#include "store/store.h"
 #include "store_test.h"
-
-/* ---- mirrors of store.c's private layout (keep in sync) --------------- */
-
-struct mirror_hdr {
-	char magic[8];
-	uint32_t layout_version;
-	uint32_t hdr_size;
-	uint32_t slot_size;
-	uint32_t capacity;
-	uint32_t nbuckets;
-	uint32_t reserved0;
-	uint64_t index_off[2];
-	uint64_t slots_off;
-	uint64_t file_size;
-	uint64_t hash_seed;
-	uint32_t active_index;
-	uint32_t tombstones;
-	uint64_t mutations;
-	uint64_t next_version;
-	uint32_t used;
-	uint32_t used_kind[3];
-	int32_t writer_pid;
-};
-
-struct mirror_slot {
-	uint32_t seq;
-	uint32_t state;			/* 0 free, 1 used */
-	uint8_t kind;
-	uint8_t key_len;
-	uint8_t ident_len;
-	uint8_t client_len;
-	uint32_t payload_len;
-	uint32_t cert_len;
-	uint32_t reserved0;
-	uint64_t version;
-	int64_t created_ms;
-	int64_t expires_ms;
-	char key[STORE_KEY_MAX + 1];
-	char ident[STORE_IDENT_MAX + 1 + 2];
-	char client[STORE_CLIENT_MAX + 1];
-	uint8_t reserved1[16];
-	uint8_t payload[STORE_PAYLOAD_MAX];
-};
-
-_Static_assert(sizeof(struct mirror_slot) == STORE_SLOT_SIZE, "mirror slot");
-_Static_assert(offsetof(struct mirror_slot, payload) == 640, "mirror slot");
-_Static_assert(offsetof(struct mirror_hdr, writer_pid) == 112, "mirror hdr");
-
-#define HDR_SIZE 4096
 
 /* ---- scratch files ----------------------------------------------------- */
 
@@ -969,7 +919,7 @@ struct corruption {
 	int64_t resize_by;
 };
 
-#define HOFF(f) offsetof(struct mirror_hdr, f)
+#define HOFF(f) offsetof(struct store_hdr, f)
 
 static void test_headers(void)
 {
@@ -1073,8 +1023,8 @@ struct raw_map {
 	int fd;
 	size_t len;
 	uint8_t *base;
-	struct mirror_hdr *hdr;
-	struct mirror_slot *slots;
+	struct store_hdr *hdr;
+	struct store_slot *slots;
 };
 
 /* A second, read-write view of the file: what a dying writer left behind. */
@@ -1087,9 +1037,9 @@ static void raw_open(struct raw_map *m, const char *path)
 	m->len = (size_t)sb.st_size;
 	m->base = mmap(NULL, m->len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
 	BUG_ON(m->base == MAP_FAILED);
-	m->hdr = (struct mirror_hdr *)m->base;
+	m->hdr = (struct store_hdr *)m->base;
 	BUG_ON(m->hdr->slots_off >= m->len);
-	m->slots = (struct mirror_slot *)(m->base + m->hdr->slots_off);
+	m->slots = (struct store_slot *)(m->base + m->hdr->slots_off);
 }
 
 static void raw_close(struct raw_map *m)

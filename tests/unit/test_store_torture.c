@@ -38,8 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "edge.h"
-#include "store.h"
+#include "common/edge.h"
+#include "store/store.h"
 #include "store_test.h"
 
 #define POOL 2000		/* keys per kind */

@@ -14,7 +14,7 @@
 
 #include "check.h"
 #include "feed.h"
-#include "tls_hello.h"
+#include "wire/tls_hello.h"
 
 #define SCRATCH_CAP 16384
 #define BLD_CAP 40000

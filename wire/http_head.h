@@ -11,8 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "edge.h"
-#include "wire.h"
+#include "common/edge.h"
+#include "wire/wire.h"
 
 #define HTTP_HEAD_MAX_HEADERS 64
 #define HTTP_HEAD_MAX_TARGET 4096

@@ -8,7 +8,7 @@
  * The master holds no sockets and no store mapping: all it does is wait,
  * so it cannot be the thing that fails.
  */
-#include "supervisor.h"
+#include "cmd/supervisor.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "common/log.h"
 
 #define BACKOFF_MIN_MS 200
 #define BACKOFF_MAX_MS 10000

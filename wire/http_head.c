@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "http_head.h"
+#include "wire/http_head.h"
 
 struct cur {
 	const uint8_t *b;
@@ -58,11 +58,6 @@ static bool is_tchar(uint8_t c)
 	}
 }
 
-static uint8_t to_lower(uint8_t c)
-{
-	return (c >= 'A' && c <= 'Z') ? (uint8_t)(c + ('a' - 'A')) : c;
-}
-
 static bool is_digit(uint8_t c)
 {
 	return c >= '0' && c <= '9';
@@ -70,8 +65,7 @@ static bool is_digit(uint8_t c)
 
 static bool is_hex(uint8_t c)
 {
-	c = to_lower(c);
-	return is_digit(c) || (c >= 'a' && c <= 'f');
+	return hex_digit(c) >= 0;
 }
 
 static bool is_ows(uint8_t c)
@@ -87,7 +81,7 @@ static bool ieq(const uint8_t *p, size_t n, const char *lit, size_t lit_len)
 	if (n != lit_len)
 		return false;
 	for (i = 0; i < n; i++) {
-		if (to_lower(p[i]) != (uint8_t)lit[i])
+		if (ascii_lower(p[i]) != (uint8_t)lit[i])
 			return false;
 	}
 	return true;
@@ -150,14 +144,14 @@ static int host_norm(const uint8_t *p, size_t n, char *out, size_t *out_len)
 				colon = true;
 			if (h == HTTP_HOST_MAX)
 				return WIRE_INVALID;
-			out[h++] = (char)to_lower(p[i]);
+			out[h++] = (char)ascii_lower(p[i]);
 		}
 		if (i == n || !colon)
 			return WIRE_INVALID;	/* no ']', or not IPv6 */
 		i++;
 	} else {
 		for (; i < n && p[i] != ':'; i++) {
-			uint8_t ch = to_lower(p[i]);
+			uint8_t ch = ascii_lower(p[i]);
 
 			if (!((ch >= 'a' && ch <= 'z') || is_digit(ch) ||
 			      ch == '.' || ch == '-' || ch == '_'))

@@ -1,4 +1,4 @@
-#include "pstats.h"
+#include "stats/pstats.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,9 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "edge.h"
-#include "ident.h"
-#include "log.h"
+#include "common/edge.h"
+#include "common/ident.h"
+#include "common/log.h"
 
 #define PSTATS_MAGIC "ACMEPST\0"
 

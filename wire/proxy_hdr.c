@@ -20,7 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "proxy_hdr.h"
+#include "wire/proxy_hdr.h"
 
 static const char v1_sig[] = "PROXY ";
 #define V1_SIG_LEN (sizeof(v1_sig) - 1)
@@ -64,16 +64,6 @@ static bool is_digit(uint8_t c)
 	return c >= '0' && c <= '9';
 }
 
-static int hex_val(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* A decimal 0..max of 1..5 digits, no leading zero except "0" itself. */
 static bool parse_dec(const uint8_t *p, size_t n, uint32_t max, uint32_t *v)
@@ -140,8 +130,8 @@ static bool parse_ip6(const uint8_t *p, size_t n, uint8_t out[16])
 		size_t s = i;
 		uint32_t v = 0;
 
-		while (i < n && i - s < 4 && hex_val(p[i]) >= 0)
-			v = v * 16 + (uint32_t)hex_val(p[i++]);
+		while (i < n && i - s < 4 && hex_digit(p[i]) >= 0)
+			v = v * 16 + (uint32_t)hex_digit(p[i++]);
 		if (i < n && p[i] == '.') {
 			uint8_t q[4];
 

@@ -3,7 +3,7 @@
 
 #include <stddef.h>
 
-#include "cfg.h"
+#include "common/cfg.h"
 
 /* One part `acme-edge run` keeps alive: a name and its entry point. */
 struct sv_part {

@@ -24,7 +24,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "tls_hello.h"
+#include "wire/tls_hello.h"
 
 #define TLS_CT_HANDSHAKE 22
 #define TLS_HS_CLIENT_HELLO 1

@@ -13,8 +13,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "edge.h"
-#include "wire.h"
+#include "common/edge.h"
+#include "wire/wire.h"
 
 #define PROXY_HDR_V1_MAX_LEN 107	/* whole line, "PROXY " to CRLF */
 #define PROXY_HDR_V2_HDR_LEN 16		/* signature, ver_cmd, fam, len */

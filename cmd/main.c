@@ -10,13 +10,13 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
-#include "api.h"
-#include "cfg.h"
-#include "edge.h"
-#include "log.h"
-#include "proxy.h"
-#include "store.h"
-#include "supervisor.h"
+#include "solver-api/api.h"
+#include "common/cfg.h"
+#include "common/edge.h"
+#include "common/log.h"
+#include "proxy/proxy.h"
+#include "store/store.h"
+#include "cmd/supervisor.h"
 
 static void usage(FILE *f)
 {

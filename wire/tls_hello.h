@@ -11,8 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "edge.h"
-#include "wire.h"
+#include "common/edge.h"
+#include "wire/wire.h"
 
 #define TLS_RECORD_HDR_LEN 5
 #define TLS_RECORD_MAX_FRAGMENT 16384	/* 2^14, RFC 8446 §5.1 */
