@@ -848,7 +848,8 @@ static void validate(struct load_ctx *c)
 				  "upstreams", r->name);
 	}
 	if (cfg->api.nlisten == 0) {
-		cfg->api.listen = grow(NULL, 0, 1, sizeof(*cfg->api.listen));
+		/* Not NULL when every listen word was refused: reuse it. */
+		cfg->api.listen = grow(cfg->api.listen, 0, 1, sizeof(*cfg->api.listen));
 		BUG_ON(addr_parse("127.0.0.1:8555", 14, &cfg->api.listen[0].sa,
 				  &cfg->api.listen[0].len) != 0);
 		cfg->api.nlisten = 1;
