@@ -337,6 +337,7 @@ class BackendTest(unittest.TestCase):
                 getattr(result, "failures", []))
             failed = any(t is self for t, _ in errors)
         for g in self.gateways:
+            started = g.proc is not None      # stop() forgets the process
             rc = g.stop()
             log = g.log()
             if failed:
@@ -345,7 +346,7 @@ class BackendTest(unittest.TestCase):
             for mark in SANITIZER_MARKS:
                 self.assertNotIn(mark, log, "sanitizer report in %s" % g.log_path)
             # A test skipped before starting its gateway has no exit status.
-            if getattr(g, "expect_clean_exit", False) and g.proc is not None:
+            if getattr(g, "expect_clean_exit", False) and started:
                 self.assertEqual(rc, 0, "acme-edge exit status:\n" + log)
         self.up_http.shutdown()
         self.up_http.server_close()
