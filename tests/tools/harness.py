@@ -1,0 +1,350 @@
+"""What the Python test suites share: tests/integration/test_*.py and
+tests/e2e/run_e2e.py.
+
+It lives in tests/tools, beside ports.py, rather than in tests/integration:
+the end-to-end run uses it too, and tests/integration then holds nothing
+but suites, each found by CMake as integration/test_*.py. A suite puts this
+folder on sys.path and imports what it needs.
+
+Python standard library only, plus the `openssl` CLI for openssl() and
+make_cert().
+"""
+import base64
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import unittest
+import uuid
+
+from ports import free_port  # noqa: F401 - the suites take it from here
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUN_ID = "%d-%s" % (os.getpid(), uuid.uuid4().hex[:8])
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:", "BUG at ", "SUMMARY: ")
+
+
+def env_path(var, default):
+    """A program the suite runs: $var, else default under the source tree."""
+    return os.environ.get(var) or os.path.join(ROOT, default)
+
+
+def main(need=(), tools=()):
+    """Runs the calling script's tests once what they need is there.
+    need: (path, variable) of each executable; tools: CLIs on PATH."""
+    for path, var in need:
+        if not os.access(path, os.X_OK):
+            sys.exit("%s: %s is not an executable; set %s" % (sys.argv[0], path, var))
+    for tool in tools:
+        if not shutil.which(tool):
+            sys.exit("the %s CLI is needed" % tool)
+    unittest.main(verbosity=2)
+
+
+# ---- names and secrets ------------------------------------------------------
+
+def b64url(nbytes):
+    return base64.urlsafe_b64encode(os.urandom(nbytes)).rstrip(b"=").decode()
+
+
+def new_token():
+    """An http-01 token as a CA issues it: 32 base64url characters."""
+    return b64url(24)
+
+
+THUMB = b64url(32)              # 43 characters, an ACME account thumbprint
+
+
+def keyauth(token, thumb=None):
+    return "%s.%s" % (token, thumb or THUMB)
+
+
+def sha256_hex(s):
+    if isinstance(s, str):
+        s = s.encode()
+    return hashlib.sha256(s).hexdigest()
+
+
+# ---- tools ------------------------------------------------------------------
+
+def openssl(*args, data=None, timeout=30, check=True):
+    p = subprocess.run(["openssl"] + list(args), input=data, capture_output=True,
+                       timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError("openssl %s failed: %s" % (
+            " ".join(args), p.stderr.decode(errors="replace")))
+    return p.stdout
+
+
+def make_cert(dirpath, cn, stem=None, days=2, extra=()):
+    """A self-signed P-256 certificate and key in dirpath/STEM.crt and .key
+    (STEM defaults to cn), with `openssl req` arguments extra added; also
+    the SHA-256 of its DER, as a TLS client sees it."""
+    stem = stem or cn
+    crt = os.path.join(dirpath, stem + ".crt")
+    key = os.path.join(dirpath, stem + ".key")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-subj", "/CN=" + cn, "-days", str(days), "-keyout", key,
+            "-out", crt, *extra)
+    with open(crt) as f:
+        der = ssl.PEM_cert_to_DER_cert(f.read())
+    return {"crt": crt, "key": key, "fp": hashlib.sha256(der).hexdigest()}
+
+
+# ---- logs, stores, test outcomes --------------------------------------------
+
+def read_log(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def sanitizer_marks(text, marks=SANITIZER_MARKS):
+    """The marks of a sanitizer report found in a log."""
+    return [m for m in marks if m in text]
+
+
+def store_path(kind, name=None):
+    """A store under /dev/shm no other run or suite uses."""
+    return "/dev/shm/acme-edge-%s-%s-%s" % (kind, RUN_ID, name or uuid.uuid4().hex[:8])
+
+
+def remove_store(path):
+    """The store and the files named after it: the writer's .lock, the
+    proxy's .proxy statistics, a .new.* left by an interrupted rewrite."""
+    d, base = os.path.split(path)
+    for f in os.listdir(d):
+        if f == base or f.startswith(base + "."):
+            try:
+                os.unlink(os.path.join(d, f))
+            except OSError:
+                pass
+
+
+def result_failures(case):
+    """How many failures and errors the run's result holds so far."""
+    r = getattr(getattr(case, "_outcome", None), "result", None)
+    return len(getattr(r, "failures", ())) + len(getattr(r, "errors", ()))
+
+
+def outcome_ok(case, failures_before=None):
+    """Whether the running test has not failed, asked from tearDown.
+    failures_before: result_failures() at setUp, for a stricter answer."""
+    outcome = getattr(case, "_outcome", None)
+    if outcome is None:
+        return True
+    errors = getattr(outcome, "errors", None)       # Python <= 3.10
+    if errors is not None:
+        return not any(exc for _, exc in errors)
+    # 3.11+: failures reach the result before tearDown
+    return getattr(outcome, "success", True) and (
+        failures_before is None or result_failures(case) == failures_before)
+
+
+# ---- clients ----------------------------------------------------------------
+
+def client_ctx(alpn=None, version=None):
+    """A TLS client that takes any certificate (the tests compare it)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    if version == "1.2":
+        ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    elif version == "1.3":
+        ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    return ctx
+
+
+def api_request(port, method, path, token=None, body=None, ctype="text/plain",
+                timeout=10):
+    """One request to the solver API on a new connection: (status, headers
+    with lowercase names, body). token: the bearer, None for none; a dict
+    or list body is sent as JSON."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    h = {}
+    if token is not None:
+        h["Authorization"] = "Bearer " + token
+    if body is not None:
+        if isinstance(body, (dict, list)):
+            body, ctype = json.dumps(body), "application/json"
+        h["Content-Type"] = ctype
+        if isinstance(body, str):
+            body = body.encode()
+    try:
+        c.request(method, path, body=body, headers=h)
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+# ---- upstreams --------------------------------------------------------------
+
+def reply(handler, code, body, ctype="text/plain"):
+    """A whole response from an http.server handler; ctype None: no Content-Type."""
+    handler.send_response(code)
+    if ctype:
+        handler.send_header("Content-Type", ctype)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def serve_in_thread(server, poll_interval=0.1):
+    t = threading.Thread(target=server.serve_forever,
+                         kwargs={"poll_interval": poll_interval}, daemon=True)
+    t.start()
+    return t
+
+
+# ---- acme-edge processes ---------------------------------------------------
+
+def conf_text(sections, comment=None):
+    """A config file: sections are (header, {key: value}) in order."""
+    out = ["; " + comment] if comment else []
+    for header, keys in sections:
+        out.append("[%s]" % header)
+        out += ["%s = %s" % kv for kv in keys.items()]
+        out.append("")
+    return "\n".join(out)
+
+
+class Edge:
+    """One acme-edge process with its own config file, log and store. A
+    subclass gives config_text() and starts the process with spawn()."""
+
+    def __init__(self, tmpdir, name, store):
+        self.tmpdir = tmpdir
+        self.name = name
+        self.store = store
+        self.conf = os.path.join(tmpdir, name + ".conf")
+        self.log_path = os.path.join(tmpdir, name + ".log")
+        self.proc = None
+        self.logf = None
+        self.rc = None
+        self.session = False
+
+    def config_text(self):
+        raise NotImplementedError
+
+    def write_config(self, text=None):
+        # Replaced whole, so that a reload never reads half a file.
+        tmp = self.conf + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text if text is not None else self.config_text())
+        os.replace(tmp, self.conf)
+
+    def spawn(self, argv, env=None, new_session=False):
+        """new_session: the process leads its own session, all of which
+        stop() kills once the process is gone."""
+        self.logf = open(self.log_path, "ab")
+        e = dict(os.environ)
+        e.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
+        e.update(env or {})
+        self.session = new_session
+        self.rc = None
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.logf,
+                                     stderr=subprocess.STDOUT, env=e,
+                                     start_new_session=new_session)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self):
+        return read_log(self.log_path)
+
+    def kill(self):
+        """SIGTERM went unheeded."""
+        try:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, timeout=10.0):
+        """SIGTERM by PID, kill() after timeout; the exit status, or why
+        there is none."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                self.proc.wait()
+                self.rc = "hung on SIGTERM, killed"
+        if self.rc is None:
+            self.rc = self.proc.returncode
+        if self.session:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if self.logf:
+            self.logf.close()
+            self.logf = None
+        return self.rc
+
+    def finish(self):
+        """stop(), then the store removed: (exit status, the whole log)."""
+        rc = self.stop()
+        log = self.log()
+        remove_store(self.store)
+        return rc, log
+
+
+class Gateway(Edge):
+    """`acme-edge run` (the API and the proxy), reached on loopback ports:
+    api_port, http, https; one API client, whose bearer token is given."""
+
+    ready_timeout = 30.0
+
+    def __init__(self, tmpdir, name, bearer, store):
+        super().__init__(tmpdir, name, store)
+        self.bearer = bearer
+        self.api_port = free_port()
+        self.http = free_port()
+        self.https = free_port()
+
+    def wait_ready(self, timeout=None):
+        """Until the proxy logged that it is ready and /healthz answers."""
+        timeout = timeout or self.ready_timeout
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise AssertionError("acme-edge exited with %r at start:\n%s" %
+                                     (self.proc.returncode, self.log()))
+            if "proxy: ready:" in self.log():
+                try:
+                    st, _, _ = self.api("GET", "/healthz", auth=False)
+                    if st == 200:
+                        return
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        raise AssertionError("acme-edge not ready within %.0fs:\n%s" % (timeout, self.log()))
+
+    def api(self, method, path, body=None, auth=True, ctype="text/plain", timeout=10):
+        return api_request(self.api_port, method, path, self.bearer if auth else None,
+                           body, ctype, timeout)
+
+    def metrics_text(self):
+        st, _, body = self.api("GET", "/metrics", auth=False)
+        if st != 200:
+            raise AssertionError("GET /metrics: %d %r" % (st, body))
+        return body.decode()
