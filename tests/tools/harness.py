@@ -12,22 +12,27 @@ make_cert().
 import base64
 import hashlib
 import http.client
+import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
 import threading
 import time
 import unittest
+import urllib.parse
 import uuid
 
 from ports import free_port  # noqa: F401 - the suites take it from here
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUN_ID = "%d-%s" % (os.getpid(), uuid.uuid4().hex[:8])
+ACME_OID = "1.3.6.1.5.5.7.1.31"     # id-pe-acmeIdentifier (RFC 8737)
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                    "runtime error:", "BUG at ", "SUMMARY: ")
 
@@ -73,6 +78,15 @@ def sha256_hex(s):
     return hashlib.sha256(s).hexdigest()
 
 
+def sni_of(identifier):
+    """The store key of a tls-alpn-01 entry: the name, or its reverse form."""
+    try:
+        ip = ipaddress.ip_address(identifier.strip("[]"))
+    except ValueError:
+        return identifier.lower().rstrip(".")
+    return ip.reverse_pointer
+
+
 # ---- tools ------------------------------------------------------------------
 
 def openssl(*args, data=None, timeout=30, check=True):
@@ -97,6 +111,29 @@ def make_cert(dirpath, cn, stem=None, days=2, extra=()):
     with open(crt) as f:
         der = ssl.PEM_cert_to_DER_cert(f.read())
     return {"crt": crt, "key": key, "fp": hashlib.sha256(der).hexdigest()}
+
+
+_METRIC = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+_LABEL = r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"'
+
+
+def parse_metrics(text):
+    """Prometheus text format -> {(name, ((label, value), ...)): float}."""
+    samples = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^(%s)(\{[^}]*\})? (\S+)$" % _METRIC, line)
+        if not m:
+            raise AssertionError("malformed metrics line: %r" % line)
+        key = (m.group(1), tuple(sorted(re.findall(_LABEL, m.group(2) or ""))))
+        samples[key] = float(m.group(3))
+    return samples
+
+
+def M(name, **labels):
+    """The key of one sample in what parse_metrics() returns."""
+    return (name, tuple(sorted(labels.items())))
 
 
 # ---- logs, stores, test outcomes --------------------------------------------
@@ -151,7 +188,16 @@ def outcome_ok(case, failures_before=None):
         failures_before is None or result_failures(case) == failures_before)
 
 
-# ---- clients ----------------------------------------------------------------
+# ---- sockets and HTTP -------------------------------------------------------
+
+def connect(port, host="127.0.0.1", timeout=10.0):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.connect((host, port))
+    return s
+
 
 def client_ctx(alpn=None, version=None):
     """A TLS client that takes any certificate (the tests compare it)."""
@@ -165,6 +211,95 @@ def client_ctx(alpn=None, version=None):
     elif version == "1.3":
         ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
     return ctx
+
+
+class Resp:
+    def __init__(self, status, reason, headers, body):
+        self.status = status
+        self.reason = reason
+        self.headers = headers          # lowercase name -> value
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body.decode())
+
+    def __repr__(self):
+        return "<%d %s %r>" % (self.status, self.reason, self.body[:400])
+
+
+class RawConn:
+    """One keep-alive HTTP/1.1 connection driven by hand, Content-Length
+    framed; buf holds what was received and not yet read."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10.0):
+        self.sock = connect(port, host, timeout)
+        self.buf = b""
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("connection closed by the peer; %d bytes unread" % len(self.buf))
+        self.buf += data
+
+    def read_line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def read_status(self):
+        line = self.read_line()
+        m = re.match(rb"^HTTP/1\.[01] (\d{3}) ?(.*)$", line)
+        if not m:
+            raise AssertionError("bad status line %r" % line)
+        return int(m.group(1)), m.group(2).decode("latin-1")
+
+    def read_rest(self, status, reason, method):
+        """The headers and body of a response whose status line was read."""
+        headers = {}
+        while True:
+            line = self.read_line()
+            if not line:
+                break
+            k, _, v = line.decode("latin-1").partition(":")
+            headers[k.strip().lower()] = v.strip()
+        n = 0 if (method == "HEAD" or status in (204, 304)) else int(
+            headers.get("content-length", "0"))
+        if "transfer-encoding" in headers:
+            raise AssertionError("unexpected Transfer-Encoding: %r" % headers)
+        while len(self.buf) < n:
+            self._fill()
+        body, self.buf = self.buf[:n], self.buf[n:]
+        return Resp(status, reason, headers, body)
+
+    def response(self, method="GET"):
+        """The next response: (status, headers, body)."""
+        r = self.read_rest(*self.read_status(), method)
+        return r.status, r.headers, r.body
+
+    @staticmethod
+    def build(method, path, headers=None, body=b""):
+        if isinstance(body, str):
+            body = body.encode()
+        lines = ["%s %s HTTP/1.1" % (method, path), "Host: 127.0.0.1"]
+        for k, v in (headers or {}).items():
+            lines.append("%s: %s" % (k, v))
+        if body or method in ("PUT", "POST"):
+            lines.append("Content-Length: %d" % len(body))
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    def request(self, method, path, headers=None, body=b""):
+        self.send(self.build(method, path, headers, body))
+        return self.read_rest(*self.read_status(), method)
 
 
 def api_request(port, method, path, token=None, body=None, ctype="text/plain",
@@ -343,8 +478,25 @@ class Gateway(Edge):
         return api_request(self.api_port, method, path, self.bearer if auth else None,
                            body, ctype, timeout)
 
+    def put_http01(self, token, ka=None, identifier=None):
+        path = "/v1/http-01/" + token
+        if identifier is not None:
+            path += "?" + urllib.parse.urlencode({"identifier": identifier})
+        st, _, body = self.api("PUT", path, ka if ka is not None else keyauth(token))
+        if st not in (200, 201):
+            raise AssertionError("PUT %s: %d %r" % (path, st, body))
+
+    def put_tls(self, identifier, ka):
+        path = "/v1/tls-alpn-01/" + urllib.parse.quote(identifier, safe=":.[]")
+        st, _, body = self.api("PUT", path, ka)
+        if st not in (200, 201):
+            raise AssertionError("PUT %s: %d %r" % (path, st, body))
+
     def metrics_text(self):
         st, _, body = self.api("GET", "/metrics", auth=False)
         if st != 200:
             raise AssertionError("GET /metrics: %d %r" % (st, body))
         return body.decode()
+
+    def metrics(self):
+        return parse_metrics(self.metrics_text())
