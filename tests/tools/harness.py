@@ -117,16 +117,36 @@ _METRIC = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _LABEL = r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"'
 
 
-def parse_metrics(text):
-    """Prometheus text format -> {(name, ((label, value), ...)): float}."""
-    samples = {}
+def parse_metrics(text, strict=False):
+    """Prometheus text format -> {(name, ((label, value), ...)): float}.
+    strict: the format's own rules hold too (every comment a HELP or TYPE
+    line, every sample typed and there once, values spelled as numbers)."""
+    samples, types = {}, {}
     for line in text.splitlines():
-        if not line or line.startswith("#"):
+        if not line:
             continue
-        m = re.match(r"^(%s)(\{[^}]*\})? (\S+)$" % _METRIC, line)
+        if line.startswith("#"):
+            if not strict:
+                continue
+            m = re.match(r"^# (HELP|TYPE) (%s) (.+)$" % _METRIC, line)
+            if not m:
+                raise AssertionError("malformed metrics comment: %r" % line)
+            if m.group(1) == "TYPE":
+                types[m.group(2)] = m.group(3)
+            continue
+        if strict:
+            m = re.match(r'^(%s)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="[^"]*",?)*\})? '
+                         r'(-?[0-9.eE+]+|NaN|[+-]Inf)$' % _METRIC, line)
+        else:
+            m = re.match(r"^(%s)(\{[^}]*\})? (\S+)$" % _METRIC, line)
         if not m:
             raise AssertionError("malformed metrics line: %r" % line)
         key = (m.group(1), tuple(sorted(re.findall(_LABEL, m.group(2) or ""))))
+        if strict:
+            if key in samples:
+                raise AssertionError("sample appears twice: %r" % line)
+            if m.group(1) not in types:
+                raise AssertionError("sample without a # TYPE line: %r" % line)
         samples[key] = float(m.group(3))
     return samples
 
