@@ -38,8 +38,9 @@ import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 from harness import (ROOT, Gateway, b64url, client_ctx, conf_text, env_path,  # noqa: E402
-                     free_port, keyauth, main, make_cert, new_token, outcome_ok, reply,
-                     sanitizer_marks, serve_in_thread, sha256_hex, store_path)
+                     free_port, keyauth, main, make_cert, new_token, outcome_ok,
+                     recv_until, reply, sanitizer_marks, serve_in_thread, sha256_hex,
+                     store_path)
 ACME_EDGE = env_path("ACME_EDGE", "build/ep/acme-edge")
 NO_URING = env_path("NO_URING", "build/ep/tests/no_uring")
 SECCOMP_PROFILE = os.environ.get("SECCOMP_PROFILE")
@@ -117,7 +118,7 @@ class TLSUpstream:
         conn.settimeout(10)
         try:
             with self.ctx.wrap_socket(conn, server_side=True) as t:
-                buf = recv_line(t)
+                buf = recv_until(t, b"\n")
                 if b"\n" in buf:
                     t.sendall(b"tls upstream: " + buf.split(b"\n", 1)[0] + b"\n")
         except (OSError, ssl.SSLError):
@@ -127,17 +128,6 @@ class TLSUpstream:
         self.stopping = True
         self.sock.close()
         self.thread.join(timeout=5)
-
-
-def recv_line(sock):
-    """What sock sends until the end of a line, or until EOF."""
-    buf = b""
-    while b"\n" not in buf:
-        data = sock.recv(4096)
-        if not data:
-            break
-        buf += data
-    return buf
 
 
 # ---- the gateway ---------------------------------------------------------------
@@ -274,7 +264,7 @@ class BackendTest(unittest.TestCase):
         with socket.create_connection(("127.0.0.1", g.https), timeout=10) as s:
             with client_ctx().wrap_socket(s, server_hostname="app.example.com") as t:
                 t.sendall(b"hello through the gateway\n")
-                buf = recv_line(t)
+                buf = recv_until(t, b"\n")
                 cert = t.getpeercert(binary_form=True)
         self.assertEqual(buf, b"tls upstream: hello through the gateway\n")
         with open(self.cert) as f:

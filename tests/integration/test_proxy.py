@@ -48,7 +48,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 from harness import (ACME_OID, M, Gateway, RawConn, b64url, client_ctx, conf_text,  # noqa: E402
                      connect, env_path, free_port, keyauth, main, make_cert, new_token,
-                     openssl, outcome_ok, result_failures, sanitizer_marks,
+                     openssl, outcome_ok, recv_until, result_failures, sanitizer_marks,
                      sha256_hex, sni_of, store_path)
 ACME_EDGE = env_path("ACME_EDGE", "build/px/acme-edge")
 IO_BACKEND = os.environ.get("PROXY_IO_BACKEND") or None
@@ -654,12 +654,9 @@ class Upstream:
             pass
 
     def _mode_reset(self, conn, rec):
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            d = conn.recv(65536)
-            if not d:
-                return
-            buf += d
+        buf = recv_until(conn, b"\r\n\r\n")
+        if b"\r\n\r\n" not in buf:
+            return
         rec["requests"].append(buf)
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10485760\r\n"
                      b"X-Upstream: reset\r\n\r\n" + b"r" * 65536)

@@ -219,6 +219,18 @@ def connect(port, host="127.0.0.1", timeout=10.0):
     return s
 
 
+def recv_until(sock, end):
+    """What sock sends until end has come, or until EOF (end is then
+    missing from what is returned)."""
+    buf = b""
+    while end not in buf:
+        data = sock.recv(65536)
+        if not data:
+            break
+        buf += data
+    return buf
+
+
 def client_ctx(alpn=None, version=None):
     """A TLS client that takes any certificate (the tests compare it)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
