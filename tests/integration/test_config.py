@@ -87,7 +87,7 @@ class ConfigCheckTest(unittest.TestCase):
         self.assert_ok(SHIPPED)
 
     def test_design_example_passes(self):
-        # the keys DESIGN.md promises, written as it writes them: inline
+        # the documented keys, written the way operators write them: inline
         # comments after values, lists separated by spaces, IPv6 in brackets
         path = self.write("design.conf", """\
 [store]

@@ -1123,7 +1123,7 @@ class GatewayCase(unittest.TestCase):
     # -- RFC 8737, as the validators check it --
 
     def check_acme_cert(self, der, identifier, ka):
-        """Applies every rule of DESIGN.md's validator section to a served leaf."""
+        """Applies every rule a validator checks (RFC 8737) to a served leaf."""
         self.assertIsNotNone(der, "no certificate served")
         c = parse_cert(der)
         pem = ssl.DER_cert_to_PEM_cert(der).encode()
