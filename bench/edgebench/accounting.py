@@ -59,9 +59,9 @@ def ratio_summary(results, w, sid, peer, kind, server="acme-edge"):
 
 
 def backend_rows(ctx, results, workers):
-    """Issue 6: per worker count and scenario, acme-edge-epoll ÷ acme-edge
-    (epoll ÷ io_uring), ÷ HAProxy and ÷ nginx. Each cell is None or
-    (median ratio, [run-by-run ratios])."""
+    """Per worker count and scenario, acme-edge-epoll ÷ acme-edge (epoll ÷
+    io_uring), ÷ HAProxy and ÷ nginx. Each cell is None or (median ratio,
+    [run-by-run ratios])."""
     rows = []
     if not ctx.epoll:
         return rows
@@ -78,9 +78,9 @@ def backend_rows(ctx, results, workers):
 
 
 def epoll_verdicts(ctx, results, workers):
-    """Issue 6: "the epoll backend must stay at least on par with HAProxy
-    per core", on EPOLL_PAR_SCENARIOS; on par = epoll ÷ HAProxy ≥ EPOLL_PAR.
-    The same rows as target_rows', with acme-edge-epoll as the numerator."""
+    """"The epoll backend must stay at least on par with HAProxy per core",
+    on EPOLL_PAR_SCENARIOS; on par = epoll ÷ HAProxy ≥ EPOLL_PAR. The same
+    rows as target_rows', with acme-edge-epoll as the numerator."""
     if not ctx.epoll:
         return []
     targets = [("epoll on par with HAProxy (≥ %.2f×): %s" % (EPOLL_PAR, sid), [sid],

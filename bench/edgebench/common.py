@@ -19,11 +19,13 @@ CHAL_PATH = "/.well-known/acme-challenge/" + TOKEN
 
 SERVERS = ["acme-edge", "acme-edge-epoll", "nginx", "haproxy", "haproxy-splice", "direct"]
 PEERS = ["nginx", "haproxy", "haproxy-splice"]
-# The second acme-edge instance, io_backend = epoll (issue 6): measured
-# beside the others, never a peer (ratios acme-edge ÷ peer do not use it).
+# The second acme-edge instance, io_backend = epoll, so that both I/O
+# backends are measured side by side: never a peer (ratios acme-edge ÷ peer
+# do not use it).
 EPOLL = "acme-edge-epoll"
-# Issue 6: "the epoll backend must stay at least on par with HAProxy per
-# core", judged on these scenarios; on par = epoll ÷ HAProxy ≥ this.
+# The requirement on the I/O backends: "the epoll backend must stay at
+# least on par with HAProxy per core", judged on these scenarios; on par =
+# epoll ÷ HAProxy ≥ this.
 EPOLL_PAR = 0.95
 EPOLL_PAR_SCENARIOS = ["http01-ka", "pass-replay"]
 

@@ -79,7 +79,7 @@ def report(ctx, results, speed, errors, md_path, png_path, wall):
     trows = target_rows(results, workers)
     erows = epoll_verdicts(ctx, results, workers)
     L = head_section(ctx, v, wall)
-    L += ["## Targets (issue 5)", ""] + TARGETS_HEAD + verdict_lines(trows) + [""]
+    L += ["## Targets", ""] + TARGETS_HEAD + verdict_lines(trows) + [""]
     L += backends_section(ctx, results, workers, erows)
     for w in workers:
         L += throughput_section(ctx, results, w)
@@ -150,15 +150,15 @@ def head_section(ctx, v, wall):
 
 
 def backends_section(ctx, results, workers, erows):
-    """The markdown of "## I/O backends (issue 6)"."""
-    L = ["## I/O backends (issue 6)", ""]
+    """The markdown of "## I/O backends"."""
+    L = ["## I/O backends", ""]
     if not ctx.epoll:
         L += ["Not measured: this run had `--no-epoll` (acme-edge-epoll did not run).", ""]
         return L
     main = backends_text(ctx, "acme-edge")
     ep = backends_text(ctx, EPOLL)
-    L.append("Issue 6: both backends side by side in the same run, alternated, and *the "
-             "epoll backend must stay at least on par with HAProxy per core*. "
+    L.append("Both backends side by side in the same run, alternated; the requirement is "
+             "that *the epoll backend stay at least on par with HAProxy per core*. "
              "`acme-edge` ran `io_backend = %s` (%s), `acme-edge-epoll` ran "
              "`io_backend = epoll` (%s); each took its turn in every scenario with the "
              "peers (acme-edge, acme-edge-epoll, nginx, haproxy, …). **On par** is taken "
@@ -416,7 +416,7 @@ def update_readme(ctx, md_name, trows, erows=()):
         ctx.host, versions(ctx)["cpu"], ctx.date, md_name, md_name), ""]
     lines += TARGETS_HEAD + verdict_lines(trows)
     if erows:
-        lines += ["", "I/O backends (issue 6): the epoll backend on par with HAProxy per core "
+        lines += ["", "I/O backends: the epoll backend on par with HAProxy per core "
                   "(epoll ÷ HAProxy ≥ %.2f); epoll ÷ io_uring per scenario in the results "
                   "file." % EPOLL_PAR, ""]
         lines += EPOLL_HEAD + verdict_lines(erows)
