@@ -58,7 +58,8 @@ def acme_edge_exe():
 
 def compile_tlsload(work, flags=()):
     tl = os.path.join(work, "tlsload")
-    subprocess.run(["cc", "-O2"] + list(flags) + ["-o", tl, os.path.join(BENCH, "tlsload.c"),
+    # -I TOP: tlsload.c takes its small helpers from common/edge.h.
+    subprocess.run(["cc", "-O2", "-I", TOP] + list(flags) + ["-o", tl, os.path.join(BENCH, "tlsload.c"),
                                                   "-lssl", "-lcrypto", "-lpthread"],
                    check=True)
     return tl
