@@ -55,30 +55,75 @@ void api_reply_raw(struct req_ctx *rc, int code, const char *ctype,
 
 void api_reply_json(struct req_ctx *rc, int code, json_t *obj)
 {
-	char *s = json_dumps(obj, JSON_COMPACT);
+	static const char fallback[] = "{\"error\":\"internal\",\"detail\":"
+		"\"the reply could not be encoded as JSON\"}";
+	char *s = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
 
-	BUG_ON(!s);
+	json_decref(obj);
+	if (!s) {
+		/*
+		 * jansson refuses text that is not UTF-8. What the API puts in
+		 * a reply is validated or escaped first, so this is our bug,
+		 * but one a peer might find: answer anyway, never abort.
+		 */
+		log_err("api: a %d reply could not be encoded as JSON", code);
+		api_reply_raw(rc, code, "application/json",
+			      code >= 400 ? fallback : "{}",
+			      code >= 400 ? sizeof(fallback) - 1 : 2);
+		return;
+	}
 	api_reply_raw(rc, code, "application/json", s, strlen(s));
 	free(s);
-	json_decref(obj);
+}
+
+/*
+ * Copies the NUL-terminated s into buf as printable ASCII, every other
+ * byte (and the backslash) written as \xNN. The result is valid UTF-8
+ * whatever s holds (request paths, identifiers, JSON keys cut anywhere),
+ * and it is cut only between whole characters or escapes.
+ */
+static void escape_text(const char *s, char *buf, size_t cap)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = 0;
+
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		bool plain = c >= 0x20 && c < 0x7f && c != '\\';
+
+		if (n + (plain ? 1 : 4) >= cap)
+			break;
+		if (plain) {
+			buf[n++] = (char)c;
+			continue;
+		}
+		buf[n++] = '\\';
+		buf[n++] = 'x';
+		buf[n++] = hex[c >> 4];
+		buf[n++] = hex[c & 0xf];
+	}
+	buf[n] = '\0';
 }
 
 void api_reply_error(struct req_ctx *rc, int code, const char *what,
 		     const char *fmt, ...)
 {
-	char detail[512];
+	const char *target = evhttp_request_get_uri(rc->req);
+	char raw[512], detail[640], uri[300];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(detail, sizeof(detail), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	escape_text(raw, detail, sizeof(detail));
+	escape_text(target ? target : "", uri, sizeof(uri));
 	if (code == 401)
 		evhttp_add_header(evhttp_request_get_output_headers(rc->req),
 				  "WWW-Authenticate", "Bearer realm=\"acme-edge\"");
 	log_info("api: %s %s from %s%s%s: %d %s (%s)",
-		 metrics_route_name(rc->route), evhttp_request_get_uri(rc->req),
-		 rc->peer, rc->client ? " client " : "",
-		 rc->client ? rc->client->name : "", code, what, detail);
+		 metrics_route_name(rc->route), uri, rc->peer,
+		 rc->client ? " client " : "", rc->client ? rc->client->name : "",
+		 code, what, detail);
 	api_reply_json(rc, code, json_pack("{s:s, s:s}", "error", what, "detail",
 					   detail));
 }
