@@ -87,6 +87,10 @@ static int read_put_body(struct req_ctx *rc, struct api_put *pb)
 		api_reply_error(rc, 400, "bad_query", "unknown parameter "
 				"\"%.64s\"", pb->what);
 		break;
+	case API_REQ_QUERY_NUL:
+		api_reply_error(rc, 400, "bad_query", "a query value holds a NUL "
+				"byte (%%00)");
+		break;
 	case API_REQ_IDENT_TOO_LONG:
 		api_reply_error(rc, 400, "bad_identifier", "identifier is longer "
 				"than any DNS name");

@@ -182,10 +182,7 @@ static int parse_text(const char *body, size_t start, size_t end,
 	return API_REQ_OK;
 }
 
-/*
- * A decimal ttl: digits only, at least one, within int64_t. A decoded NUL
- * ends the value, as it ended the C string this parser replaces.
- */
+/* A decimal ttl: digits only, at least one, within int64_t. */
 static int query_ttl(const char *v, size_t len, int64_t *out)
 {
 	int64_t n = 0;
@@ -194,7 +191,7 @@ static int query_ttl(const char *v, size_t len, int64_t *out)
 	while (i < len) {
 		unsigned char c = pct_next(v, len, &i, true);
 		if (c == '\0')
-			break;
+			return API_REQ_QUERY_NUL;
 		if (c < '0' || c > '9')
 			return API_REQ_BAD_TTL;
 		if (n > (INT64_MAX - (c - '0')) / 10)
@@ -216,7 +213,7 @@ static int query_ident(const char *v, size_t len, struct api_put *p)
 	while (i < len) {
 		unsigned char c = pct_next(v, len, &i, true);
 		if (c == '\0')
-			break;
+			return API_REQ_QUERY_NUL;
 		if (n + 1 >= sizeof(p->query_ident))
 			return API_REQ_IDENT_TOO_LONG;
 		p->query_ident[n++] = (char)c;

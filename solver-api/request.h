@@ -45,6 +45,7 @@ enum api_req_error {
 	API_REQ_BAD_QUERY = -11,	/* malformed query string */
 	API_REQ_UNKNOWN_PARAM = -12,	/* what: the parameter */
 	API_REQ_IDENT_TOO_LONG = -13,	/* ?identifier= longer than any name */
+	API_REQ_QUERY_NUL = -14,	/* a query value decodes to a NUL byte */
 };
 
 struct api_target {

@@ -88,7 +88,7 @@ static int check_put(const char *body, size_t blen, const char *query,
 	struct api_put p;
 	int rc = api_put_parse(body, blen, query, qlen, MAX_BODY, &p);
 
-	REQUIRE(rc <= API_REQ_OK && rc >= API_REQ_IDENT_TOO_LONG &&
+	REQUIRE(rc <= API_REQ_OK && rc >= API_REQ_QUERY_NUL &&
 		rc != API_REQ_BAD_TARGET && rc != API_REQ_BAD_SEGMENT &&
 		rc != API_REQ_NO_ROUTE);
 	REQUIRE(strnlen(p.what, sizeof(p.what)) <= API_WHAT_MAX);

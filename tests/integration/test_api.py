@@ -1758,6 +1758,18 @@ class ApiTest(unittest.TestCase):
         self.assertEqual(self.request("GET", "/healthz", client=None).status, 200)
         self.assertEqual(before, self.snapshot())
 
+    def test_nul_in_a_query_value_is_refused(self):
+        # "%00" in a query value used to end the value there, so
+        # identifier=www.example.com%00.evil.org stored the token bound to
+        # www.example.com; a value is now taken whole or refused.
+        for q in ("identifier=www.example.com%00.evil.org",
+                  "identifier=www.example.com&ttl=60%00junk"):
+            tok = new_token()
+            self.expect_error(400, "bad_query", "PUT",
+                              "/v1/http-01/%s?%s" % (tok, q), body=keyauth(tok),
+                              client="certbot")
+            self.assertIsNone(self.probe.lookup("http-01", tok))
+
     # ==== PUT latency ========================================================================
 
     def test_put_latency(self):

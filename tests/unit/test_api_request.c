@@ -173,6 +173,11 @@ static const struct put_case put_cases[] = {
 	  7, NULL },
 	{ S("{\"identifier\":\"j.example\"}"), S("identifier=%00&ttl=9"),
 	  API_REQ_OK, NULL, "j.example", NULL, 9, NULL },
+	/* a decoded NUL would cut the value short: refused */
+	{ S(KA), S("identifier=a.example.com%00.evil.org"), API_REQ_QUERY_NUL,
+	  NULL, NULL, NULL, -1, NULL },
+	{ S(KA), S("ttl=5%00x"), API_REQ_QUERY_NUL, NULL, NULL, NULL, -1, NULL },
+	{ S(KA), S("ttl=5&ttl=%00"), API_REQ_OK, KA, NULL, NULL, 5, NULL },
 	{ S(KA), S("ttl="), API_REQ_BAD_TTL, NULL, NULL, NULL, -1, NULL },
 	{ S(KA), S("ttl=-1"), API_REQ_BAD_TTL, NULL, NULL, NULL, -1, NULL },
 	{ S(KA), S("ttl=%2B5"), API_REQ_BAD_TTL, NULL, NULL, NULL, -1, NULL },
