@@ -132,19 +132,16 @@ struct io_conn *io_conn_at(struct worker *w, uint32_t slot, uint32_t gen)
 	return c->io.gen == gen && c->state != ST_FREE ? &c->io : NULL;
 }
 
-/*
- * Most connections never need the client's address, and a multishot
- * accept cannot return it.
- */
-struct sockaddr *conn_peer(struct conn *c)
+void conn_addr_set(union conn_addr *a, const struct sockaddr *sa,
+		   socklen_t len)
 {
-	socklen_t plen = sizeof(c->peer);
-
-	if (c->peer.ss_family == AF_UNSPEC && c->io.fd[SIDE_CLIENT] >= 0 &&
-	    getpeername(c->io.fd[SIDE_CLIENT], (struct sockaddr *)&c->peer,
-			&plen) != 0)
-		c->peer.ss_family = AF_UNSPEC;
-	return (struct sockaddr *)&c->peer;
+	memset(a, 0, sizeof(*a));
+	if (sa && sa->sa_family == AF_INET && len >= sizeof(a->in))
+		memcpy(&a->in, sa, sizeof(a->in));
+	else if (sa && sa->sa_family == AF_INET6 && len >= sizeof(a->in6))
+		memcpy(&a->in6, sa, sizeof(a->in6));
+	else
+		a->sa.sa_family = AF_UNSPEC;
 }
 
 static void conn_release(struct worker *w, struct conn *c)

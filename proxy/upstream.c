@@ -65,6 +65,22 @@ static void connect_next(struct worker *w, struct conn *c)
 }
 
 /*
+ * Both ends of the client's connection, for a PROXY header. The kernel
+ * still gives a socket's own address after a reset (unlike its peer's).
+ */
+static bool addresses_known(struct conn *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (c->local.sa.sa_family == AF_UNSPEC &&
+	    getsockname(c->io.fd[SIDE_CLIENT], (struct sockaddr *)&ss, &len) == 0)
+		conn_addr_set(&c->local, (const struct sockaddr *)&ss, len);
+	return c->peer.sa.sa_family != AF_UNSPEC &&
+	       c->local.sa.sa_family != AF_UNSPEC;
+}
+
+/*
  * The connection keeps a reference to the config snapshot the route lives
  * in, so a reload while it connects cannot free it.
  */
@@ -90,6 +106,15 @@ void upstream_forward(struct worker *w, struct conn *c, const char *name,
 					  PS_CLOSE_NO_ROUTE);
 		return;
 	}
+	if (c->route->proxy_protocol != PP_OFF && !addresses_known(c)) {
+		/* Relayed, the client would take the gateway's address. */
+		log_ratelimited(&conn_lim_peer, LOG_LVL_WARN,
+				"proxy: %s client of unknown address: route %s "
+				"wants a PROXY header: closed",
+				c->https ? "https" : "http", c->route->name);
+		conn_close(w, c, PS_CLOSE_RESET);
+		return;
+	}
 	/* Round-robin per worker: a shared counter would be a shared write. */
 	c->server_next = (uint32_t)(w->now_ms + c->io.slot) % (uint32_t)n;
 	c->attempts = 0;
@@ -108,15 +133,11 @@ static void on_connected(struct worker *w, struct conn *c)
 
 	pstats_add(w->stats, c->https ? PS_RELAYED_HTTPS : PS_RELAYED_HTTP, 1);
 	if (c->route->proxy_protocol != PP_OFF) {
-		socklen_t llen = sizeof(c->local);
-		if (c->local.ss_family == AF_UNSPEC)
-			getsockname(c->io.fd[SIDE_CLIENT],
-				    (struct sockaddr *)&c->local, &llen);
 		int r = c->route->proxy_protocol == PP_V1
 			? proxy_hdr_write_v1((char *)buf, RELAY_BUF, conn_peer(c),
-					     (struct sockaddr *)&c->local)
+					     &c->local.sa)
 			: proxy_hdr_write_v2(buf, RELAY_BUF, conn_peer(c),
-					     (struct sockaddr *)&c->local);
+					     &c->local.sa);
 		BUG_ON(r < 0);
 		n = (uint32_t)r;
 	}

@@ -42,7 +42,8 @@ static struct conn *evict_for(struct worker *w)
 	return conn_alloc(w);
 }
 
-void worker_accepted(struct worker *w, unsigned li, int fd)
+void worker_accepted(struct worker *w, unsigned li, int fd,
+		     const struct sockaddr *peer, socklen_t len)
 {
 	const struct listener *l = &w->listeners[li];
 	struct conn *c;
@@ -61,14 +62,10 @@ void worker_accepted(struct worker *w, unsigned li, int fd)
 	c->https = l->https;
 	c->listener = (uint8_t)li;
 	c->state = ST_PEEK;
+	conn_addr_set(&c->peer, peer, len);
 	/* TCP_NODELAY comes from the listener: Linux copies it on accept. */
-	if (w->lc->cfg->proxy.ntrusted_proxies) {
-		if (conn_peer(c)->sa_family == AF_UNSPEC) {
-			conn_close(w, c, PS_CLOSE_RESET);
-			return;
-		}
+	if (w->lc->cfg->proxy.ntrusted_proxies)
 		c->trusted = peer_trusted(w->lc->cfg, conn_peer(c));
-	}
 	timer_arm(w, c, TL_PEEK);
 	peek_more(w, c);
 }

@@ -39,6 +39,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -1854,6 +1855,40 @@ class RelayTest(GatewayCase):
             r = UP["pp-tls"].wait_record(lambda r: r["proxy"] and r["proxy"]["sport"] == cport)
             self.assertEqual((r["proxy"]["version"], r["proxy"]["src"], r["proxy"]["dport"]),
                              (version, "127.0.0.1", gw.https))
+
+    def test_proxy_protocol_after_client_reset(self):
+        # The client sends its request and resets at once: the kernel then
+        # refuses getpeername, but the request is still relayed, so its
+        # PROXY header must carry the client's address all the same; with
+        # trusted_proxies and without (the address is needed at accept, or
+        # only for the header).
+        gw = self.gw
+        try:
+            for trusted in ("127.0.0.0/8", None):
+                if trusted is None:
+                    gw.reload(proxy={"trusted_proxies": None})
+                for route, version in (("pp1.test", 1), ("pp2.test", 2)):
+                    for v6 in (False, True):
+                        self._reset_after_request(route, version, v6)
+        finally:
+            gw.reload()
+
+    def _reset_after_request(self, route, version, v6):
+        host = "::1" if v6 else "127.0.0.1"
+        port = self.gw.http6 if v6 else self.gw.http
+        tag = uuid.uuid4().hex
+        s = connect(port, host)
+        cport = s.getsockname()[1]
+        s.sendall(http_req("GET", "/rst/" + tag, route, close=False))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+        r = UP["pp-http"].wait_record(lambda r: any(tag.encode() in q for q in r["requests"]),
+                                      timeout=5)
+        p = r["proxy"]
+        self.assertEqual((p["version"], p.get("family"), p.get("src"), p.get("sport"),
+                          p.get("dst"), p.get("dport")),
+                         (version, "TCP6" if v6 else "TCP4", host, cport, host, port),
+                         "route %s" % route)
 
     def test_trusted_inbound_proxy_header(self):
         gw = self.gw
