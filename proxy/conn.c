@@ -83,6 +83,11 @@ void timer_arm(struct worker *w, struct conn *c, enum timer_list tl)
 	t->tail = c;
 }
 
+uint64_t timer_armed_at(const struct worker *w, const struct conn *c)
+{
+	return c->deadline_ms - timeout_of(w, (enum timer_list)c->tlist);
+}
+
 /* ---- slab ------------------------------------------------------------ */
 
 void conn_slab_init(struct worker *w, uint32_t n)
@@ -169,13 +174,40 @@ static void conn_release(struct worker *w, struct conn *c)
 	pstats_sub(w->stats, PS_ACTIVE, 1);
 }
 
+static uint32_t *state_count(struct worker *w, uint8_t st)
+{
+	switch (st) {
+	case ST_PEEK:
+	case ST_ANSWER:
+	case ST_ACME_TLS:
+	case ST_LINGER:
+		return &w->at_peek;
+	case ST_CONNECTING:
+	case ST_RELAY:
+		return &w->relaying;
+	default:
+		return NULL;
+	}
+}
+
+void conn_state(struct worker *w, struct conn *c, enum conn_state st)
+{
+	uint32_t *from = state_count(w, c->state), *to = state_count(w, st);
+
+	if (from)
+		(*from)--;
+	if (to)
+		(*to)++;
+	c->state = (uint8_t)st;
+}
+
 void conn_close(struct worker *w, struct conn *c, int stat)
 {
 	if (c->state == ST_CLOSING)
 		return;
 	if (stat >= 0)
 		pstats_add(w->stats, (enum pstat)stat, 1);
-	c->state = ST_CLOSING;
+	conn_state(w, c, ST_CLOSING);
 	timer_unlink(w, c);
 	if (c->inflight) {
 		for (int s = 0; s < 2; s++)

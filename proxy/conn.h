@@ -159,9 +159,14 @@ struct conn *conn_alloc(struct worker *w);
  */
 void conn_close(struct worker *w, struct conn *c, int stat);
 
+/* Moves c to state st, keeping the worker's counts of each kind exact. */
+void conn_state(struct worker *w, struct conn *c, enum conn_state st);
+
 /* (Re)arms c's deadline on list tl; unlinks it from any other. */
 void timer_arm(struct worker *w, struct conn *c, enum timer_list tl);
 void timer_unlink(struct worker *w, struct conn *c);
+/* When c's deadline was last armed (it is on a list). */
+uint64_t timer_armed_at(const struct worker *w, const struct conn *c);
 
 /*
  * The only calls into the backend for a connection. later: the peer is

@@ -2129,6 +2129,120 @@ class RelayTest(GatewayCase):
 
 
 # =====================================================================================
+# The cap: connections held in every way never keep a validator out (one worker)
+# =====================================================================================
+
+CAP = 16
+CAP_RESERVE = 64            # what a worker keeps beside max_connections, at least
+CAP_HELD = CAP + CAP_RESERVE + 16
+
+
+def read_http(sock, timeout=5.0):
+    """One HTTP response from sock (status, body), or (None, what came) at EOF."""
+    sock.settimeout(timeout)
+    buf = b""
+    while True:
+        try:
+            st, _, body, _ = parse_http(buf)
+            return st, body
+        except AssertionError:
+            pass
+        try:
+            d = sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            d = b""
+        if not d:
+            return None, buf
+        buf += d
+
+
+class CapTest(GatewayCase):
+    NAME = "cap"
+    PROXY = {"workers": "1", "max_connections": str(CAP), "peek_timeout": "20s",
+             "connect_timeout": "4s", "idle_timeout": "60s"}
+
+    def setUp(self):
+        super().setUp()
+        self.held = []
+        self.closers.append(self._release)
+
+    def _release(self):
+        for s in self.held:
+            s.close()
+        self.held = []
+        self.gw.wait_metric(M("acmeedge_proxy_connections_active"), lambda v: v == 0,
+                            timeout=15)
+
+    def _hold(self, port, data, wait=None):
+        """CAP_HELD connections, each sent data, one after the other, each
+        past the peek (wait(sock) returns, or a moment passed) before the
+        next: still at the peek, it would make room for the next itself."""
+        for _ in range(CAP_HELD):
+            s = connect(port)
+            self.held.append(s)
+            s.sendall(data)
+            if wait:
+                wait(s)
+            else:
+                time.sleep(0.01)
+
+    def _validators_answered(self, what):
+        gw = self.gw
+        tok = new_token()
+        gw.put_http01(tok)
+        ka = keyauth(new_token())
+        gw.put_tls("validator.test", ka)
+        t0 = time.monotonic()
+        got = exchange(gw.http, http_req("GET", "/.well-known/acme-challenge/" + tok,
+                                         "validator.test"), timeout=5)
+        self.count("http-01", "answered")
+        self.assertTrue(got, "%s: the http-01 validator was refused" % what)
+        self.assertEqual(parse_http(got)[:3:2], (200, keyauth(tok).encode()), what)
+        try:
+            s = self.tls_connect("validator.test", alpn=["acme-tls/1"], timeout=5)
+        except (OSError, ssl.SSLError) as e:
+            self.fail("%s: the tls-alpn-01 validator was refused: %r" % (what, e))
+        self.count("tls-alpn-01", "answered")
+        self.assertEqual(s.selected_alpn_protocol(), "acme-tls/1", what)
+        s.close()
+        dt = time.monotonic() - t0
+        self.assertLess(dt, 3.0, "%s: the validators waited %.1f s" % (what, dt))
+
+    def test_idle_relays(self):
+        self._hold(self.gw.http, http_req("GET", "/held", "app.test", close=False),
+                   wait=read_http)
+        self._validators_answered("idle relays")
+        # Past a second of silence, the relay idle longest makes room for a new one.
+        time.sleep(1.2)
+        m0 = self.gw.metrics()
+        s = connect(self.gw.http)
+        self.held.append(s)
+        s.sendall(http_req("GET", "/new", "app.test", close=False))
+        st, body = read_http(s)
+        self.assertEqual(st, 200, body)
+        self.assertEqual(json.loads(body)["upstream"], "app-http")
+        self.metric_deltas(m0, {M(REFUSED, reason="evicted_at_cap"): 1})
+
+    def test_slow_upstream_connects(self):
+        self._hold(self.gw.http, http_req("GET", "/held", "silent.test", close=False))
+        time.sleep(0.3)
+        self._validators_answered("slow upstream connects")
+
+    def test_lingering_closes(self):
+        # Each is answered 431 and lingers, its client neither sending the
+        # end of its head nor closing.
+        self._hold(self.gw.http, b"GET / HTTP/1.1\r\nX: " + b"x" * 9000, wait=read_http)
+        self._validators_answered("lingering closes")
+
+    def test_stalled_handshakes(self):
+        self.gw.put_tls("held.test", keyauth(new_token()))
+        flight = BioTls("held.test", alpn=["acme-tls/1"]).first_flight()
+        # The proxy's first flight arrives: the handshake waits for ours.
+        self._hold(self.gw.https, flight, wait=lambda s: closed_without_data(s, 5))
+        self._validators_answered("stalled acme-tls/1 handshakes")
+
+
+# =====================================================================================
 # Hostile and broken input, broken upstreams (peek_timeout = 1s)
 # =====================================================================================
 
