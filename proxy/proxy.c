@@ -108,9 +108,9 @@ static int worker_setup(struct proxy *px, struct worker *w, unsigned id,
 	w->lc = live_cfg_get(px);
 	w->stats = pstats_worker(px->stats, id);
 	w->now_ms = clock_mono_ms();
-	w->reserve = cfg->proxy.max_connections / 16 < 64 ? 64
-			: cfg->proxy.max_connections / 16;
-	conn_slab_init(w, cfg->proxy.max_connections + w->reserve);
+	w->max_conns = cfg->proxy.max_connections;
+	w->reserve = w->max_conns / 16 < 64 ? 64 : w->max_conns / 16;
+	conn_slab_init(w, w->max_conns + 2 * w->reserve);
 
 	w->nlisteners = (unsigned)(cfg->proxy.nhttp + cfg->proxy.nhttps);
 	w->listeners = calloc(w->nlisteners ? w->nlisteners : 1,
