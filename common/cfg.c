@@ -399,8 +399,14 @@ static int key_api(struct load_ctx *c, const char *k, const char *v)
 		return parse_u32(c, k, v, 1024, 1 << 16, &cfg->api.max_headers);
 	if (strcmp(k, "timeout") == 0)
 		return parse_duration(c, k, v, 100, 600000, &cfg->api.timeout_ms);
+	if (strcmp(k, "request_timeout") == 0)
+		return parse_duration(c, k, v, 100, 600000,
+				      &cfg->api.request_timeout_ms);
 	if (strcmp(k, "max_connections") == 0)
 		return parse_u32(c, k, v, 1, 100000, &cfg->api.max_connections);
+	if (strcmp(k, "max_connections_per_source") == 0)
+		return parse_u32(c, k, v, 1, 100000,
+				 &cfg->api.max_connections_per_source);
 	if (strcmp(k, "sweep_interval") == 0)
 		return parse_duration(c, k, v, 100, 3600000,
 				      &cfg->api.sweep_interval_ms);
@@ -753,7 +759,9 @@ static void cfg_defaults(struct cfg *cfg)
 	cfg->api.max_body = 32768;
 	cfg->api.max_headers = 8192;
 	cfg->api.timeout_ms = 10000;
+	cfg->api.request_timeout_ms = 10000;
 	cfg->api.max_connections = 256;
+	cfg->api.max_connections_per_source = 16;
 	cfg->api.sweep_interval_ms = 5000;
 	cfg->proxy.workers = 0;
 	cfg->proxy.peek_timeout_ms = 10000;

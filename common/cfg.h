@@ -83,8 +83,10 @@ struct cfg {
 		uint32_t max_ttl_s;
 		uint32_t max_body;
 		uint32_t max_headers;
-		uint32_t timeout_ms;
+		uint32_t timeout_ms;		/* inactivity */
+		uint32_t request_timeout_ms;	/* a whole request, from its start */
 		uint32_t max_connections;
+		uint32_t max_connections_per_source;
 		uint32_t sweep_interval_ms;
 	} api;
 	struct cfg_client *clients;

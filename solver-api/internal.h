@@ -39,6 +39,9 @@ enum route_id {
 };
 
 #define METRIC_SLOTS 128
+#define CONN_BUCKETS 1024	/* open connections, hashed by source */
+
+struct conn;
 
 struct metric {
 	uint8_t route;
@@ -61,6 +64,9 @@ struct api {
 	struct metric metrics[METRIC_SLOTS];
 	size_t nmetrics;
 	uint64_t conns_refused;		/* times the cap paused accepting */
+	uint64_t conns_cut_deadline;	/* closed at request_timeout */
+	uint64_t conns_cut_source;	/* closed past max_connections_per_source */
+	struct conn *sources[CONN_BUCKETS];
 	struct store_entry scratch;	/* one request at a time: no reentry */
 	struct store_entry existing;
 };
@@ -126,5 +132,7 @@ struct pstats *metrics_open_pstats(struct api *api);
 
 void router_handle(struct evhttp_request *req, void *arg);
 struct bufferevent *conn_new(struct event_base *base, void *arg);
+/* A request arrived whole: the next one has request_timeout from now. */
+void conn_request_started(struct api *api, struct evhttp_request *req);
 
 #endif

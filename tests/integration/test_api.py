@@ -1770,6 +1770,114 @@ class ApiTest(unittest.TestCase):
                               client="certbot")
             self.assertIsNone(self.probe.lookup("http-01", tok))
 
+    def metrics_once_connections_close(self, within=3.0):
+        """/metrics once every connection but the scraper's is counted out."""
+        deadline = time.monotonic() + within
+        m = self.metrics()
+        while self.gauge(m, "acmeedge_api_connections") != 1 and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+            m = self.metrics()
+        self.assertEqual(self.gauge(m, "acmeedge_api_connections"), 1)
+        return m
+
+    def _slow_client(self, source, out, key, limit=8.0):
+        """Connects from source and sends a request head one byte every
+        0.2 s, never finishing it; out[key] = seconds until the server
+        closed the connection (None: still open after limit)."""
+        s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=5,
+                                     source_address=(source, 0))
+        self.closers.append(s.close)
+        head = b"PUT /v1/http-01/" + new_token().encode() + b" HTTP/1.1\r\n" + \
+            b"X-Pad: " + b"a" * 200
+        t0 = time.monotonic()
+        out[key] = None
+        for i in range(int(limit / 0.2)):
+            try:
+                s.send(head[i % len(head):i % len(head) + 1])
+                r, _, _ = select.select([s], [], [], 0.2)
+                if r and not s.recv(4096):
+                    out[key] = time.monotonic() - t0
+                    return
+            except OSError:
+                out[key] = time.monotonic() - t0
+                return
+
+    def _answered_from(self, source, within):
+        """GET /healthz from source; seconds until answered, or None."""
+        s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=within,
+                                     source_address=(source, 0))
+        self.closers.append(s.close)
+        t0 = time.monotonic()
+        s.sendall(RawConn.build("GET", "/healthz"))
+        got = b""
+        try:
+            while b"\r\n\r\n" not in got:
+                d = s.recv(4096)
+                if not d:
+                    break
+                got += d
+        except (socket.timeout, OSError):
+            return None
+        finally:
+            s.close()
+        if not got.startswith(b"HTTP/1.1 200"):
+            return None
+        self.expected[("healthz", 200)] += 1
+        return time.monotonic() - t0
+
+    @config(max_connections="4", timeout="10s", request_timeout="2s",
+            max_connections_per_source="2")
+    def test_slow_clients_are_cut_at_the_request_deadline(self):
+        # Clients that send a byte now and then never trip the inactivity
+        # timeout (10 s here): four of them used to hold a 4-connection
+        # API for as long as they liked. Now a source holds at most 2
+        # connections, and a request must arrive whole within 2 s.
+        import threading
+        took = {}
+        threads = [threading.Thread(target=self._slow_client, args=(src, took, k))
+                   for k, src in (("a1", "127.0.0.2"), ("a2", "127.0.0.2"))]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        # a third connection from the same source is closed at once
+        third = socket.create_connection(("127.0.0.1", self.srv.port), timeout=3,
+                                         source_address=("127.0.0.2", 0))
+        self.closers.append(third.close)
+        t0 = time.monotonic()
+        try:
+            self.assertEqual(third.recv(100), b"", "a 3rd connection from one "
+                             "source was answered")
+        except ConnectionResetError:
+            pass
+        self.assertLess(time.monotonic() - t0, 1.5, "a 3rd connection from one "
+                        "source was kept open")
+        third.close()
+        # another source still gets answered at once: the cap is not full
+        self.assertIsNotNone(self._answered_from("127.0.0.3", 1.0))
+        # two more slow clients from a third source fill the cap; a fifth
+        # source waits, and is answered once the first two hit the deadline
+        more = [threading.Thread(target=self._slow_client, args=("127.0.0.4", took, k))
+                for k in ("b1", "b2")]
+        for t in more:
+            t.start()
+        time.sleep(0.3)
+        waited = self._answered_from("127.0.0.5", 6.0)
+        for t in threads + more:
+            t.join()
+        self.assertIsNotNone(waited, "a client of another source was never "
+                             "answered while slow clients held the API")
+        self.assertLess(waited, 3.5)
+        for k, v in sorted(took.items()):
+            self.assertIsNotNone(v, "%s: a slow client was never cut off" % k)
+            self.assertGreater(v, 1.5, "%s: cut before request_timeout" % k)
+            self.assertLess(v, 3.5, "%s: not cut at request_timeout" % k)
+        m = self.metrics_once_connections_close()
+        self.assertEqual(self.gauge(m, "acmeedge_api_connections_cut_total",
+                                    reason="request_timeout"), 4)
+        self.assertEqual(self.gauge(m, "acmeedge_api_connections_cut_total",
+                                    reason="per_source"), 1)
+
     # ==== PUT latency ========================================================================
 
     def test_put_latency(self):
