@@ -53,6 +53,7 @@ struct cfg_client {
 	size_t ncidrs;
 	char (*thumbprints)[THUMBPRINT_LEN + 1];	/* empty: any account */
 	size_t nthumbprints;
+	uint32_t max_entries;		/* live challenges it may hold at once */
 	unsigned line;			/* where the section starts, for messages */
 };
 

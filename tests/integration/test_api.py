@@ -1878,6 +1878,80 @@ class ApiTest(unittest.TestCase):
         self.assertEqual(self.gauge(m, "acmeedge_api_connections_cut_total",
                                     reason="per_source"), 1)
 
+    @config(capacity=800)
+    def test_quota_one_client_cannot_fill_the_store(self):
+        # One client used to be able to fill the store, and every other
+        # client then got 507. The default quota is a quarter of the store
+        # (200 of 800 here); past it a client is refused, the others not.
+        toks = []
+        for i in range(200):
+            t = new_token()
+            r = self.put_http01(t, client="certbot", identifier="q%d.example.com" % i)
+            self.assertEqual(r.status, 201, (i, r))
+            toks.append(t)
+        extra = new_token()
+        path = "/v1/http-01/%s?identifier=x.example.com" % extra
+        r = self.expect_error(507, "quota_exceeded", "PUT", path, body=keyauth(extra),
+                              client="certbot")
+        self.assertIn("certbot", r.json()["detail"])
+        self.assertIn("max_entries = 200", r.json()["detail"])
+        # tls-alpn-01 entries count against the same quota
+        self.expect_error(507, "quota_exceeded", "PUT", "/v1/tls-alpn-01/t.example.com",
+                          body=keyauth(extra), client="certbot")
+        # the other clients still have room
+        self.assertEqual(self.put_http01(extra, client="other",
+                                         identifier="www.other.org").status, 201)
+        # replacing one's own entry adds none
+        r = self.put_http01(toks[0], keyauth(toks[0], OTHER_THUMB), client="certbot",
+                            identifier="q0.example.com")
+        self.assertEqual(r.status, 200, r)
+        # a delete makes room, for one
+        self.assertEqual(self.request("DELETE", "/v1/http-01/" + toks[1],
+                                      client="certbot").status, 204)
+        t2, t3 = new_token(), new_token()
+        self.assertEqual(self.put_http01(t2, client="certbot",
+                                         identifier="y.example.com").status, 201)
+        self.expect_error(507, "quota_exceeded", "PUT",
+                          "/v1/http-01/%s?identifier=z.example.com" % t3,
+                          body=keyauth(t3), client="certbot")
+        # an entry another client takes over no longer counts for certbot
+        self.assertEqual(self.put_http01(toks[2], client="admin",
+                                         identifier="q2.example.com").status, 200)
+        self.assertEqual(self.put_http01(t3, client="certbot",
+                                         identifier="z.example.com").status, 201)
+        # an explicit quota, taken on reload
+        self.srv.clients["certbot"] = dict(CLIENTS["certbot"], max_entries="2")
+        self.srv.write_config()
+        os.kill(self.srv.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while self.srv.log().count("api: reloaded") < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        t4 = new_token()
+        r = self.expect_error(507, "quota_exceeded", "PUT",
+                              "/v1/http-01/%s?identifier=w.example.com" % t4,
+                              body=keyauth(t4), client="certbot")
+        self.assertIn("max_entries = 2", r.json()["detail"])
+        self.assertEqual(self.put_http01(t4, client="other",
+                                         identifier="w.other.org").status, 201)
+
+    def test_quota_counts_what_the_store_held_at_start(self):
+        # A restarted API counts the entries already in the store.
+        for i in range(3):
+            t = new_token()
+            self.assertEqual(self.put_http01(t, client="certbot",
+                                             identifier="s%d.example.com" % i).status, 201)
+        self.srv.stop()
+        clients = dict(CLIENTS, certbot=dict(CLIENTS["certbot"], max_entries="3"))
+        again = self.start_server(name="again", store=self.srv.store, clients=clients)
+        t = new_token()
+        r = self.request("PUT", "/v1/http-01/%s?identifier=s.example.com" % t,
+                         body=keyauth(t), client="certbot", srv=again)
+        self.assertEqual(r.status, 507, r)
+        self.assertEqual(r.json()["error"], "quota_exceeded", r)
+        r = self.request("PUT", "/v1/http-01/%s?identifier=s.other.org" % t,
+                         body=keyauth(t), client="other", srv=again)
+        self.assertEqual(r.status, 201, r)
+
     # ==== PUT latency ========================================================================
 
     def test_put_latency(self):
