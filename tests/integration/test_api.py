@@ -1952,6 +1952,40 @@ class ApiTest(unittest.TestCase):
                          body=keyauth(t), client="other", srv=again)
         self.assertEqual(r.status, 201, r)
 
+    def test_400_reverse_zone_names_are_not_identifiers(self):
+        # A name under in-addr.arpa or ip6.arpa is how a validator spells an
+        # IP identifier in SNI, and the store key of its tls-alpn-01 entry.
+        # Taken as a DNS identifier, it let a client allowed *.arpa hold the
+        # key of 192.0.2.7 and lock its owner out (403 not_owner).
+        clients = dict(CLIENTS, newbie={"identifiers": "*.arpa"})
+        srv = self.start_server(name="arpa", clients=clients)
+        tok = new_token()
+        for name in ("7.2.0.192.in-addr.arpa", "7.2.0.192.IN-ADDR.ARPA.",
+                     "in-addr.arpa", "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0."
+                     "8.b.d.0.1.0.0.2.ip6.arpa", "x.ip6.arpa"):
+            with self.subTest(name=name):
+                for client in ("newbie", "local"):
+                    r = self.request("PUT", "/v1/tls-alpn-01/" + name,
+                                     body=keyauth(tok), client=client, srv=srv)
+                    self.assertEqual(r.status, 400, (client, r))
+                    self.assert_json_error(r, "bad_identifier")
+                r = self.request("PUT", "/v1/http-01/%s?identifier=%s" % (tok, name),
+                                 body=keyauth(tok), client="local", srv=srv)
+                self.assertEqual(r.status, 400, r)
+                self.assert_json_error(r, "bad_identifier")
+                r = self.request("DELETE", "/v1/tls-alpn-01/" + name, client="local",
+                                 srv=srv)
+                self.assertEqual(r.status, 400, r)
+                self.assert_json_error(r, "bad_identifier")
+        # the owner of the address is not locked out
+        r = self.request("PUT", "/v1/tls-alpn-01/192.0.2.7", body=keyauth(tok),
+                         client="certbot", srv=srv)
+        self.assertEqual(r.status, 201, r)
+        # and names that only look alike are still names
+        r = self.request("PUT", "/v1/tls-alpn-01/home.arpa", body=keyauth(tok),
+                         client="newbie", srv=srv)
+        self.assertEqual(r.status, 201, r)
+
     # ==== PUT latency ========================================================================
 
     def test_put_latency(self):
