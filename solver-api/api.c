@@ -152,6 +152,7 @@ int api_main(struct cfg *cfg, const char *cfg_path)
 		log_err("api: token store: %s", err);
 		goto out;
 	}
+	quota_load(&api->quota, api->store, &api->scratch, clock_wall_ms());
 	api->base = event_base_new();
 	api->http = api->base ? evhttp_new(api->base) : NULL;
 	if (!api->http) {
@@ -196,6 +197,7 @@ out:
 	if (api->base)
 		event_base_free(api->base);
 	store_close(api->store);
+	quota_free(&api->quota);
 	cfg_free(api->cfg);
 	free(api->bound);
 	free(api);
