@@ -34,6 +34,7 @@
 #include "solver-api/certgen.h"
 #include "common/edge.h"
 #include "common/log.h"
+#include "common/priv.h"
 #include "stats/pstats.h"
 #include "store/store.h"
 
@@ -840,7 +841,7 @@ static struct pstats *open_pstats(struct api *api)
 	struct pstats *ps;
 
 	pstats_path(api->cfg->store.path, path, sizeof(path));
-	if (pstats_open(path, &ps, err, sizeof(err)) != 0)
+	if (pstats_open(path, priv_uid(PRIV_PROXY), &ps, err, sizeof(err)) != 0)
 		return NULL;
 	return ps;
 }
@@ -1283,7 +1284,8 @@ int api_main(struct cfg *cfg, const char *cfg_path)
 	signal(SIGPIPE, SIG_IGN);
 
 	int ret = store_open_writer(cfg->store.path, cfg->store.capacity,
-				    &api->store, err, sizeof(err));
+				    priv_owner(PRIV_API), &api->store, err,
+				    sizeof(err));
 	if (ret) {
 		log_err("api: token store: %s", err);
 		goto out;
