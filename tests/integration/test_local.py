@@ -280,6 +280,42 @@ class LocalTest(unittest.TestCase):
         g.wait_ready()
         return g
 
+    # ---- the supervisor restarts children on the current config -----------
+
+    def kill_api(self, g, nth):
+        """kill -9 the API child `run` started nth, and wait for the next."""
+        os.kill(g.child_pid("api", nth), signal.SIGKILL)
+        g.child_pid("api", nth + 1)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not g.healthy():
+            self.assertLess(time.monotonic(), deadline, "the API did not come back:\n" + g.log())
+            time.sleep(0.05)
+
+    def test_restarted_api_keeps_a_revoked_client_revoked(self):
+        g = self.started(clients={"admin": b64token(), "revoked": b64token()})
+        self.assertEqual(g.put_http01(b64token(), client="revoked")[0], 201)
+        # revoke it: the file without the client, then SIGHUP
+        g.write_config(g.config_text(clients={"admin": g.clients["admin"]}))
+        os.kill(g.proc.pid, signal.SIGHUP)
+        g.wait_log(r"api: reloaded")
+        self.assertEqual(g.put_http01(b64token(), client="revoked")[0], 401)
+        # a crash of the API must not bring the client back
+        self.kill_api(g, 1)
+        self.assertEqual(g.put_http01(b64token(), client="revoked")[0], 401)
+        self.assertEqual(g.put_http01(b64token())[0], 201)
+        # a file that no longer loads: the last config that did, and why
+        g.write_config(g.config_text(clients={"admin": g.clients["admin"]}) +
+                       "[api]\nlisten = nowhere\n")
+        self.kill_api(g, 2)
+        self.assertRegex(g.log(), r"run: reload of %s failed" % re.escape(g.conf))
+        self.assertIn("run: starting api on the last config of %s that loaded" % g.conf,
+                      g.log())
+        self.assertEqual(g.put_http01(b64token(), client="revoked")[0], 401)
+        token = b64token()
+        status, ka = g.put_http01(token)
+        self.assertEqual(status, 201)
+        self.assertEqual(g.fetch_http01(token), (200, ka))
+
     # ---- the shared files: who may have written them ----------------------
 
     def run_part(self, g, part, timeout=10.0):
