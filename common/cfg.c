@@ -754,7 +754,7 @@ static char *cfg_read_line(char *str, int num, void *stream)
 
 static void cfg_defaults(struct cfg *cfg)
 {
-	strcpy(cfg->store.path, "/dev/shm/acme-edge");
+	strcpy(cfg->store.path, "/run/acme-edge/store");
 	cfg->store.capacity = 4096;
 	cfg->api.default_ttl_s = 3600;
 	cfg->api.max_ttl_s = 86400;

@@ -20,6 +20,7 @@
 
 #include "common/edge.h"
 #include "common/log.h"
+#include "common/priv.h"
 #include "solver-api/internal.h"
 
 /* ---- lifecycle -------------------------------------------------------- */
@@ -147,6 +148,7 @@ int api_main(struct cfg *cfg, const char *cfg_path)
 	signal(SIGPIPE, SIG_IGN);
 
 	int ret = store_open_writer(cfg->store.path, cfg->store.capacity,
+				    priv_owner(PRIV_API),
 				    &api->store, err, sizeof(err));
 	if (ret) {
 		log_err("api: token store: %s", err);

@@ -9,6 +9,7 @@
 #include <event2/http.h>
 
 #include "common/edge.h"
+#include "common/priv.h"
 #include "solver-api/internal.h"
 
 static const char *const route_names[R_COUNT] = {
@@ -45,7 +46,7 @@ struct pstats *metrics_open_pstats(struct api *api)
 	struct pstats *ps;
 
 	pstats_path(api->cfg->store.path, path, sizeof(path));
-	if (pstats_open(path, &ps, err, sizeof(err)) != 0)
+	if (pstats_open(path, priv_uid(PRIV_PROXY), &ps, err, sizeof(err)) != 0)
 		return NULL;
 	return ps;
 }
