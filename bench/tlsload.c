@@ -54,6 +54,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "common/edge.h"
+
 #define ACME_ID_OID "1.3.6.1.5.5.7.1.31"
 #define IO_TIMEOUT_S 5
 
@@ -120,17 +122,6 @@ static void usage(void)
 	exit(2);
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static void parse_expect(const char *s)
 {
 	size_t n = 0;
@@ -139,7 +130,7 @@ static void parse_expect(const char *s)
 		int v;
 		if (*s == ':')
 			continue;
-		v = hexval((unsigned char)*s);
+		v = hex_digit((uint8_t)*s);
 		if (v < 0)
 			die("bad hex in -e: %s", s);
 		if (n % 2 == 0)

@@ -34,10 +34,8 @@ E2E_KEEP=1 (keep the temp dir and print its path).
 Python standard library, plus /usr/bin/python3's python3-acme for the burst
 and the negatives.
 """
-import base64
 import concurrent.futures
 import datetime
-import hashlib
 import http.client
 import json
 import os
@@ -45,7 +43,6 @@ import re
 import shutil
 import signal
 import socket
-import socketserver
 import ssl
 import subprocess
 import sys
@@ -56,12 +53,12 @@ import traceback
 import http.server
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
-from ports import free_port  # noqa: E402
-ACME_EDGE = os.environ.get("ACME_EDGE") or os.path.join(ROOT, "build/e2e/acme-edge")
-HOOKS = os.environ.get("ACME_EDGE_HOOKS") or os.path.join(ROOT, "deploy/hooks")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from harness import (api_request, b64url, conf_text, env_path, free_port,  # noqa: E402
+                     make_cert, openssl, read_log, remove_store, reply, sanitizer_marks,
+                     serve_in_thread, sha256_hex, store_path)
+ACME_EDGE = env_path("ACME_EDGE", "build/e2e/acme-edge")
+HOOKS = env_path("ACME_EDGE_HOOKS", "deploy/hooks")
 BUDGET = float(os.environ.get("E2E_BUDGET", "270"))
 SERIAL = os.environ.get("E2E_SERIAL") == "1"
 KEEP = os.environ.get("E2E_KEEP") == "1"
@@ -84,10 +81,6 @@ class Fail(Exception):
 def check(cond, msg):
     if not cond:
         raise Fail(msg)
-
-
-def b64url(n):
-    return base64.urlsafe_b64encode(os.urandom(n)).rstrip(b"=").decode()
 
 
 def wait_port(port, proc, what, timeout=20):
@@ -196,24 +189,13 @@ PROCS = Procs()
 WORK = None
 
 
-def sh(argv, data=None, timeout=30, env=None):
-    """A short helper command (openssl); not registered: bounded and waited."""
-    p = subprocess.run(argv, input=data, capture_output=True, timeout=timeout, env=env)
-    if p.returncode != 0:
-        raise Fail("%s failed: %s" % (" ".join(argv), p.stderr.decode(errors="replace")))
-    return p.stdout
-
-
 # ---- certificates -----------------------------------------------------------
 
 def make_ca(d):
-    ca_key, ca_pem = os.path.join(d, "ca.key"), os.path.join(d, "ca.pem")
-    sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-        "-nodes", "-keyout", ca_key, "-out", ca_pem, "-days", "2",
-        "-subj", "/CN=acme-edge e2e throwaway CA",
+    ca = make_cert(d, "acme-edge e2e throwaway CA", stem="ca", extra=[
         "-addext", "basicConstraints=critical,CA:TRUE",
         "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
-    return ca_key, ca_pem
+    return ca["key"], ca["crt"]
 
 
 def make_leaf(d, stem, ca_key, ca_pem, sans):
@@ -222,10 +204,10 @@ def make_leaf(d, stem, ca_key, ca_pem, sans):
     with open(ext, "w") as f:
         f.write("basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
                 "subjectAltName=%s\n" % sans)
-    sh(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", key, "-out", csr, "-subj", "/CN=" + stem])
-    sh(["openssl", "x509", "-req", "-in", csr, "-CA", ca_pem, "-CAkey", ca_key,
-        "-CAcreateserial", "-out", pem, "-days", "2", "-extfile", ext])
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", key, "-out", csr, "-subj", "/CN=" + stem)
+    openssl("x509", "-req", "-in", csr, "-CA", ca_pem, "-CAkey", ca_key,
+            "-CAcreateserial", "-out", pem, "-days", "2", "-extfile", ext)
     return key, pem
 
 
@@ -251,7 +233,7 @@ def verify_chain(label, fullchain, names, extra_chain=None):
     check(p.returncode == 0 and b": OK" in p.stdout,
           "%s: openssl verify against Pebble's root failed: %s %s" % (
               label, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")))
-    text = sh(["openssl", "x509", "-in", leaf, "-noout", "-ext", "subjectAltName"]).decode()
+    text = openssl("x509", "-in", leaf, "-noout", "-ext", "subjectAltName").decode()
     got = sorted(re.findall(r"DNS:([^,\s]+)", text))
     check(got == sorted(names), "%s: SANs %s, asked for %s" % (label, got, sorted(names)))
     return "verified against Pebble root, SANs %s" % ",".join(got)
@@ -260,19 +242,8 @@ def verify_chain(label, fullchain, names, extra_chain=None):
 # ---- the solver API ---------------------------------------------------------
 
 def api(method, path, token, body=None, ctype="text/plain", timeout=15):
-    c = http.client.HTTPConnection("127.0.0.1", API_PORT, timeout=timeout)
-    try:
-        headers = {"Authorization": "Bearer " + token}
-        if body is not None:
-            if isinstance(body, (dict, list)):
-                body, ctype = json.dumps(body), "application/json"
-            headers["Content-Type"] = ctype
-        c.request(method, path, body=body, headers=headers)
-        r = c.getresponse()
-        data = r.read()
-        return r.status, data.decode(errors="replace")
-    finally:
-        c.close()
+    st, _, data = api_request(API_PORT, method, path, token, body, ctype, timeout)
+    return st, data.decode(errors="replace")
 
 
 # ---- test upstream (HTTP and TLS), in this process --------------------------
@@ -303,11 +274,7 @@ class UpstreamHandler(http.server.BaseHTTPRequestHandler):
                 body, code = b"the upstream holds no challenge\n", 404
         else:
             body, code = ("upstream-%s %s" % (self.scheme, self.path)).encode(), 200
-        self.send_response(code)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        reply(self, code, body)
 
     def log_message(self, *a):
         pass
@@ -317,9 +284,7 @@ class TLSUpstreamHandler(UpstreamHandler):
     scheme = "https"
 
 
-class QuietServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class QuietServer(http.server.ThreadingHTTPServer):
     tls_ctx = None
 
     def get_request(self):
@@ -342,8 +307,7 @@ def start_upstreams(http_port, https_port, key, pem, webroot):
     ctx.set_alpn_protocols(["http/1.1"])
     ts.tls_ctx = ctx
     for s in (hs, ts):
-        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2},
-                         daemon=True).start()
+        serve_in_thread(s, poll_interval=0.2)
     return hs, ts
 
 
@@ -429,7 +393,7 @@ def case(client, kind):
                     record(client, kind, "SKIP", detail[1], time.monotonic() - t)
                 else:
                     record(client, kind, "PASS", detail or "", time.monotonic() - t)
-            except Fail as e:
+            except (Fail, AssertionError) as e:     # AssertionError: a harness check
                 record(client, kind, "FAIL", str(e), time.monotonic() - t)
             except Exception:  # noqa: BLE001
                 record(client, kind, "FAIL", traceback.format_exc(), time.monotonic() - t)
@@ -457,8 +421,7 @@ def client_env(extra=None):
 # ---- the cases --------------------------------------------------------------
 
 def gw_log():
-    with open(os.path.join(WORK, "acme-edge.log"), "rb") as f:
-        return f.read().decode(errors="replace")
+    return read_log(os.path.join(WORK, "acme-edge.log"))
 
 
 def check_answered(kind, names):
@@ -703,7 +666,7 @@ def case_burst():
                     req = ("PUT", "/v1/tls-alpn-01/" + name, ka)
                 elif form == 1:
                     req = ("PUT", "/v1/tls-alpn-01/" + name,
-                           {"digest": hashlib.sha256(ka.encode()).hexdigest(), "ttl": 300})
+                           {"digest": sha256_hex(ka), "ttl": 300})
                 else:
                     req = ("PUT", "/v1/tls-alpn-01/" + name,
                            {"key_authorization": ka, "ttl": 300})
@@ -812,7 +775,7 @@ def case_neg_scope_http():
 def case_neg_scope_alpn():
     name = "y.outside.test"
     acct, authzr, cb, ka, token = neg_setup("tls-alpn-01", name)
-    digest = hashlib.sha256(ka.encode()).hexdigest()
+    digest = sha256_hex(ka)
     colon = ":".join(digest[i:i + 2] for i in range(0, 64, 2))
     rc, out, err = hook("dehydrated.sh", ["deploy_challenge", name, token, colon],
                         client_env({"ACME_EDGE_HOOK_CONFIG": HOOK_CONF_DEHYDRATED,
@@ -853,7 +816,7 @@ def case_neg_wrong_alpn():
     name = "wrong-alpn.neg.test"
     acct, authzr, cb, ka, token = neg_setup("tls-alpn-01", name)
     st, body = api("PUT", "/v1/tls-alpn-01/" + name, TOKENS["neg"],
-                   {"digest": hashlib.sha256(wrong_ka(ka).encode()).hexdigest()})
+                   {"digest": sha256_hex(wrong_ka(ka))})
     check(st == 201, "PUT of a wrong digest: %d %s" % (st, body))
     why = expect_invalid(acct, authzr, cb)
     api("DELETE", "/v1/tls-alpn-01/" + name, TOKENS["neg"])
@@ -991,26 +954,27 @@ def write_gateway_conf(path):
     }
     for c in range(BURST_CLIENTS):
         clients["burst%d" % c] = "*.b%d.burst.test" % c
-    lines = ["[store]", "path = %s" % STORE_PATH, "capacity = 512", "",
-             "[api]", "listen = 127.0.0.1:%d" % API_PORT, "default_ttl = 10m",
-             "max_ttl = 1h", "timeout = 10s", "sweep_interval = 1s", ""]
+    sections = [("store", {"path": STORE_PATH, "capacity": 512}),
+                ("api", {"listen": "127.0.0.1:%d" % API_PORT, "default_ttl": "10m",
+                         "max_ttl": "1h", "timeout": "10s", "sweep_interval": "1s"})]
     for name, idents in clients.items():
         TOKENS[name] = b64url(32)
-        lines += ["[client %s]" % name,
-                  "token_sha256 = %s" % hashlib.sha256(TOKENS[name].encode()).hexdigest(),
-                  "identifiers = %s" % idents, "cidrs = 127.0.0.0/8", ""]
-    lines += ["[proxy]", "http = 127.0.0.1:%d" % GW_HTTP, "https = 127.0.0.1:%d" % GW_HTTPS,
-              "workers = 2", "http_miss = forward", "tls_miss = forward",
-              "peek_timeout = 10s", "connect_timeout = 5s", "idle_timeout = 30s",
-              "grace = 2s", "",
-              "[route default]", "http = 127.0.0.1:%d" % UP_HTTP,
-              "https = 127.0.0.1:%d" % UP_HTTPS, "proxy_protocol = off", "",
-              # lego cannot push: its own listeners sit behind the gateway.
-              "[route lego]", "names = *.lego.test", "http = 127.0.0.1:%d" % LEGO_HTTP,
-              "https = 127.0.0.1:%d" % LEGO_TLS, "",
-              "[log]", "level = info", ""]
+        sections.append(("client " + name, {"token_sha256": sha256_hex(TOKENS[name]),
+                                            "identifiers": idents,
+                                            "cidrs": "127.0.0.0/8"}))
+    sections += [
+        ("proxy", {"http": "127.0.0.1:%d" % GW_HTTP, "https": "127.0.0.1:%d" % GW_HTTPS,
+                   "workers": 2, "http_miss": "forward", "tls_miss": "forward",
+                   "peek_timeout": "10s", "connect_timeout": "5s", "idle_timeout": "30s",
+                   "grace": "2s"}),
+        ("route default", {"http": "127.0.0.1:%d" % UP_HTTP,
+                           "https": "127.0.0.1:%d" % UP_HTTPS, "proxy_protocol": "off"}),
+        # lego cannot push: its own listeners sit behind the gateway.
+        ("route lego", {"names": "*.lego.test", "http": "127.0.0.1:%d" % LEGO_HTTP,
+                        "https": "127.0.0.1:%d" % LEGO_TLS}),
+        ("log", {"level": "info"})]
     with open(path, "w") as f:
-        f.write("\n".join(lines))
+        f.write(conf_text(sections))
     os.chmod(path, 0o600)
 
 
@@ -1033,7 +997,7 @@ def main():
     TOKENS = {}
     (DNS_PORT, CTS_MGMT, PEBBLE_PORT, PEBBLE_MGMT, API_PORT, GW_HTTP, GW_HTTPS,
      UP_HTTP, UP_HTTPS, LEGO_HTTP, LEGO_TLS) = [free_port() for _ in range(11)]
-    STORE_PATH = "/dev/shm/acme-edge-e2e-%d-%s" % (os.getpid(), b64url(4).replace("-", "x"))
+    STORE_PATH = store_path("e2e")
     API_URL = "http://127.0.0.1:%d" % API_PORT
     DIR_URL = "https://127.0.0.1:%d/dir" % PEBBLE_PORT
     upstreams = ()
@@ -1164,7 +1128,7 @@ def main():
         # The gateway stops cleanly, with nothing left behind.
         rc = PROCS.stop(gw, timeout=15)
         text = gw_log()
-        marks = [m for m in SANITIZER_MARKS if m in text]
+        marks = sanitizer_marks(text, SANITIZER_MARKS)
         if rc != 0 or marks or gw.leftovers:
             record("acme-edge", "clean stop on SIGTERM", "FAIL",
                    "exit %r, sanitizer marks %s, processes left in its group: %s" % (
@@ -1172,7 +1136,7 @@ def main():
         else:
             record("acme-edge", "clean stop on SIGTERM", "PASS", "exit 0, no sanitizer report", 0)
         ok = all(r[2] != "FAIL" for r in RESULTS)
-    except Fail as e:
+    except (Fail, AssertionError) as e:     # AssertionError: a harness check
         log("SETUP FAILED: %s" % e)
     except BaseException:
         log("ABORTED:\n" + traceback.format_exc())
@@ -1183,12 +1147,7 @@ def main():
         for s in upstreams:
             s.shutdown()
             s.server_close()
-        # The store, the proxy's statistics and the writer's lock file.
-        for p in (STORE_PATH, STORE_PATH + ".proxy", STORE_PATH + ".lock"):
-            try:
-                os.unlink(p)
-            except OSError:
-                pass
+        remove_store(STORE_PATH)
     summary(ok)
     if not ok:
         dump_logs()

@@ -17,7 +17,6 @@ Environment: ACME_EDGE (the binary), STORE_PROBE (the probe).
 """
 import base64
 import collections
-import hashlib
 import http.client
 import ipaddress
 import json
@@ -34,43 +33,18 @@ import tempfile
 import time
 import unittest
 import urllib.parse
-import uuid
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
-from ports import free_port  # noqa: E402
-ACME_EDGE = os.environ.get("ACME_EDGE") or os.path.join(ROOT, "build/e2/acme-edge")
-STORE_PROBE = os.environ.get("STORE_PROBE") or os.path.join(
-    ROOT, "build/e2/tests/store_probe")
-RUN_ID = "%d-%s" % (os.getpid(), uuid.uuid4().hex[:8])
-ACME_OID = "1.3.6.1.5.5.7.1.31"
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
-                   "runtime error:", "BUG at ", "SUMMARY: ")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from harness import (ACME_OID, THUMB, M, Edge, RawConn, Resp, b64url,  # noqa: E402
+                     conf_text, env_path, free_port, keyauth, main, make_cert, new_token,
+                     openssl, outcome_ok, parse_metrics, sanitizer_marks, sha256_hex,
+                     sni_of, store_path)
+ACME_EDGE = env_path("ACME_EDGE", "build/e2/acme-edge")
+STORE_PROBE = env_path("STORE_PROBE", "build/e2/tests/store_probe")
 
 
 # ---- names and secrets ------------------------------------------------------
 
-def b64url(nbytes):
-    return base64.urlsafe_b64encode(os.urandom(nbytes)).rstrip(b"=").decode()
-
-
-def new_token():
-    """An http-01 token as a CA issues it: 32 base64url characters."""
-    return b64url(24)
-
-
-def keyauth(token, thumb=None):
-    return "%s.%s" % (token, thumb or THUMB)
-
-
-def sha256_hex(s):
-    if isinstance(s, str):
-        s = s.encode()
-    return hashlib.sha256(s).hexdigest()
-
-
-THUMB = b64url(32)              # 43 characters, an ACME account thumbprint
 OTHER_THUMB = b64url(32)
 PINNED_THUMB = b64url(32)
 assert len(THUMB) == 43
@@ -96,15 +70,6 @@ API_DEFAULTS = {
     "max_connections": "64",
     "sweep_interval": "200ms",
 }
-
-
-def sni_of(identifier):
-    """The store key of a tls-alpn-01 entry: the name, or its reverse form."""
-    try:
-        ip = ipaddress.ip_address(identifier.strip("[]"))
-    except ValueError:
-        return identifier.lower().rstrip(".")
-    return ip.reverse_pointer
 
 
 def canonical(identifier):
@@ -142,128 +107,7 @@ def route_of(method, path):
     return "other"
 
 
-def parse_metrics(text):
-    """Prometheus text format -> {(name, ((label, value), ...)): float}."""
-    samples, types = {}, {}
-    for line in text.splitlines():
-        if not line:
-            continue
-        if line.startswith("#"):
-            m = re.match(r"^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.+)$", line)
-            if not m:
-                raise AssertionError("malformed metrics comment: %r" % line)
-            if m.group(1) == "TYPE":
-                types[m.group(2)] = m.group(3)
-            continue
-        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*='
-                     r'"[^"]*",?)*\})? (-?[0-9.eE+]+|NaN|[+-]Inf)$', line)
-        if not m:
-            raise AssertionError("malformed metrics line: %r" % line)
-        labels = tuple(sorted(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"',
-                                         m.group(2) or "")))
-        key = (m.group(1), labels)
-        if key in samples:
-            raise AssertionError("sample appears twice: %r" % line)
-        if m.group(1) not in types:
-            raise AssertionError("sample without a # TYPE line: %r" % line)
-        samples[key] = float(m.group(3))
-    return samples
-
-
-def openssl(*args, data=None, timeout=30):
-    p = subprocess.run(["openssl"] + list(args), input=data, capture_output=True,
-                       timeout=timeout)
-    if p.returncode != 0:
-        raise AssertionError("openssl %s failed: %s" % (
-            " ".join(args), p.stderr.decode(errors="replace")))
-    return p.stdout
-
-
 # ---- helpers for sockets, the store probe and the server ---------------------
-
-class Resp:
-    def __init__(self, status, reason, headers, body):
-        self.status = status
-        self.reason = reason
-        self.headers = headers          # lowercase name -> value
-        self.body = body
-
-    def json(self):
-        return json.loads(self.body.decode())
-
-    def __repr__(self):
-        return "<%d %s %r>" % (self.status, self.reason, self.body[:400])
-
-
-class RawConn:
-    """One keep-alive HTTP/1.1 connection driven by hand."""
-
-    def __init__(self, port, timeout=10.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def _fill(self):
-        data = self.sock.recv(65536)
-        if not data:
-            raise EOFError("connection closed by the server")
-        self.buf += data
-
-    def read_line(self):
-        while b"\r\n" not in self.buf:
-            self._fill()
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def read_status(self):
-        line = self.read_line()
-        m = re.match(rb"^HTTP/1\.[01] (\d{3}) ?(.*)$", line)
-        if not m:
-            raise AssertionError("bad status line %r" % line)
-        return int(m.group(1)), m.group(2).decode()
-
-    def read_rest(self, status, reason, method):
-        headers = {}
-        while True:
-            line = self.read_line()
-            if not line:
-                break
-            k, _, v = line.decode().partition(":")
-            headers[k.strip().lower()] = v.strip()
-        n = 0 if (method == "HEAD" or status in (204, 304)) else int(
-            headers.get("content-length", "0"))
-        if "transfer-encoding" in headers:
-            raise AssertionError("unexpected Transfer-Encoding: %r" % headers)
-        while len(self.buf) < n:
-            self._fill()
-        body, self.buf = self.buf[:n], self.buf[n:]
-        return Resp(status, reason, headers, body)
-
-    @staticmethod
-    def build(method, path, headers=None, body=b""):
-        if isinstance(body, str):
-            body = body.encode()
-        lines = ["%s %s HTTP/1.1" % (method, path), "Host: 127.0.0.1"]
-        for k, v in (headers or {}).items():
-            lines.append("%s: %s" % (k, v))
-        if body or method in ("PUT", "POST"):
-            lines.append("Content-Length: %d" % len(body))
-        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-    def request(self, method, path, headers=None, body=b""):
-        self.send(self.build(method, path, headers, body))
-        status, reason = self.read_status()
-        return self.read_rest(status, reason, method)
-
 
 class Probe:
     """tests/tools/store_probe, one process, driven line by line."""
@@ -324,93 +168,31 @@ class Probe:
             f.close()
 
 
-class Server:
+class Server(Edge):
     """One `acme-edge api` process with its own config, log and store."""
 
     def __init__(self, tmpdir, name="api", capacity=8, api=None, clients=None,
                  store=None):
-        self.tmpdir = tmpdir
-        self.name = name
+        super().__init__(tmpdir, name, store or store_path("it"))
         self.port = free_port()
         self.capacity = capacity
         self.api = dict(API_DEFAULTS, **(api or {}))
         self.clients = dict(clients or CLIENTS)
-        self.store = store or "/dev/shm/acme-edge-it-%s-%s" % (RUN_ID, uuid.uuid4().hex[:8])
-        self.conf = os.path.join(tmpdir, name + ".conf")
-        self.log_path = os.path.join(tmpdir, name + ".log")
-        self.proc = None
-        self.rc = None
         self.write_config()
 
     def config_text(self):
-        out = ["; written by tests/integration/test_api.py",
-               "[store]", "path = %s" % self.store, "capacity = %d" % self.capacity,
-               "", "[api]", "listen = 127.0.0.1:%d" % self.port]
-        out += ["%s = %s" % kv for kv in self.api.items()]
-        out += ["", "[log]", "level = info"]
-        for name, c in self.clients.items():
-            out += ["", "[client %s]" % name,
-                    "token_sha256 = %s" % sha256_hex(BEARER[name])]
-            out += ["%s = %s" % (k, v) for k, v in c.items()]
-        return "\n".join(out) + "\n"
-
-    def write_config(self, text=None):
-        tmp = self.conf + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text if text is not None else self.config_text())
-        os.replace(tmp, self.conf)
+        sections = [("store", {"path": self.store, "capacity": self.capacity}),
+                    ("api", dict({"listen": "127.0.0.1:%d" % self.port}, **self.api)),
+                    ("log", {"level": "info"})]
+        sections += [("client " + name, dict({"token_sha256": sha256_hex(BEARER[name])}, **c))
+                     for name, c in self.clients.items()]
+        return conf_text(sections, "written by tests/integration/test_api.py")
 
     def start(self, wrapper=None):
         """wrapper: a command to run the binary under (valgrind ...); also
         taken from ACME_EDGE_WRAPPER for every server."""
-        self.logf = open(self.log_path, "ab")
-        env = dict(os.environ)
-        env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
         wrapper = wrapper or os.environ.get("ACME_EDGE_WRAPPER", "").split()
-        self.proc = subprocess.Popen(list(wrapper) + [ACME_EDGE, "api", "-c", self.conf],
-                                     stdin=subprocess.DEVNULL, stdout=self.logf,
-                                     stderr=subprocess.STDOUT, env=env)
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout=10.0):
-        """SIGTERM by PID, SIGKILL after timeout; returns the exit status."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-                self.rc = "hung on SIGTERM, killed"
-                self.logf.close()
-                return self.rc
-        self.rc = self.proc.returncode
-        self.logf.close()
-        return self.rc
-
-    def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
-
-    def remove_store(self):
-        d = os.path.dirname(self.store)
-        base = os.path.basename(self.store)
-        for f in os.listdir(d):
-            if f == base or f == base + ".lock" or f.startswith(base + ".new."):
-                try:
-                    os.unlink(os.path.join(d, f))
-                except OSError:
-                    pass
+        self.spawn(list(wrapper) + [ACME_EDGE, "api", "-c", self.conf])
 
 
 def config(**kw):
@@ -441,7 +223,7 @@ class ApiTest(unittest.TestCase):
 
     def tearDown(self):
         # Every (route, code) counter must match what the test sent.
-        if self._outcome_ok() and self.metrics_exact and self.srv.alive():
+        if outcome_ok(self) and self.metrics_exact and self.srv.alive():
             self.assert_metrics_match()
 
     def _stop_everything(self):
@@ -455,20 +237,17 @@ class ApiTest(unittest.TestCase):
             self._probe.close()
         logs = []
         for s in self.servers:
-            rc = s.stop()
-            log = s.log()
+            rc, log = s.finish()
             logs.append((s, log))
-            s.remove_store()
             if getattr(s, "expect_fail", False):
                 continue
             if rc != 0:
                 problems.append("%s exited with %r (want 0 after SIGTERM)" %
                                 (s.name, rc))
-            for mark in SANITIZER_MARKS:
-                if mark in log:
-                    problems.append("%s log has %r" % (s.name, mark))
-                    break
-        if problems or not self._outcome_ok():
+            marks = sanitizer_marks(log)
+            if marks:
+                problems.append("%s log has %r" % (s.name, marks[0]))
+        if problems or not outcome_ok(self):
             for s, log in logs:
                 sys.stderr.write("\n----- %s log (%s, port %d) -----\n%s"
                                  "----- end of %s log -----\n" %
@@ -476,15 +255,6 @@ class ApiTest(unittest.TestCase):
         shutil.rmtree(self.tmp, ignore_errors=True)
         if problems:
             raise AssertionError("; ".join(problems))
-
-    def _outcome_ok(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is None:
-            return True
-        errors = getattr(outcome, "errors", None)   # Python <= 3.10
-        if errors is not None:
-            return not any(exc for _, exc in errors)
-        return getattr(outcome, "success", True)
 
     # -- server control --
 
@@ -636,7 +406,7 @@ class ApiTest(unittest.TestCase):
         self.assertEqual(r.status, 200, r)
         self.assertTrue(r.headers.get("content-type", "").startswith("text/plain"),
                         r.headers)
-        return parse_metrics(r.body.decode())
+        return parse_metrics(r.body.decode(), strict=True)
 
     def assert_metrics_match(self):
         m = self.metrics()
@@ -652,7 +422,7 @@ class ApiTest(unittest.TestCase):
                          "requests this test made")
 
     def gauge(self, m, name, **labels):
-        return m[(name, tuple(sorted(labels.items())))]
+        return m[M(name, **labels)]
 
     # -- certificate checks with the openssl CLI --
 
@@ -702,17 +472,13 @@ class ApiTest(unittest.TestCase):
 
     def make_cert(self, san, digest_hex=None, critical=True, name="c"):
         """A self-signed P-256 cert and key in PEM, made by `openssl req`."""
-        c = os.path.join(self.tmp, name + ".crt")
-        k = os.path.join(self.tmp, name + ".key")
-        args = ["req", "-x509", "-newkey", "ec", "-pkeyopt",
-                "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=x", "-days", "2",
-                "-keyout", k, "-out", c, "-addext", "subjectAltName=" + san]
+        ext = ["-addext", "subjectAltName=" + san]
         if digest_hex is not None:
             colon = ":".join(digest_hex[i:i + 2] for i in range(0, 64, 2))
-            args += ["-addext", "%s=%sDER:04:20:%s" % (
+            ext += ["-addext", "%s=%sDER:04:20:%s" % (
                 ACME_OID, "critical," if critical else "", colon)]
-        openssl(*args)
-        with open(c) as f1, open(k) as f2:
+        c = make_cert(self.tmp, "x", stem=name, extra=ext)
+        with open(c["crt"]) as f1, open(c["key"]) as f2:
             return f1.read(), f2.read()
 
     # ==== routes and statuses ====================================================
@@ -1424,7 +1190,7 @@ class ApiTest(unittest.TestCase):
         r = self.request("GET", "/metrics", client=None)
         self.assertEqual(r.status, 200)
         self.assertEqual(r.headers.get("content-type"), "text/plain; version=0.0.4")
-        m = parse_metrics(r.body.decode())
+        m = parse_metrics(r.body.decode(), strict=True)
         self.assertEqual(self.gauge(m, "acmeedge_store_entries", kind="http-01"), 1)
         self.assertEqual(self.gauge(m, "acmeedge_store_entries", kind="tls-alpn-01"), 1)
         self.assertEqual(self.gauge(m, "acmeedge_store_capacity"), 8)
@@ -1535,8 +1301,7 @@ class ApiTest(unittest.TestCase):
             asan = b"__asan_init" in f.read()     # imported from libasan
         if shutil.which("valgrind") and not asan and \
                 "ACME_EDGE_WRAPPER" not in os.environ:
-            srv.stop()
-            srv.remove_store()
+            srv.finish()
             self.servers.remove(srv)
             srv = self.srv = self.start_server(
                 capacity=8, api={"max_connections": "4", "timeout": "10s"},
@@ -1720,9 +1485,4 @@ class ApiTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    for path, what in ((ACME_EDGE, "ACME_EDGE"), (STORE_PROBE, "STORE_PROBE")):
-        if not os.access(path, os.X_OK):
-            sys.exit("%s: %s is not an executable; set %s" % (sys.argv[0], path, what))
-    if not shutil.which("openssl"):
-        sys.exit("the openssl CLI is needed")
-    unittest.main(verbosity=2)
+    main(need=[(ACME_EDGE, "ACME_EDGE"), (STORE_PROBE, "STORE_PROBE")], tools=("openssl",))

@@ -20,8 +20,6 @@ server with a throw-away certificate.
 Python standard library only, plus the `openssl` and `curl` CLIs.
 Environment: ACME_EDGE (the binary), NO_URING (the seccomp helper).
 """
-import base64
-import hashlib
 import http.server
 import json
 import os
@@ -29,7 +27,6 @@ import re
 import shutil
 import signal
 import socket
-import socketserver
 import ssl
 import subprocess
 import sys
@@ -37,15 +34,15 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.request
 import uuid
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
-from ports import free_port  # noqa: E402
-ACME_EDGE = os.environ.get("ACME_EDGE") or os.path.join(ROOT, "build/ep/acme-edge")
-NO_URING = os.environ.get("NO_URING") or os.path.join(ROOT, "build/ep/tests/no_uring")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from harness import (ROOT, Gateway, b64url, client_ctx, conf_text, env_path,  # noqa: E402
+                     free_port, keyauth, main, make_cert, new_token, outcome_ok,
+                     recv_until, reply, sanitizer_marks, serve_in_thread, sha256_hex,
+                     store_path)
+ACME_EDGE = env_path("ACME_EDGE", "build/ep/acme-edge")
+NO_URING = env_path("NO_URING", "build/ep/tests/no_uring")
 SECCOMP_PROFILE = os.environ.get("SECCOMP_PROFILE")
 PROFILE_JSON = os.path.join(ROOT, "deploy", "seccomp-io_uring.json")
 DOCKERFILE = os.path.join(ROOT, "deploy", "Dockerfile")
@@ -53,25 +50,8 @@ URING_CALLS = ("io_uring_setup", "io_uring_enter", "io_uring_register")
 # A response large enough that the relay turns bulk and splices.
 BULK = 8 * 1024 * 1024
 BULK_BODY = (bytes(range(256)) * (BULK // 256))[:BULK]
-RUN_ID = "%d-%s" % (os.getpid(), uuid.uuid4().hex[:8])
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
-                   "runtime error:", "BUG at ", "SUMMARY: ")
-BEARER = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
-THUMB = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+BEARER = b64url(32)
 START_TIMEOUT = 20.0
-
-
-def free_ports(n):
-    return [free_port() for _ in range(n)]
-
-
-def sha256_hex(s):
-    import hashlib
-    return hashlib.sha256(s.encode()).hexdigest()
-
-
-def new_token():
-    return base64.urlsafe_b64encode(os.urandom(24)).rstrip(b"=").decode()
 
 
 def uring_disabled_sysctl():
@@ -101,25 +81,12 @@ class _HTTPUpstreamHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path == "/bulk":
-            self.send_response(200)
-            self.send_header("Content-Length", str(BULK))
-            self.end_headers()
-            self.wfile.write(BULK_BODY)
+            reply(self, 200, BULK_BODY, ctype=None)
             return
-        body = ("upstream saw %s %s" % (self.path, self.headers.get("Host"))).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        reply(self, 200, ("upstream saw %s %s" % (self.path, self.headers.get("Host"))).encode())
 
     def log_message(self, *args):
         pass
-
-
-class _ThreadingHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
 
 
 class TLSUpstream:
@@ -151,14 +118,9 @@ class TLSUpstream:
         conn.settimeout(10)
         try:
             with self.ctx.wrap_socket(conn, server_side=True) as t:
-                buf = b""
-                while b"\n" not in buf:
-                    data = t.recv(4096)
-                    if not data:
-                        return
-                    buf += data
-                line = buf.split(b"\n", 1)[0]
-                t.sendall(b"tls upstream: " + line + b"\n")
+                buf = recv_until(t, b"\n")
+                if b"\n" in buf:
+                    t.sendall(b"tls upstream: " + buf.split(b"\n", 1)[0] + b"\n")
         except (OSError, ssl.SSLError):
             pass
 
@@ -170,40 +132,29 @@ class TLSUpstream:
 
 # ---- the gateway ---------------------------------------------------------------
 
-class Gateway:
+class BackendGateway(Gateway):
     """One acme-edge process (run or proxy), in its own session."""
 
+    ready_timeout = START_TIMEOUT
+
     def __init__(self, tmpdir, backend, upstream_http, upstream_https, name="edge"):
-        self.tmpdir = tmpdir
-        self.api_port, self.http_port, self.https_port = free_ports(3)
-        self.store = "/dev/shm/acme-edge-it-%s-%s" % (RUN_ID, uuid.uuid4().hex[:8])
-        self.conf = os.path.join(tmpdir, name + ".conf")
-        self.log_path = os.path.join(tmpdir, name + ".log")
-        self.proc = None
-        self.logf = None
-        with open(self.conf, "w") as f:
-            f.write("\n".join([
-                "; written by tests/integration/test_backend.py",
-                "[store]", "path = %s" % self.store, "capacity = 16", "",
-                "[api]", "listen = 127.0.0.1:%d" % self.api_port,
-                "default_ttl = 10m", "max_ttl = 1h", "",
-                "[client admin]", "token_sha256 = %s" % sha256_hex(BEARER),
-                "identifiers = *", "",
-                "[proxy]",
-                "http = 127.0.0.1:%d" % self.http_port,
-                "https = 127.0.0.1:%d" % self.https_port,
-                "workers = 1", "io_backend = %s" % backend,
-                "peek_timeout = 5s", "connect_timeout = 3s", "grace = 2s", "",
-                "[route default]",
-                "http = 127.0.0.1:%d" % upstream_http,
-                "https = 127.0.0.1:%d" % upstream_https, "",
-                "[log]", "level = info", ""]))
+        super().__init__(tmpdir, name, BEARER, store_path("it"))
+        self.write_config(conf_text([
+            ("store", {"path": self.store, "capacity": 16}),
+            ("api", {"listen": "127.0.0.1:%d" % self.api_port,
+                     "default_ttl": "10m", "max_ttl": "1h"}),
+            ("client admin", {"token_sha256": sha256_hex(BEARER), "identifiers": "*"}),
+            ("proxy", {"http": "127.0.0.1:%d" % self.http,
+                       "https": "127.0.0.1:%d" % self.https,
+                       "workers": 1, "io_backend": backend, "peek_timeout": "5s",
+                       "connect_timeout": "3s", "grace": "2s"}),
+            ("route default", {"http": "127.0.0.1:%d" % upstream_http,
+                               "https": "127.0.0.1:%d" % upstream_https}),
+            ("log", {"level": "info"})], "written by tests/integration/test_backend.py"))
 
     def start(self, cmd="run", no_uring=None, wrapper=None):
-        self.logf = open(self.log_path, "ab")
-        env = dict(os.environ)
-        env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
         argv = [ACME_EDGE, cmd, "-c", self.conf]
+        env = {}
         if no_uring:
             argv = [NO_URING, no_uring] + argv
         if wrapper:
@@ -211,27 +162,7 @@ class Gateway:
             # LeakSanitizer stops the world with ptrace, which a seccomp
             # profile rightly refuses; the rest of ASan keeps working.
             env["ASAN_OPTIONS"] = "abort_on_error=0:detect_leaks=0"
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                     stdout=self.logf, stderr=subprocess.STDOUT,
-                                     env=env, start_new_session=True)
-
-    def wait_ready(self):
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("acme-edge exited with %s:\n%s" %
-                                     (self.proc.returncode, self.log()))
-            if "proxy: ready:" in self.log():
-                try:
-                    with urllib.request.urlopen("http://127.0.0.1:%d/healthz" %
-                                                self.api_port, timeout=2) as r:
-                        if r.status == 200:
-                            return
-                except OSError:
-                    pass
-            time.sleep(0.05)
-        raise AssertionError("acme-edge not ready after %.0fs:\n%s" %
-                             (START_TIMEOUT, self.log()))
+        self.spawn(argv, env, new_session=True)
 
     def wait_exit(self, timeout=START_TIMEOUT):
         try:
@@ -239,63 +170,6 @@ class Gateway:
         except subprocess.TimeoutExpired:
             raise AssertionError("acme-edge still running after %.0fs:\n%s" %
                                  (timeout, self.log()))
-
-    def stop(self, timeout=10.0):
-        """SIGTERM by PID, then SIGKILL to the whole session; the exit status."""
-        if self.proc is None:
-            return None
-        rc = self.proc.poll()
-        if rc is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                rc = self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                rc = "hung on SIGTERM, killed"
-        # Whatever is left of the session (children of `run`) goes too.
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if self.proc.poll() is None:
-            self.proc.wait()
-        if self.logf:
-            self.logf.close()
-            self.logf = None
-        self.proc = None
-        return rc
-
-    def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
-
-    def remove_store(self):
-        d, base = os.path.dirname(self.store), os.path.basename(self.store)
-        for f in os.listdir(d):
-            if f.startswith(base):
-                try:
-                    os.unlink(os.path.join(d, f))
-                except OSError:
-                    pass
-
-    # ---- the API ----
-
-    def put(self, path, body):
-        req = urllib.request.Request(
-            "http://127.0.0.1:%d%s" % (self.api_port, path), data=body.encode(),
-            method="PUT", headers={"Authorization": "Bearer " + BEARER})
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status
-
-    def metrics(self):
-        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.api_port,
-                                    timeout=10) as r:
-            return r.read().decode()
 
 
 class BackendTest(unittest.TestCase):
@@ -305,13 +179,8 @@ class BackendTest(unittest.TestCase):
             if not shutil.which(tool):
                 raise unittest.SkipTest("%s not installed" % tool)
         cls.tmp = tempfile.mkdtemp(prefix="acme-edge-backend-")
-        cls.cert = os.path.join(cls.tmp, "up.crt")
-        cls.key = os.path.join(cls.tmp, "up.key")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec",
-                        "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                        "-keyout", cls.key, "-out", cls.cert, "-days", "1",
-                        "-subj", "/CN=upstream.test"],
-                       check=True, capture_output=True, timeout=30)
+        up = make_cert(cls.tmp, "upstream.test", stem="up", days=1)
+        cls.cert, cls.key = up["crt"], up["key"]
 
     @classmethod
     def tearDownClass(cls):
@@ -319,31 +188,19 @@ class BackendTest(unittest.TestCase):
 
     def setUp(self):
         self.gateways = []
-        self.up_http_port, self.up_tls_port = free_ports(2)
-        self.up_http = _ThreadingHTTPServer(("127.0.0.1", self.up_http_port),
-                                            _HTTPUpstreamHandler)
-        self.up_http_thread = threading.Thread(target=self.up_http.serve_forever,
-                                               kwargs={"poll_interval": 0.1},
-                                               daemon=True)
-        self.up_http_thread.start()
+        self.up_http_port, self.up_tls_port = free_port(), free_port()
+        self.up_http = http.server.ThreadingHTTPServer(("127.0.0.1", self.up_http_port),
+                                                       _HTTPUpstreamHandler)
+        serve_in_thread(self.up_http)
         self.up_tls = TLSUpstream(self.up_tls_port, self.cert, self.key)
 
     def tearDown(self):
-        failed = False
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None:
-            result = getattr(outcome, "result", None)
-            errors = list(getattr(result, "errors", [])) + list(
-                getattr(result, "failures", []))
-            failed = any(t is self for t, _ in errors)
+        failed = not outcome_ok(self)
         for g in self.gateways:
-            rc = g.stop()
-            log = g.log()
+            rc, log = g.finish()
             if failed:
                 print("\n---- %s ----\n%s" % (g.log_path, log))
-            g.remove_store()
-            for mark in SANITIZER_MARKS:
-                self.assertNotIn(mark, log, "sanitizer report in %s" % g.log_path)
+            self.assertEqual(sanitizer_marks(log), [], "sanitizer report in %s" % g.log_path)
             # A test skipped before starting its gateway has no exit status.
             if getattr(g, "expect_clean_exit", False) and g.proc is not None:
                 self.assertEqual(rc, 0, "acme-edge exit status:\n" + log)
@@ -352,8 +209,8 @@ class BackendTest(unittest.TestCase):
         self.up_tls.close()
 
     def gateway(self, backend, name="edge"):
-        g = Gateway(self.tmp, backend, self.up_http_port, self.up_tls_port,
-                    name="%s-%s" % (self._testMethodName, name))
+        g = BackendGateway(self.tmp, backend, self.up_http_port, self.up_tls_port,
+                           name="%s-%s" % (self._testMethodName, name))
         self.gateways.append(g)
         return g
 
@@ -362,9 +219,9 @@ class BackendTest(unittest.TestCase):
     def check_serves(self, g, splice=True):
         # http-01, with curl, twice on one keep-alive connection.
         tok = new_token()
-        ka = "%s.%s" % (tok, THUMB)
-        self.assertIn(g.put("/v1/http-01/" + tok, ka), (200, 201))
-        url = "http://127.0.0.1:%d/.well-known/acme-challenge/%s" % (g.http_port, tok)
+        ka = keyauth(tok)
+        self.assertIn(g.api("PUT", "/v1/http-01/" + tok, ka)[0], (200, 201))
+        url = "http://127.0.0.1:%d/.well-known/acme-challenge/%s" % (g.http, tok)
         p = subprocess.run(["curl", "-sS", "--max-time", "10", url, url],
                            capture_output=True, timeout=30)
         self.assertEqual(p.returncode, 0, p.stderr)
@@ -372,9 +229,9 @@ class BackendTest(unittest.TestCase):
 
         # acme-tls/1: the handshake selects acme-tls/1 for the stored name.
         name = "acme-%s.example.com" % uuid.uuid4().hex[:8]
-        self.assertIn(g.put("/v1/tls-alpn-01/" + name, ka), (200, 201))
+        self.assertIn(g.api("PUT", "/v1/tls-alpn-01/" + name, ka)[0], (200, 201))
         p = subprocess.run(["openssl", "s_client", "-connect",
-                            "127.0.0.1:%d" % g.https_port, "-alpn", "acme-tls/1",
+                            "127.0.0.1:%d" % g.https, "-alpn", "acme-tls/1",
                             "-servername", name],
                            stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
         out = p.stdout.decode(errors="replace")
@@ -384,7 +241,7 @@ class BackendTest(unittest.TestCase):
         # HTTP relay to the upstream chosen by Host.
         p = subprocess.run(["curl", "-sS", "--max-time", "10", "-H",
                             "Host: app.example.com",
-                            "http://127.0.0.1:%d/some/page" % g.http_port],
+                            "http://127.0.0.1:%d/some/page" % g.http],
                            capture_output=True, timeout=30)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stdout.decode(), "upstream saw /some/page app.example.com")
@@ -392,12 +249,11 @@ class BackendTest(unittest.TestCase):
         # A bulk response: spliced, unless splice is refused (then copied).
         p = subprocess.run(["curl", "-sS", "--max-time", "30", "-H",
                             "Host: app.example.com",
-                            "http://127.0.0.1:%d/bulk" % g.http_port],
+                            "http://127.0.0.1:%d/bulk" % g.http],
                            capture_output=True, timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertEqual(hashlib.sha256(p.stdout).hexdigest(),
-                         hashlib.sha256(BULK_BODY).hexdigest())
-        m = re.search(r"^acmeedge_proxy_spliced_bytes_total (\d+)", g.metrics(), re.M)
+        self.assertEqual(sha256_hex(p.stdout), sha256_hex(BULK_BODY))
+        m = re.search(r"^acmeedge_proxy_spliced_bytes_total (\d+)", g.metrics_text(), re.M)
         self.assertIsNotNone(m, "no acmeedge_proxy_spliced_bytes_total")
         if splice:
             self.assertGreater(int(m.group(1)), 0, "the bulk response was not spliced")
@@ -405,18 +261,10 @@ class BackendTest(unittest.TestCase):
             self.assertEqual(int(m.group(1)), 0)
 
         # TLS passthrough to the upstream chosen by SNI, end to end encrypted.
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        with socket.create_connection(("127.0.0.1", g.https_port), timeout=10) as s:
-            with ctx.wrap_socket(s, server_hostname="app.example.com") as t:
+        with socket.create_connection(("127.0.0.1", g.https), timeout=10) as s:
+            with client_ctx().wrap_socket(s, server_hostname="app.example.com") as t:
                 t.sendall(b"hello through the gateway\n")
-                buf = b""
-                while b"\n" not in buf:
-                    data = t.recv(4096)
-                    if not data:
-                        break
-                    buf += data
+                buf = recv_until(t, b"\n")
                 cert = t.getpeercert(binary_form=True)
         self.assertEqual(buf, b"tls upstream: hello through the gateway\n")
         with open(self.cert) as f:
@@ -446,7 +294,7 @@ class BackendTest(unittest.TestCase):
             "proxy: io backend epoll (io_uring unavailable: %s)" % expected_cause(err)),
             lines[0])
         self.assertIn("proxy: ready: 1 worker on epoll", g.log())
-        self.assertIn('acmeedge_io_backend_info{backend="epoll"} 1', g.metrics())
+        self.assertIn('acmeedge_io_backend_info{backend="epoll"} 1', g.metrics_text())
         self.check_serves(g)
 
     def check_forced_refused(self, err):
@@ -485,7 +333,7 @@ class BackendTest(unittest.TestCase):
         lines = self.backend_lines(g.log())
         self.assertEqual(len(lines), 1, g.log())
         self.assertTrue(lines[0].endswith("proxy: io backend io_uring"), lines[0])
-        self.assertIn('acmeedge_io_backend_info{backend="io_uring"} 1', g.metrics())
+        self.assertIn('acmeedge_io_backend_info{backend="io_uring"} 1', g.metrics_text())
         self.check_serves(g)
 
     def test_epoll_configured(self):
@@ -497,7 +345,7 @@ class BackendTest(unittest.TestCase):
         self.assertEqual(len(lines), 1, g.log())
         self.assertTrue(lines[0].endswith("proxy: io backend epoll (io_backend = epoll)"),
                         lines[0])
-        self.assertIn('acmeedge_io_backend_info{backend="epoll"} 1', g.metrics())
+        self.assertIn('acmeedge_io_backend_info{backend="epoll"} 1', g.metrics_text())
         self.check_serves(g)
 
 
@@ -596,4 +444,4 @@ class BackendTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    main()

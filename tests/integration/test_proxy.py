@@ -28,7 +28,6 @@ as io_backend in [proxy]; unset means io_backend = auto).
 import base64
 import collections
 import hashlib
-import http.client
 import ipaddress
 import json
 import os
@@ -45,20 +44,15 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.parse
-import uuid
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
-from ports import free_port  # noqa: E402
-ACME_EDGE = os.environ.get("ACME_EDGE") or os.path.join(ROOT, "build/px/acme-edge")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from harness import (ACME_OID, M, Gateway, RawConn, b64url, client_ctx, conf_text,  # noqa: E402
+                     connect, env_path, free_port, keyauth, main, make_cert, new_token,
+                     openssl, outcome_ok, recv_until, result_failures, sanitizer_marks,
+                     sha256_hex, sni_of, store_path)
+ACME_EDGE = env_path("ACME_EDGE", "build/px/acme-edge")
 IO_BACKEND = os.environ.get("PROXY_IO_BACKEND") or None
-RUN_ID = "%d-%s" % (os.getpid(), uuid.uuid4().hex[:6])
-ACME_OID = "1.3.6.1.5.5.7.1.31"
 SAN_OID = "2.5.29.17"
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
-                   "runtime error:", "BUG at ", "SUMMARY: ")
 V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 TEST_LIMIT_S = 150          # the watchdog kills the gateway past this
 MiB = 1 << 20
@@ -68,37 +62,11 @@ threading.stack_size(512 * 1024)
 
 # ---- small helpers -------------------------------------------------------------
 
-def b64url(nbytes):
-    return base64.urlsafe_b64encode(os.urandom(nbytes)).rstrip(b"=").decode()
-
-
-def new_token():
-    return b64url(24)
-
-
-THUMB = b64url(32)
 BEARER = b64url(32)
-
-
-def keyauth(token):
-    return "%s.%s" % (token, THUMB)
-
-
-def sha256_hex(b):
-    if isinstance(b, str):
-        b = b.encode()
-    return hashlib.sha256(b).hexdigest()
 
 
 def u16(n):
     return n.to_bytes(2, "big")
-
-
-def sni_of(identifier):
-    try:
-        return ipaddress.ip_address(identifier.strip("[]")).reverse_pointer
-    except ValueError:
-        return identifier.lower().rstrip(".")
 
 
 def closed_port():
@@ -116,34 +84,6 @@ def raise_nofile(want=16384):
     new = want if hard == resource.RLIM_INFINITY else min(want, hard)
     if soft < new:
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
-
-
-def openssl(*args, data=None, timeout=30, check=True):
-    p = subprocess.run(["openssl"] + list(args), input=data, capture_output=True,
-                       timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError("openssl %s failed: %s" % (
-            " ".join(args), p.stderr.decode(errors="replace")))
-    return p.stdout
-
-
-def parse_metrics(text):
-    """Prometheus text format -> {(name, ((label, value), ...)): float}."""
-    samples = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$', line)
-        if not m:
-            raise AssertionError("malformed metrics line: %r" % line)
-        labels = tuple(sorted(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"',
-                                         m.group(2) or "")))
-        samples[(m.group(1), labels)] = float(m.group(3))
-    return samples
-
-
-def M(name, **labels):
-    return (name, tuple(sorted(labels.items())))
 
 
 CH = "acmeedge_proxy_challenges_total"
@@ -199,15 +139,6 @@ def parse_http(data, method="GET"):
     return int(m.group(1)), headers, rest[:n], rest[n:]
 
 
-def connect(port, host="127.0.0.1", timeout=10.0):
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(fam, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    s.connect((host, port))
-    return s
-
-
 def exchange(port, data, host="127.0.0.1", timeout=10.0, shut=False):
     """Sends data on a new connection, returns everything until EOF."""
     s = connect(port, host, timeout)
@@ -234,52 +165,7 @@ def http_req(method, path, host, extra=None, body=b"", close=True):
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-class RawConn:
-    """A keep-alive HTTP/1.1 connection read by hand, Content-Length framed."""
-
-    def __init__(self, port, host="127.0.0.1", timeout=10.0):
-        self.sock = connect(port, host, timeout)
-        self.buf = b""
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def _fill(self):
-        d = self.sock.recv(65536)
-        if not d:
-            raise EOFError("closed by the proxy; %d bytes unread" % len(self.buf))
-        self.buf += d
-
-    def response(self, method="GET"):
-        while b"\r\n\r\n" not in self.buf:
-            self._fill()
-        head, _, _ = self.buf.partition(b"\r\n\r\n")
-        hl = len(head) + 4
-        status, headers, _, _ = parse_http(self.buf[:hl], "HEAD")
-        n = 0 if method == "HEAD" else int(headers.get("content-length", "0"))
-        while len(self.buf) < hl + n:
-            self._fill()
-        body, self.buf = self.buf[hl:hl + n], self.buf[hl + n:]
-        return status, headers, body
-
-    def close(self):
-        self.sock.close()
-
-
 # ---- TLS clients -----------------------------------------------------------------
-
-def client_ctx(alpn=None, version=None):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    if alpn:
-        ctx.set_alpn_protocols(list(alpn))
-    if version == "1.2":
-        ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-    elif version == "1.3":
-        ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
-    return ctx
-
 
 class BioTls:
     """
@@ -768,27 +654,14 @@ class Upstream:
             pass
 
     def _mode_reset(self, conn, rec):
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            d = conn.recv(65536)
-            if not d:
-                return
-            buf += d
+        buf = recv_until(conn, b"\r\n\r\n")
+        if b"\r\n\r\n" not in buf:
+            return
         rec["requests"].append(buf)
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10485760\r\n"
                      b"X-Upstream: reset\r\n\r\n" + b"r" * 65536)
         time.sleep(0.3)
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-
-
-def make_cert(dirpath, cn):
-    crt = os.path.join(dirpath, cn + ".crt")
-    key = os.path.join(dirpath, cn + ".key")
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes", "-subj", "/CN=" + cn, "-days", "2", "-keyout", key, "-out", crt)
-    with open(crt) as f:
-        der = ssl.PEM_cert_to_DER_cert(f.read())
-    return {"crt": crt, "key": key, "fp": hashlib.sha256(der).hexdigest()}
 
 
 UP = {}                 # name -> Upstream
@@ -873,26 +746,18 @@ BASE_PROXY = collections.OrderedDict([
 
 # ---- the gateway under test ----------------------------------------------------------
 
-class Gateway:
-    """One `acme-edge run` (master + API + proxy) with its config, log, store."""
+class ProxyGateway(Gateway):
+    """One `acme-edge run` (master + API + proxy) with its config, log, store,
+    listening on IPv6 too (http6, https6)."""
 
     def __init__(self, tmpdir, name, proxy=None):
-        self.tmpdir = tmpdir
-        self.name = name
-        self.api_port = free_port()
-        self.http = free_port()
-        self.https = free_port()
+        super().__init__(tmpdir, name, BEARER, store_path("px", name))
         self.http6 = free_port(socket.AF_INET6)
         self.https6 = free_port(socket.AF_INET6)
-        self.store = "/dev/shm/acme-edge-px-%s-%s" % (RUN_ID, name)
-        self.conf = os.path.join(tmpdir, name + ".conf")
-        self.log_path = os.path.join(tmpdir, name + ".log")
         self.proxy_opts = collections.OrderedDict(BASE_PROXY)
         self.proxy_opts.update(proxy or {})
         self.proxy_opts["io_backend"] = IO_BACKEND or "auto"
         self.routes = base_routes()
-        self.proc = None
-        self.rc = None
         self.killed = False
         self.write_config()
 
@@ -903,46 +768,27 @@ class Gateway:
                 p.pop(k, None)
             else:
                 p[k] = v
-        out = ["; written by tests/integration/test_proxy.py",
-               "[store]", "path = %s" % self.store, "capacity = 64", "",
-               "[api]", "listen = 127.0.0.1:%d" % self.api_port,
-               "timeout = 10s", "max_connections = 64", "sweep_interval = 1s", "",
-               "[client admin]", "token_sha256 = %s" % sha256_hex(BEARER),
-               "identifiers = *", "",
-               "[proxy]",
-               "http = 127.0.0.1:%d [::1]:%d" % (self.http, self.http6),
-               "https = 127.0.0.1:%d [::1]:%d" % (self.https, self.https6)]
-        out += ["%s = %s" % kv for kv in p.items()]
-        for name, keys in (routes or self.routes).items():
-            out += ["", "[route %s]" % name] + ["%s = %s" % kv for kv in keys.items()]
-        out += ["", "[log]", "level = info"]
-        return "\n".join(out) + "\n"
+        listen = collections.OrderedDict([
+            ("http", "127.0.0.1:%d [::1]:%d" % (self.http, self.http6)),
+            ("https", "127.0.0.1:%d [::1]:%d" % (self.https, self.https6))])
+        listen.update(p)
+        sections = [
+            ("store", {"path": self.store, "capacity": 64}),
+            ("api", {"listen": "127.0.0.1:%d" % self.api_port, "timeout": "10s",
+                     "max_connections": 64, "sweep_interval": "1s"}),
+            ("client admin", {"token_sha256": sha256_hex(BEARER), "identifiers": "*"}),
+            ("proxy", listen)]
+        sections += [("route " + name, keys) for name, keys in (routes or self.routes).items()]
+        sections.append(("log", {"level": "info"}))
+        return conf_text(sections, "written by tests/integration/test_proxy.py")
 
     def write_config(self, proxy=None, routes=None):
-        tmp = self.conf + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(self.config_text(proxy, routes))
-        os.replace(tmp, self.conf)
+        super().write_config(self.config_text(proxy, routes))
 
     def start(self):
-        self.logf = open(self.log_path, "ab")
-        env = dict(os.environ)
-        env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
         # The master gets SIGTERM (a graceful stop) if this process dies.
         pre = ["setpriv", "--pdeathsig", "TERM"] if shutil.which("setpriv") else []
-        self.proc = subprocess.Popen(pre + [ACME_EDGE, "run", "-c", self.conf],
-                                     stdin=subprocess.DEVNULL, stdout=self.logf,
-                                     stderr=subprocess.STDOUT, env=env)
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
+        self.spawn(pre + [ACME_EDGE, "run", "-c", self.conf])
 
     def child_pids(self):
         pids = set()
@@ -950,24 +796,8 @@ class Gateway:
             pids.add(int(m.group(2)))
         return pids
 
-    def wait_ready(self, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise AssertionError("acme-edge run exited with %r at start:\n%s" %
-                                     (self.proc.returncode, self.log()))
-            if "proxy: ready:" in self.log():
-                try:
-                    st, _, _ = self.api("GET", "/healthz", auth=False)
-                    if st == 200:
-                        return
-                except OSError:
-                    pass
-            time.sleep(0.05)
-        raise AssertionError("gateway not ready within %.0fs:\n%s" % (timeout, self.log()))
-
-    def kill_all(self):
-        """Last resort (the watchdog): SIGKILL master and children by PID."""
+    def kill(self):
+        """Last resort (the watchdog's too): SIGKILL master and children by PID."""
         self.killed = True
         pids = [self.proc.pid] + sorted(self.child_pids())
         for pid in pids:
@@ -984,21 +814,9 @@ class Gateway:
 
     def stop(self, timeout=30.0):
         """SIGTERM to the master; SIGKILL everything after timeout."""
+        super().stop(timeout)
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            try:
-                self.signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.kill_all()
-                self.proc.wait()
-                self.rc = "hung on SIGTERM, killed"
-        if self.rc is None:
-            self.rc = self.proc.returncode
         # children the master did not reap (it never should leave any)
         for pid in self.child_pids():
             try:
@@ -1008,17 +826,7 @@ class Gateway:
                         self.rc = "child %d outlived the master" % pid
             except OSError:
                 pass
-        self.logf.close()
         return self.rc
-
-    def remove_store(self):
-        d, base = os.path.split(self.store)
-        for f in os.listdir(d):
-            if f in (base, base + ".lock", base + ".proxy") or f.startswith(base + ".new"):
-                try:
-                    os.unlink(os.path.join(d, f))
-                except OSError:
-                    pass
 
     def reload(self, proxy=None, routes=None, timeout=15.0):
         """Rewrites the config and SIGHUPs the master; returns once both
@@ -1040,36 +848,6 @@ class Gateway:
 
     # -- the API --
 
-    def api(self, method, path, body=None, auth=True, ctype="text/plain", timeout=10):
-        c = http.client.HTTPConnection("127.0.0.1", self.api_port, timeout=timeout)
-        h = {}
-        if auth:
-            h["Authorization"] = "Bearer " + BEARER
-        if body is not None:
-            h["Content-Type"] = ctype
-            if isinstance(body, str):
-                body = body.encode()
-        try:
-            c.request(method, path, body=body, headers=h)
-            r = c.getresponse()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-        finally:
-            c.close()
-
-    def put_http01(self, token, ka=None, identifier=None):
-        path = "/v1/http-01/" + token
-        if identifier is not None:
-            path += "?" + urllib.parse.urlencode({"identifier": identifier})
-        st, _, body = self.api("PUT", path, ka if ka is not None else keyauth(token))
-        if st not in (200, 201):
-            raise AssertionError("PUT %s: %d %r" % (path, st, body))
-
-    def put_tls(self, identifier, ka):
-        path = "/v1/tls-alpn-01/" + urllib.parse.quote(identifier, safe=":.[]")
-        st, _, body = self.api("PUT", path, ka)
-        if st not in (200, 201):
-            raise AssertionError("PUT %s: %d %r" % (path, st, body))
-
     def challenges(self):
         st, _, body = self.api("GET", "/v1/challenges")
         if st != 200:
@@ -1089,12 +867,6 @@ class Gateway:
                 return v
             time.sleep(0.05)
 
-    def metrics(self):
-        st, _, body = self.api("GET", "/metrics", auth=False)
-        if st != 200:
-            raise AssertionError("GET /metrics: %d %r" % (st, body))
-        return parse_metrics(body.decode())
-
 
 # ---- the base of every test class ----------------------------------------------------
 
@@ -1108,7 +880,7 @@ class GatewayCase(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="acme-edge-px-")
         cls.expect = collections.Counter()      # (kind, result) -> challenges made
         cls.failed = 0
-        cls.gw = Gateway(cls.tmp, cls.NAME, proxy=cls.PROXY)
+        cls.gw = ProxyGateway(cls.tmp, cls.NAME, proxy=cls.PROXY)
         try:
             cls.gw.start()
             cls.gw.wait_ready()
@@ -1130,15 +902,13 @@ class GatewayCase(unittest.TestCase):
         except Exception as e:      # noqa: BLE001
             problems.append("final checks: %r" % e)
         finally:
-            rc = gw.stop() if gw.proc else 0
-            log = gw.log()
-            gw.remove_store()
-            if rc != 0 and not getattr(cls, "expect_rc_checked", False):
+            rc, log = gw.finish()
+            if gw.proc is not None and rc != 0 and \
+                    not getattr(cls, "expect_rc_checked", False):
                 problems.append("acme-edge run exited with %r (want 0 after SIGTERM)" % rc)
-            for mark in SANITIZER_MARKS:
-                if mark in log:
-                    problems.append("log has %r" % mark)
-                    break
+            marks = sanitizer_marks(log)
+            if marks:
+                problems.append("log has %r" % marks[0])
             if problems or cls.failed:
                 sys.stderr.write("\n----- %s gateway log (tail) -----\n%s\n----- end -----\n"
                                  % (cls.__name__, log[-30000:]))
@@ -1200,14 +970,14 @@ class GatewayCase(unittest.TestCase):
 
     def setUp(self):
         self.closers = []
-        self._fail0 = self._result_failures()
+        self._fail0 = result_failures(self)
         self.watchdog = threading.Timer(TEST_LIMIT_S, self._watchdog)
         self.watchdog.daemon = True
         self.watchdog.start()
 
     def _watchdog(self):
         sys.stderr.write("\n%s: over %d s: killing the gateway\n" % (self.id(), TEST_LIMIT_S))
-        self.gw.kill_all()
+        self.gw.kill()
 
     def tearDown(self):
         self.watchdog.cancel()
@@ -1216,24 +986,10 @@ class GatewayCase(unittest.TestCase):
                 c()
             except Exception:       # noqa: BLE001
                 pass
-        if not self._outcome_ok():
+        if not outcome_ok(self, self._fail0):
             type(self).failed += 1
         if self.gw.killed:
             self.fail("the watchdog killed the gateway")
-
-    def _result_failures(self):
-        r = getattr(getattr(self, "_outcome", None), "result", None)
-        return len(getattr(r, "failures", ())) + len(getattr(r, "errors", ()))
-
-    def _outcome_ok(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is None:
-            return True
-        errors = getattr(outcome, "errors", None)       # Python <= 3.10
-        if errors is not None:
-            return not any(exc for _, exc in errors)
-        # 3.11+: failures reach the result before tearDown
-        return getattr(outcome, "success", True) and self._result_failures() == self._fail0
 
     # -- counting --
 
@@ -1367,7 +1123,7 @@ class GatewayCase(unittest.TestCase):
     # -- RFC 8737, as the validators check it --
 
     def check_acme_cert(self, der, identifier, ka):
-        """Applies every rule of DESIGN.md's validator section to a served leaf."""
+        """Applies every rule a validator checks (RFC 8737) to a served leaf."""
         self.assertIsNotNone(der, "no certificate served")
         c = parse_cert(der)
         pem = ssl.DER_cert_to_PEM_cert(der).encode()
@@ -2577,9 +2333,4 @@ class StopTest(GatewayCase):
 
 
 if __name__ == "__main__":
-    if not os.access(ACME_EDGE, os.X_OK):
-        sys.exit("%s: %s is not an executable; set ACME_EDGE" % (sys.argv[0], ACME_EDGE))
-    for tool in ("openssl", "curl"):
-        if not shutil.which(tool):
-            sys.exit("the %s CLI is needed" % tool)
-    unittest.main(verbosity=2)
+    main(need=[(ACME_EDGE, "ACME_EDGE")], tools=("openssl", "curl"))

@@ -1,0 +1,115 @@
+"""nginx twice: as a peer under test (http for HTTP-01, stream for
+acme-tls/1, the :443 passthrough and the :80 relay), and as the upstream
+every proxy relays to, on the client CPU."""
+import time
+
+from ..common import CHAL_PATH, KA, PASS_NAME
+from ..proc import CLIENT_CPU, SERVER_CPU, tree
+from .base import Server
+
+NGINX_COMMON = """
+daemon off;
+master_process on;
+user root root;
+worker_rlimit_nofile 20000;
+pid {work}/{name}.pid;
+events {{ worker_connections 20000; }}
+"""
+NGINX_HTTP_COMMON = """
+  access_log off;
+  server_tokens off;
+  default_type application/octet-stream;
+  keepalive_timeout 600s;
+  keepalive_requests 1000000;
+  client_body_temp_path {work}/tmp/body;
+  proxy_temp_path {work}/tmp/proxy;
+  fastcgi_temp_path {work}/tmp/fastcgi;
+  uwsgi_temp_path {work}/tmp/uwsgi;
+  scgi_temp_path {work}/tmp/scgi;
+"""
+
+
+class Upstream(Server):
+    """nginx on the client CPU: the HTTP and TLS servers behind every proxy."""
+    name = "upstream"
+
+    def start(self):
+        c = self.ctx
+        conf = self._write("upstream.conf", NGINX_COMMON.format(work=c.work, name="upstream")
+                           + "worker_processes 1;\nerror_log %s/upstream.err crit;\n" % c.work
+                           + "http {\n" + NGINX_HTTP_COMMON.format(work=c.work) + """
+  sendfile on;
+  tcp_nopush on;
+  server {{ listen 127.0.0.1:{p.up_http} backlog=4096; root {work}/www; }}
+  server {{
+    listen 127.0.0.1:{p.up_tls} ssl backlog=4096;
+    ssl_certificate {work}/up.crt;
+    ssl_certificate_key {work}/up.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache off;
+    ssl_session_tickets off;
+    root {work}/www;
+  }}
+}}
+""".format(p=c.ports, work=c.work))
+        self._launch(["nginx", "-e", c.work + "/upstream.err", "-p", c.work, "-c", conf],
+                     c.work + "/upstream.log", CLIENT_CPU, (c.ports.up_http, c.ports.up_tls),
+                     "the upstream nginx did not start: see %s/upstream.err" % c.work)
+        self.main_pid = self._find_main("nginx")
+        self.pids = tree(self.main_pid)
+
+
+class Nginx(Server):
+    name = "nginx"
+
+    def start(self):
+        c = self.ctx
+        conf = self._write("nginx-%d.conf" % c.workers,
+                           "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n"
+                           + NGINX_COMMON.format(work=c.work, name="nginx")
+                           + "worker_processes %d;\nerror_log %s/nginx.err error;\n"
+                           % (c.workers, c.work)
+                           + "http {\n" + NGINX_HTTP_COMMON.format(work=c.work) + """
+  server {{
+    listen 127.0.0.1:{p.ng_http01} backlog=4096 reuseport;
+    location = {path} {{ return 200 "{ka}"; }}
+  }}
+}}
+stream {{
+  upstream up_tls {{ server 127.0.0.1:{p.up_tls}; }}
+  upstream up_http {{ server 127.0.0.1:{p.up_http}; }}
+  map $ssl_preread_server_name $tls_up {{ {pass_name} up_tls; default up_tls; }}
+  server {{
+    listen 127.0.0.1:{p.ng_alpn} ssl backlog=4096 reuseport;
+    ssl_certificate {work}/acme.crt;
+    ssl_certificate_key {work}/acme.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache off;
+    ssl_session_tickets off;
+    ssl_alpn acme-tls/1;
+    return "";
+  }}
+  server {{
+    listen 127.0.0.1:{p.ng_pass} backlog=4096 reuseport;
+    ssl_preread on;
+    preread_timeout 300s;
+    proxy_timeout 600s;
+    proxy_pass $tls_up;
+  }}
+  server {{
+    listen 127.0.0.1:{p.ng_relay} backlog=4096 reuseport;
+    proxy_timeout 600s;
+    proxy_pass up_http;
+  }}
+}}
+""".format(p=c.ports, work=c.work, path=CHAL_PATH, ka=KA, pass_name=PASS_NAME))
+        p = c.ports
+        self._launch(["nginx", "-e", c.work + "/nginx.err", "-p", c.work, "-c", conf],
+                     c.work + "/nginx.log", SERVER_CPU,
+                     (p.ng_http01, p.ng_alpn, p.ng_pass, p.ng_relay),
+                     "nginx did not start: see %s/nginx.err" % c.work)
+        self.main_pid = self._find_main("nginx")
+        end = time.monotonic() + 5
+        while len(tree(self.main_pid)) < 1 + c.workers and time.monotonic() < end:
+            time.sleep(0.05)
+        self.pids = tree(self.main_pid)

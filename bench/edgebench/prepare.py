@@ -1,0 +1,112 @@
+"""Before any server starts: the packages the bench drives, the binaries it
+measures and runs, the certificates and the files served."""
+import os
+import shutil
+import subprocess
+
+from .common import ACME_NAME, BENCH, KA_SHA, PASS_NAME, TOP, die, say
+from .proc import sh
+
+
+def install():
+    """Debian packages the bench drives, installed only when missing."""
+    need = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk",
+            "gnuplot": "gnuplot-nox", "curl": "curl", "openssl": "openssl",
+            "cc": "build-essential", "taskset": "util-linux",
+            "timeout": "coreutils"}
+    missing = sorted({pkg for cmd, pkg in need.items() if not shutil.which(cmd)})
+    if not os.path.exists("/usr/lib/nginx/modules/ngx_stream_module.so"):
+        missing.append("libnginx-mod-stream")
+    if sh("dpkg-query -W -f='${Status}' libssl-dev 2>/dev/null").find("ok installed") < 0:
+        missing.append("libssl-dev")
+    deps = os.path.join(TOP, "deploy", "install-deps.sh")
+    if os.path.exists(deps):
+        r = subprocess.run([deps])
+        if r.returncode != 0:
+            die("deploy/install-deps.sh failed")
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        die("need root to install: " + " ".join(missing))
+    say("== installing " + " ".join(missing))
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    # Keep the packages' own services (nginx on :80) from starting.
+    prc = "/usr/sbin/policy-rc.d"
+    made = False
+    if not os.path.exists(prc):
+        with open(prc, "w") as f:
+            f.write("#!/bin/sh\nexit 101\n")
+        os.chmod(prc, 0o755)
+        made = True
+    try:
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends"]
+                       + missing, env=env, check=True, stdout=subprocess.DEVNULL)
+    finally:
+        if made:
+            os.unlink(prc)
+    # A service that started anyway is stopped: the bench owns the ports.
+    for svc in ("nginx", "haproxy"):
+        if shutil.which("service"):
+            subprocess.run(["service", svc, "stop"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+
+
+def acme_edge_exe():
+    return os.path.join(TOP, "build", "release", "acme-edge")
+
+
+def compile_tlsload(work, flags=()):
+    tl = os.path.join(work, "tlsload")
+    # -I TOP: tlsload.c takes its small helpers from common/edge.h.
+    subprocess.run(["cc", "-O2", "-I", TOP] + list(flags) + ["-o", tl, os.path.join(BENCH, "tlsload.c"),
+                                                  "-lssl", "-lcrypto", "-lpthread"],
+                   check=True)
+    return tl
+
+
+def build(work):
+    say("== building acme-edge (Release) and the load client")
+    subprocess.run(["cmake", "--preset", "release", "-S", TOP],
+                   stdout=subprocess.DEVNULL, check=True, cwd=TOP)
+    subprocess.run(["cmake", "--build", os.path.join(TOP, "build", "release"),
+                    "-j%d" % (os.cpu_count() or 2)], check=True, cwd=TOP,
+                   stdout=subprocess.DEVNULL)
+    return acme_edge_exe(), compile_tlsload(work, ["-Wall"])
+
+
+def make_certs(work):
+    """ECDSA P-256 everywhere: the upstream's certificate, and an RFC 8737
+    certificate (SAN = the identifier, critical acmeIdentifier = SHA-256 of
+    the key authorization) for the peers answering acme-tls/1."""
+    ext = ":".join(KA_SHA[i:i + 2] for i in range(0, 64, 2))
+    for name, cn, extra in (
+            ("up", PASS_NAME, []),
+            ("acme", ACME_NAME, ["-addext", "1.3.6.1.5.5.7.1.31=critical,DER:04:20:" + ext])):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-days", "30",
+                        "-subj", "/CN=" + cn, "-addext", "subjectAltName=DNS:" + cn,
+                        "-keyout", os.path.join(work, name + ".key"),
+                        "-out", os.path.join(work, name + ".crt")] + extra,
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(os.path.join(work, name + ".pem"), "w") as f:
+            for part in ("crt", "key"):
+                with open(os.path.join(work, name + "." + part)) as g:
+                    f.write(g.read())
+
+
+def make_www(work):
+    www = os.path.join(work, "www")
+    os.makedirs(www, exist_ok=True)
+    with open(os.path.join(www, "1k"), "wb") as f:
+        f.write(b"k" * 1024)
+    with open(os.path.join(www, "1m"), "wb") as f:
+        f.write(os.urandom(1 << 20))
+    with open(os.path.join(www, "1g"), "wb") as f:   # sparse: no disk, no I/O
+        f.truncate(1 << 30)
+    # Read once, so the page cache holds it before any server is timed: the
+    # first reader of a sparse file pays for populating the cache.
+    with open(os.path.join(www, "1g"), "rb", buffering=0) as f:
+        buf = bytearray(1 << 20)
+        while f.readinto(buf):
+            pass
