@@ -32,6 +32,7 @@
 #include <openssl/sha.h>
 
 #include "solver-api/certgen.h"
+#include "solver-api/cluster.h"
 #include "common/edge.h"
 #include "common/log.h"
 #include "stats/pstats.h"
@@ -81,6 +82,7 @@ struct api {
 	uint64_t conns_refused;		/* times the cap paused accepting */
 	struct store_entry scratch;	/* one request at a time: no reentry */
 	struct store_entry existing;
+	struct cluster *cluster;	/* NULL without [cluster] */
 };
 
 /* What one request is about; filled step by step by the handlers. */
@@ -124,6 +126,7 @@ static const char *reason_for(int code)
 	case 415: return "Unsupported Media Type";
 	case 500: return "Internal Server Error";
 	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
 	case 507: return "Insufficient Storage";
 	}
 	return "Status";
@@ -201,6 +204,18 @@ static int apply_delete(struct api *api, enum store_kind kind, const char *key,
 			size_t key_len)
 {
 	return store_delete(api->store, kind, key, key_len);
+}
+
+/* The cluster applies other nodes' writes through the same two calls. */
+static int hook_put(void *arg, struct store_entry *e)
+{
+	return apply_put(arg, e);
+}
+
+static int hook_delete(void *arg, enum store_kind kind, const char *key,
+		       size_t key_len)
+{
+	return apply_delete(arg, kind, key, key_len);
 }
 
 /* ---- authentication and scope ---------------------------------------- */
@@ -557,10 +572,96 @@ static json_t *entry_json(const struct store_entry *e)
 			 "version", (json_int_t)e->version);
 }
 
+static void log_put(const struct cfg_client *cl, const struct store_entry *e)
+{
+	log_info("api: client %s put %s %s%s%s (expires in %llds)",
+		 cl->name, store_kind_name(e->kind),
+		 e->kind == STORE_HTTP01 ? "token for " : "", e->ident_len ? e->ident
+		 : (e->kind == STORE_HTTP01 ? "any name" : e->key), "",
+		 (long long)((e->expires_ms - e->created_ms) / 1000));
+}
+
+/*
+ * A request whose reply waits for the cluster. It outlives the handler, so
+ * it holds copies: the client's name (a reload may free the config) and
+ * the request (evhttp keeps it until a reply is sent, even if the client
+ * went away).
+ */
+struct deferred {
+	struct req_ctx rc;
+	struct cfg_client client;	/* the name only */
+	enum store_kind kind;
+	char key[STORE_KEY_MAX + 1];
+};
+
+static struct deferred *defer(struct req_ctx *rc)
+{
+	struct deferred *d = calloc(1, sizeof(*d));
+
+	BUG_ON(!d);
+	d->rc = *rc;
+	memcpy(d->client.name, rc->client->name, sizeof(d->client.name));
+	d->rc.client = &d->client;
+	return d;
+}
+
+/* The answers every replicated write shares when it did not complete. */
+static bool cluster_reply_failure(struct req_ctx *rc,
+				  const struct cluster_result *r)
+{
+	json_t *nodes;
+
+	switch (r->outcome) {
+	case CLUSTER_ACKED:
+		return false;
+	case CLUSTER_TIMED_OUT:
+		nodes = json_array();
+		for (size_t i = 0; i < r->nmissing; i++)
+			json_array_append_new(nodes, json_string(r->missing[i]));
+		log_warn("api: %s %s from %s client %s: 504 ack_timeout (%u of %u "
+			 "needed confirmed)", route_names[rc->route],
+			 evhttp_request_get_uri(rc->req), rc->peer, rc->client->name,
+			 r->acked, r->needed);
+		reply_json(rc, 504, json_pack("{s:s, s:s, s:o, s:i, s:i}", "error",
+					      "ack_timeout", "detail", r->detail,
+					      "nodes", nodes, "acknowledged",
+					      (int)r->acked, "needed", (int)r->needed));
+		return true;
+	case CLUSTER_STORE_FULL:
+		reply_error(rc, 507, "store_full", "%s", r->detail);
+		return true;
+	default:
+		reply_error(rc, 503, "cluster_unavailable", "%s", r->detail);
+		return true;
+	}
+}
+
+static void put_replicated(void *arg, const struct cluster_result *r)
+{
+	struct deferred *d = arg;
+
+	if (!cluster_reply_failure(&d->rc, r)) {
+		log_put(d->rc.client, r->entry);
+		reply_json(&d->rc, r->store_ret == 1 ? 200 : 201, entry_json(r->entry));
+	}
+	free(d);
+}
+
 /* Stores e and answers 201/200, or 507 when the store is full. */
 static void finish_put(struct req_ctx *rc, struct store_entry *e)
 {
-	int ret = apply_put(rc->api, e);
+	int ret;
+
+	if (rc->api->cluster) {
+		struct deferred *d = defer(rc);
+		const char *why;
+		if (cluster_put(rc->api->cluster, e, put_replicated, d, &why) != 0) {
+			free(d);
+			reply_error(rc, 503, "cluster_unavailable", "%s", why);
+		}
+		return;
+	}
+	ret = apply_put(rc->api, e);
 
 	if (ret == -ENOSPC) {
 		reply_error(rc, 507, "store_full", "the token store holds %u "
@@ -573,11 +674,7 @@ static void finish_put(struct req_ctx *rc, struct store_entry *e)
 		reply_error(rc, 500, "store_error", "%s", strerror(-ret));
 		return;
 	}
-	log_info("api: client %s put %s %s%s%s (expires in %llds)",
-		 rc->client->name, store_kind_name(e->kind),
-		 e->kind == STORE_HTTP01 ? "token for " : "", e->ident_len ? e->ident
-		 : (e->kind == STORE_HTTP01 ? "any name" : e->key), "",
-		 (long long)((e->expires_ms - e->created_ms) / 1000));
+	log_put(rc->client, e);
 	reply_json(rc, ret == 1 ? 200 : 201, entry_json(e));
 }
 
@@ -744,6 +841,18 @@ out:
 	json_decref(pb.json);
 }
 
+static void delete_replicated(void *arg, const struct cluster_result *r)
+{
+	struct deferred *d = arg;
+
+	if (!cluster_reply_failure(&d->rc, r)) {
+		log_info("api: client %s deleted %s %s", d->client.name,
+			 store_kind_name(d->kind), d->key);
+		reply_raw(&d->rc, 204, NULL, NULL, 0);
+	}
+	free(d);
+}
+
 static void delete_entry(struct req_ctx *rc, enum store_kind kind,
 			 const char *key)
 {
@@ -758,6 +867,19 @@ static void delete_entry(struct req_ctx *rc, enum store_kind kind,
 	if (!client_may_touch(rc->client, &api->existing)) {
 		reply_error(rc, 403, "not_owner", "this %s challenge belongs to "
 			    "another client", store_kind_name(kind));
+		return;
+	}
+	if (api->cluster) {
+		struct deferred *d = defer(rc);
+		const char *why;
+		d->kind = kind;
+		snprintf(d->key, sizeof(d->key), "%s", key);
+		if (cluster_delete(api->cluster, kind, key, strlen(key),
+				   api->existing.expires_ms, delete_replicated, d,
+				   &why) != 0) {
+			free(d);
+			reply_error(rc, 503, "cluster_unavailable", "%s", why);
+		}
 		return;
 	}
 	if (apply_delete(api, kind, key, strlen(key)) != 0) {
@@ -806,6 +928,7 @@ struct list_ctx {
 	const struct cfg_client *client;
 	json_t *arr;
 	const struct pstats *ps;	/* NULL when no proxy runs */
+	const struct cluster *cluster;	/* NULL without [cluster] */
 };
 
 static int list_one(const struct store_entry *e, void *arg)
@@ -819,12 +942,21 @@ static int list_one(const struct store_entry *e, void *arg)
 		return 0;
 	obj = entry_json(e);
 	/* "Did the CA reach us?": the newest request any worker saw for it. */
-	if (lc->ps && pstats_last_hit(lc->ps, e->kind, e->key, e->key_len, &hit)) {
+	bool local = lc->ps && pstats_last_hit(lc->ps, e->kind, e->key,
+					       e->key_len, &hit);
+	if (local) {
 		format_time(hit.time_ms, when, sizeof(when));
 		json_object_set_new(obj, "last_hit",
 				    json_pack("{s:s, s:s, s:s}", "time", when, "peer",
 					      hit.peer, "outcome",
 					      pstats_outcome_name(hit.outcome)));
+	}
+	/* And in a cluster, "which nodes did it reach?". */
+	if (lc->cluster) {
+		json_t *hits = cluster_hits_json(lc->cluster, e->kind, e->key,
+						 e->key_len, local ? &hit : NULL);
+		if (hits)
+			json_object_set_new(obj, "hits", hits);
 	}
 	json_array_append_new(lc->arr, obj);
 	return 0;
@@ -877,7 +1009,7 @@ static void render_pstats(struct evbuffer *b, const struct pstats *ps)
 
 static void list_challenges(struct req_ctx *rc)
 {
-	struct list_ctx lc = {rc->client, json_array(), NULL};
+	struct list_ctx lc = {rc->client, json_array(), NULL, rc->api->cluster};
 	struct pstats *ps = open_pstats(rc->api);
 
 	lc.ps = ps;
@@ -937,6 +1069,8 @@ static void metrics(struct req_ctx *rc)
 		render_pstats(b, ps);
 		pstats_close(ps);
 	}
+	if (api->cluster)
+		cluster_metrics(api->cluster, b);
 	evhttp_add_header(evhttp_request_get_output_headers(rc->req), "Content-Type",
 			  "text/plain; version=0.0.4");
 	evhttp_send_reply(rc->req, 200, "OK", b);
@@ -975,6 +1109,26 @@ static int split_challenge_path(const char *path, char *buf, size_t cap)
 	return -1;
 }
 
+/*
+ * 200 {"status": "ok"}; in a cluster, 503 while the node is syncing (not
+ * ready: it may lack entries other nodes answer) or degraded (it misses
+ * new writes), so a load balancer takes it out of rotation.
+ */
+static void health(struct req_ctx *rc)
+{
+	const char *cause;
+	enum cluster_state st;
+
+	if (!rc->api->cluster) {
+		reply_json(rc, 200, json_pack("{s:s}", "status", "ok"));
+		return;
+	}
+	st = cluster_state(rc->api->cluster, &cause);
+	reply_json(rc, st == CLUSTER_READY ? 200 : 503,
+		   json_pack("{s:s, s:o}", "status", cluster_state_name(st),
+			     "cluster", cluster_health_json(rc->api->cluster)));
+}
+
 static void handle(struct evhttp_request *req, void *arg)
 {
 	struct api *api = arg;
@@ -999,7 +1153,7 @@ static void handle(struct evhttp_request *req, void *arg)
 		rc.route = R_HEALTHZ;
 		if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD)
 			goto not_allowed;
-		reply_json(&rc, 200, json_pack("{s:s}", "status", "ok"));
+		health(&rc);
 		return;
 	}
 	if (strcmp(path, "/metrics") == 0) {
@@ -1218,6 +1372,8 @@ static void reload(struct api *api)
 	next->api.nlisten = nlisten;
 	api->cfg = next;
 	cfg_free(old);
+	if (api->cluster)
+		cluster_reload(api->cluster, next);
 	apply_limits(api);
 	arm_sweep(api);
 	log_info("api: reloaded %s: %zu client%s", api->cfg_path, next->nclients,
@@ -1312,11 +1468,16 @@ int api_main(struct cfg *cfg, const char *cfg_path)
 		api->sig_ev[i] = evsignal_new(api->base, sigs[i], on_signal, api);
 		BUG_ON(!api->sig_ev[i] || event_add(api->sig_ev[i], NULL));
 	}
+	if (cfg->cluster.enabled) {
+		struct cluster_hooks hooks = {api, hook_put, hook_delete, api->store};
+		cluster_open(api->base, cfg, &hooks, &api->cluster);
+	}
 	log_info("api: ready: store %s, %u slots, %zu client%s", cfg->store.path,
 		 cfg->store.capacity, cfg->nclients, cfg->nclients == 1 ? "" : "s");
 	event_base_dispatch(api->base);
 	rc = 0;
 out:
+	cluster_close(api->cluster);
 	for (int i = 0; i < 3; i++)
 		if (api->sig_ev[i])
 			event_free(api->sig_ev[i]);

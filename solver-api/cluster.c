@@ -232,6 +232,7 @@ struct cluster {
 	/* republishing after Redis lost its data */
 	bool republishing;
 	size_t repub_bucket;
+	uint64_t repub_count;		/* this round */
 	unsigned repub_inflight;
 	/* writes */
 	struct cl_write *pending;
@@ -735,15 +736,23 @@ static void on_beat(redisAsyncContext *ac, void *reply, void *priv)
 		cl_drop(cl, "heartbeat: unexpected reply");
 		return;
 	}
-	update_live(cl, r->element[1]);
 	if (cl->epoch[0] && (strlen(cl->epoch) != r->element[0]->len ||
 			     memcmp(cl->epoch, r->element[0]->str, r->element[0]->len))) {
+		/*
+		 * The live set was lost with the rest: the others re-register
+		 * within a beat. Until then, keep the nodes known, so that
+		 * writes still wait for them and no one is logged as leaving.
+		 */
+		cl->live_known = false;
+		cl->repub_count = 0;
 		log_warn("cluster: Redis lost its data (restarted without "
 			 "persistence, or flushed): re-publishing the entries "
 			 "written through this node");
 		cl->republishing = true;
 		cl->repub_bucket = 0;
 		republish_step(cl);
+	} else {
+		update_live(cl, r->element[1]);
 	}
 	memcpy(cl->epoch, r->element[0]->str, r->element[0]->len);
 	cl->epoch[r->element[0]->len] = '\0';
@@ -960,6 +969,7 @@ static void republish_step(struct cluster *cl)
 					       k->deleted, blen, on_republished,
 					       NULL) == 0) {
 				cl->repub_inflight++;
+				cl->repub_count++;
 				cl->m_republished++;
 			}
 		}
@@ -968,9 +978,9 @@ static void republish_step(struct cluster *cl)
 	if (cl->repub_bucket >= cl->nbuckets && cl->republishing &&
 	    cl->repub_inflight == 0) {
 		cl->republishing = false;
-		log_info("cluster: re-published %llu entr%s so far",
-			 (unsigned long long)cl->m_republished,
-			 cl->m_republished == 1 ? "y" : "ies");
+		log_info("cluster: re-published %llu entr%s written through "
+			 "this node", (unsigned long long)cl->repub_count,
+			 cl->repub_count == 1 ? "y" : "ies");
 	}
 }
 
