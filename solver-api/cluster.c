@@ -210,6 +210,7 @@ struct cluster {
 	bool redis_up;			/* both connections up and authenticated */
 	bool subscribed;
 	bool ever_ready;
+	bool drop_logged;		/* once per outage, not once per retry */
 	unsigned inflight;
 	unsigned hb_outstanding;
 	uint32_t backoff_ms;
@@ -662,7 +663,14 @@ static void handle_message(struct cluster *cl, const char *data, size_t len,
 				ev.key, ev.origin, strerror(-ret));
 		return;
 	}
-	if (!live || ev.write_id == 0)
+	if (ev.write_id == 0)
+		return;
+	/*
+	 * Acked from the resync scan too: a node that restarts while a write
+	 * waits for it gets that write from the scan, never from the channel.
+	 * An ack nobody waits for any more is dropped by its origin.
+	 */
+	if (!live && strcmp(ev.origin, cl->node) == 0)
 		return;
 	if (strcmp(ev.origin, cl->node) == 0) {
 		struct cl_write *w = write_find(cl, ev.write_id);
@@ -816,6 +824,7 @@ static void sync_maybe_done(struct cluster *cl)
 		 (unsigned long long)(clock_mono_ms() - cl->sync_started_ms),
 		 cl->nlive, cl->nlive == 1 ? "" : "s");
 	cl->ever_ready = true;
+	cl->drop_logged = false;
 }
 
 static void on_sync_entry(redisAsyncContext *ac, void *reply, void *priv)
@@ -1084,10 +1093,13 @@ static void cl_drop(struct cluster *cl, const char *fmt, ...)
 			write_finish(w, CLUSTER_FAILED, "lost the connection to "
 				     "Redis; the write may or may not be stored");
 	}
-	if (cl->state != CLUSTER_DEGRADED || was_ready)
-		log_err("cluster: degraded: %s; serving what this node holds, "
-			"refusing writes, reconnecting", cl->cause);
-	cl->state = CLUSTER_DEGRADED;
+	if (was_ready || !cl->drop_logged)
+		log_err("cluster: %s: %s; serving what this node holds, refusing "
+			"writes, reconnecting", cl->ever_ready ? "degraded"
+			: "not ready", cl->cause);
+	cl->drop_logged = true;
+	/* A node that never loaded the set is still syncing, not degraded. */
+	cl->state = cl->ever_ready ? CLUSTER_DEGRADED : CLUSTER_SYNCING;
 	arm(cl->reconnect_ev, cl->backoff_ms);
 	cl->backoff_ms = cl->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
 							    : cl->backoff_ms * 2;
