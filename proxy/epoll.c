@@ -1,14 +1,14 @@
 /*
  * The epoll backend: readiness turned into the completion contract of
- * struct io_ops (worker.h), on one libevent event_base per worker thread.
+ * struct io_ops (io.h), on one libevent event_base per worker thread.
  *
- * Every operation conn.c starts becomes a record on its socket's side
- * record (struct eside, one per connection slot and side, in an array
- * parallel to w->conns): a pending receive, send or connect, which the
- * backend performs with non-blocking syscalls, or a result waiting to be
- * delivered. Nothing is delivered from inside the io_ops call that started
- * it (conn.c is not re-entrant): results queue on the side, and wait()
- * delivers them.
+ * Every operation a connection starts becomes a record on its socket's
+ * side record (struct eside, one per connection slot and side, in an array
+ * parallel to the worker's slab): a pending receive, send or connect,
+ * which the backend performs with non-blocking syscalls, or a result
+ * waiting to be delivered. Nothing is delivered from inside the io_ops
+ * call that started it (the connection code is not re-entrant): results
+ * queue on the side, and wait() delivers them.
  *
  * wait() turns:
  *   1. run: accept on ready listeners; attempt every operation on the ready
@@ -25,14 +25,14 @@
  * when an operation first would block, and stay registered while the
  * connection has operations in flight: a keep-alive connection costs no
  * epoll_ctl per request. Because every operation is attempted before it
- * waits, an edge that arrived while nothing waited is never lost. conn.c
- * closes a socket only when the connection has nothing in flight (and the
+ * waits, an edge that arrived while nothing waited is never lost. A
+ * connection closes a socket only when it has nothing in flight (and the
  * upstream socket after a failed connect), so a side's event is deleted
  * before delivering a failed connect, when cancelling, and after a
  * delivery leaves the connection with nothing in flight or frees it.
  *
  * Bounds: each side holds at most one receive, one send and one connect
- * (conn.c's contract), plus counts of finished shutdowns and cancels; the
+ * (io.h's contract), plus counts of finished shutdowns and cancels; the
  * ready and done lists are intrusive, so at most one entry per side.
  */
 #include <errno.h>
@@ -48,6 +48,7 @@
 
 #include "common/edge.h"
 #include "common/log.h"
+#include "proxy/io.h"
 #include "proxy/worker.h"
 
 #define NIL UINT32_MAX
@@ -200,7 +201,7 @@ static int side_reg(struct eside *e, int fd)
 }
 
 /* The side record of c's socket s, reset if it last served another life. */
-static struct eside *side_of(struct worker *w, struct conn *c, enum side s)
+static struct eside *side_of(struct worker *w, struct io_conn *c, enum side s)
 {
 	struct ep *ep = w->io_priv;
 	struct eside *e = side_at(ep, c->slot * 2 + (uint32_t)s);
@@ -268,7 +269,7 @@ static unsigned end_pending(struct ep *ep, struct eside *e, int res)
  * Always attempted first, later or not: an edge that came while no
  * receive was pending was dropped, so only an attempt can see its bytes.
  */
-static void ep_recv(struct worker *w, struct conn *c, enum side s, void *buf,
+static void ep_recv(struct worker *w, struct io_conn *c, enum side s, void *buf,
 		    size_t len, bool later)
 {
 	(void)later;
@@ -284,7 +285,7 @@ static void ep_recv(struct worker *w, struct conn *c, enum side s, void *buf,
 	ready_push(w->io_priv, e);
 }
 
-static void ep_send(struct worker *w, struct conn *c, enum side s,
+static void ep_send(struct worker *w, struct io_conn *c, enum side s,
 		    const void *buf, size_t len)
 {
 	struct eside *e = side_of(w, c, s);
@@ -298,7 +299,7 @@ static void ep_send(struct worker *w, struct conn *c, enum side s,
 	ready_push(w->io_priv, e);
 }
 
-static void ep_connect(struct worker *w, struct conn *c,
+static void ep_connect(struct worker *w, struct io_conn *c,
 		       const struct sockaddr *sa, socklen_t len)
 {
 	struct ep *ep = w->io_priv;
@@ -339,7 +340,7 @@ static void ep_connect(struct worker *w, struct conn *c,
  * on the next run pass, after others' results): at worst the caller sees
  * EAGAIN and polls again.
  */
-static void ep_poll(struct worker *w, struct conn *c, enum side s, bool out,
+static void ep_poll(struct worker *w, struct io_conn *c, enum side s, bool out,
 		    bool yield)
 {
 	struct ep *ep = w->io_priv;
@@ -366,7 +367,7 @@ static void ep_poll(struct worker *w, struct conn *c, enum side s, bool out,
 		end_pending(ep, e, rc);
 }
 
-static void ep_shutdown_wr(struct worker *w, struct conn *c, enum side s)
+static void ep_shutdown_wr(struct worker *w, struct io_conn *c, enum side s)
 {
 	struct eside *e = side_of(w, c, s);
 	int r = shutdown(c->fd[s], SHUT_WR) == 0 ? 0 : -errno;
@@ -374,7 +375,7 @@ static void ep_shutdown_wr(struct worker *w, struct conn *c, enum side s)
 	put_counted(w->io_priv, e, &e->nshut, e->shut_res, r);
 }
 
-static void ep_cancel(struct worker *w, struct conn *c, enum side s)
+static void ep_cancel(struct worker *w, struct io_conn *c, enum side s)
 {
 	struct ep *ep = w->io_priv;
 	struct eside *e = side_of(w, c, s);
@@ -390,14 +391,14 @@ static void ep_cancel(struct worker *w, struct conn *c, enum side s)
 static void attempt(struct ep *ep, struct eside *e)
 {
 	struct worker *w = ep->w;
-	struct conn *c = &w->conns[e->idx >> 1];
+	struct io_conn *c;
 	enum side s = (enum side)(e->idx & 1);
-	int fd = c->fd[s];
 	ssize_t n;
-	int rc;
+	int fd, rc;
 
-	if (!e->pend || c->state == ST_FREE || c->gen != e->gen)
+	if (!e->pend || !(c = io_conn_at(w, e->idx >> 1, e->gen)))
 		return;
+	fd = c->fd[s];
 	if (fd < 0) {
 		end_pending(ep, e, -EBADF);
 		return;
@@ -516,15 +517,15 @@ static void deliver(struct ep *ep, struct eside *e)
 	struct worker *w = ep->w;
 	uint32_t slot = e->idx >> 1;
 	enum side s = (enum side)(e->idx & 1);
-	struct conn *c = &w->conns[slot];
 
 	while (side_has_done(e)) {
+		struct io_conn *c = io_conn_at(w, slot, e->gen);
 		void *buf = NULL;
 		enum io_op op;
 		int res;
 
-		if (c->state == ST_FREE || c->gen != e->gen) {
-			/* Cannot happen with conn.c's inflight accounting. */
+		if (!c) {
+			/* Cannot happen with the connections' inflight accounting. */
 			pstats_add(w->stats, PS_STALE_CQE, 1);
 			if ((e->done & D_RECV) && e->rpooled)
 				bufpool_put(w, e->rbuf);
@@ -537,7 +538,7 @@ static void deliver(struct ep *ep, struct eside *e)
 			op = IO_CONNECT;
 			res = e->conn_res;
 			e->done &= (uint8_t)~D_CONNECT;
-			/* conn.c closes this socket and may reuse its number. */
+			/* The connection closes this socket and may reuse its number. */
 			if (res < 0)
 				side_unreg(e);
 		} else if (e->done & D_RECV) {
@@ -565,10 +566,8 @@ static void deliver(struct ep *ep, struct eside *e)
 				sizeof(e->cancel_res) - sizeof(e->cancel_res[0]));
 			e->ncancel--;
 		}
-		uint32_t gen = c->gen;
-		conn_complete(w, c, op, s, res, buf);
-		/* Freed, or nothing in flight: its sockets may close any time. */
-		if (c->state == ST_FREE || c->gen != gen || c->inflight == 0)
+		/* Nothing in flight (or freed): its sockets may close any time. */
+		if (!conn_complete(w, c, op, s, res, buf))
 			slot_unreg(ep, slot);
 	}
 }

@@ -26,9 +26,9 @@
 #include "proxy/acme_tls.h"
 #include "common/edge.h"
 #include "common/log.h"
+#include "proxy/conn.h"
 #include "proxy/worker.h"
 
-#define LOOP_TICK_MS 100
 #define RETIRE_MS 2000
 #define LISTEN_BACKLOG 4096
 
@@ -110,14 +110,7 @@ static int worker_setup(struct proxy *px, struct worker *w, unsigned id,
 	w->now_ms = clock_mono_ms();
 	w->reserve = cfg->proxy.max_connections / 16 < 64 ? 64
 			: cfg->proxy.max_connections / 16;
-	w->nconns_cap = cfg->proxy.max_connections + w->reserve;
-	w->conns = calloc(w->nconns_cap, sizeof(*w->conns));
-	w->free_slots = calloc(w->nconns_cap, sizeof(*w->free_slots));
-	BUG_ON(!w->conns || !w->free_slots);
-	/* Low slots first: the hot part of the slab stays small. */
-	for (uint32_t i = 0; i < w->nconns_cap; i++)
-		w->free_slots[i] = w->nconns_cap - 1 - i;
-	w->nfree = w->nconns_cap;
+	conn_slab_init(w, cfg->proxy.max_connections + w->reserve);
 
 	w->nlisteners = (unsigned)(cfg->proxy.nhttp + cfg->proxy.nhttps);
 	w->listeners = calloc(w->nlisteners ? w->nlisteners : 1,
@@ -145,29 +138,6 @@ static int worker_setup(struct proxy *px, struct worker *w, unsigned id,
 	return 0;
 }
 
-/*
- * The ring is made by the thread that uses it: io_uring ties a registered
- * ring fd, SINGLE_ISSUER and DEFER_TASKRUN to the creating task. The
- * outcome is reported back so that a worker that cannot start stops the
- * process with its one-line reason.
- */
-static int worker_start_io(struct worker *w)
-{
-	struct proxy *px = w->px;
-	char err[256];
-	int rc = w->io->init(w, err, sizeof(err));
-
-	if (rc)
-		log_err("proxy: %s", err);
-	pthread_mutex_lock(&px->start_mu);
-	px->started++;
-	if (rc)
-		px->start_failed++;
-	pthread_cond_signal(&px->start_cv);
-	pthread_mutex_unlock(&px->start_mu);
-	return rc;
-}
-
 static void worker_teardown(struct worker *w)
 {
 	if (w->io_priv)
@@ -186,55 +156,7 @@ static void worker_teardown(struct worker *w)
 		close(w->pipes[w->npipes].fd[1]);
 	}
 	free(w->listeners);
-	free(w->conns);
-	free(w->free_slots);
-}
-
-static bool listeners_armed(const struct worker *w)
-{
-	for (unsigned i = 0; i < w->nlisteners; i++)
-		if (w->listeners[i].armed)
-			return true;
-	return false;
-}
-
-void *worker_main(void *arg)
-{
-	struct worker *w = arg;
-	struct proxy *px = w->px;
-
-	if (worker_start_io(w) != 0)
-		return NULL;
-	log_batch(true);
-	for (unsigned i = 0; i < w->nlisteners; i++)
-		w->io->accept(w, i);
-	for (;;) {
-		struct live_cfg *cur = atomic_load(&px->live);
-
-		if (cur != w->lc) {
-			live_cfg_put(w->lc);
-			w->lc = live_cfg_get(px);
-		}
-		if (atomic_load(&px->stop) && !w->draining) {
-			w->draining = true;
-			w->stop_deadline_ms = w->now_ms + w->lc->cfg->proxy.grace_ms;
-			for (unsigned i = 0; i < w->nlisteners; i++)
-				if (w->listeners[i].armed)
-					w->io->accept_stop(w, i);
-			worker_drain(w, false);
-		}
-		if (w->draining) {
-			if (w->now_ms >= w->stop_deadline_ms)
-				worker_drain(w, true);
-			if (w->active == 0 && !listeners_armed(w))
-				break;
-		}
-		w->io->wait(w, LOOP_TICK_MS);
-		worker_tick(w);
-		log_flush();
-	}
-	log_batch(false);
-	return NULL;
+	conn_slab_free(w);
 }
 
 static void reload(struct proxy *px, struct retired *ret, size_t *nret)

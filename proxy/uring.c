@@ -3,11 +3,10 @@
  * submission per loop turn (io_uring_submit_and_wait_timeout), and all
  * completions of a turn handled before the ring's CQ head moves.
  *
- * user_data packs op:8 | side:1 | gen:23 | slot:32 (for accepts, slot is
- * the listener index). A completion whose generation no longer matches its
- * slot is stale: counted and dropped. With inflight accounting in conn.c
- * that should never happen; the check keeps a bug from becoming a
- * use-after-free.
+ * user_data is io.h's encoding. A completion whose generation no longer
+ * matches its slot is stale: counted and dropped. With the connections'
+ * inflight accounting that should never happen; the check keeps a bug
+ * from becoming a use-after-free.
  *
  * Relay receives take their buffer from a provided-buffer ring (group
  * BGID): the kernel picks one only when bytes arrive, so the thousands of
@@ -16,7 +15,7 @@
  * the start of each loop turn -> a connection (recv completion carrying
  * IORING_CQE_F_BUFFER) -> the kernel while sent -> the pool again
  * (bufpool_put once its direction drained). An empty ring makes a receive
- * fail with -ENOBUFS; conn.c then receives into a buffer of its own, and
+ * fail with -ENOBUFS; the relay then receives into a buffer of its own, and
  * the stock doubles (up to the ring's size) so it happens rarely.
  */
 #include <errno.h>
@@ -31,6 +30,7 @@
 
 #include "common/edge.h"
 #include "common/log.h"
+#include "proxy/io.h"
 #include "proxy/worker.h"
 
 #define RING_ENTRIES 4096
@@ -51,13 +51,6 @@ struct uring {
 	void *bufs[BR_ENTRIES];		/* id -> the buffer given to the ring */
 };
 
-static inline uint64_t ud_pack(enum io_op op, enum side s, uint32_t gen,
-			       uint32_t slot)
-{
-	return (uint64_t)op << 56 | (uint64_t)(s & 1) << 55 |
-	       (uint64_t)(gen & 0x7fffff) << 32 | slot;
-}
-
 static struct io_uring_sqe *get_sqe(struct worker *w)
 {
 	struct uring *u = w->io_priv;
@@ -72,12 +65,12 @@ static struct io_uring_sqe *get_sqe(struct worker *w)
 	return sqe;
 }
 
-static struct io_uring_sqe *conn_sqe(struct worker *w, struct conn *c,
+static struct io_uring_sqe *conn_sqe(struct worker *w, struct io_conn *c,
 				     enum io_op op, enum side s)
 {
 	struct io_uring_sqe *sqe = get_sqe(w);
 
-	io_uring_sqe_set_data64(sqe, ud_pack(op, s, c->gen, c->slot));
+	io_uring_sqe_set_data64(sqe, io_ud(op, s, c->gen, c->slot));
 	return sqe;
 }
 
@@ -276,7 +269,7 @@ static void uring_accept(struct worker *w, unsigned li)
 
 	io_uring_prep_multishot_accept(sqe, w->listeners[li].fd, NULL, NULL,
 				       SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, ud_pack(IO_ACCEPT, 0, 0, li));
+	io_uring_sqe_set_data64(sqe, io_ud(IO_ACCEPT, 0, 0, li));
 	w->listeners[li].armed = true;
 }
 
@@ -286,14 +279,14 @@ static void uring_accept_stop(struct worker *w, unsigned li)
 
 	io_uring_prep_cancel_fd(sqe, w->listeners[li].fd, IORING_ASYNC_CANCEL_ALL);
 	/* Its own completion carries nothing we need. */
-	io_uring_sqe_set_data64(sqe, ud_pack(IO_TICK, 0, 0, 0));
+	io_uring_sqe_set_data64(sqe, io_ud(IO_IGNORE, 0, 0, 0));
 }
 
 /*
  * later skips the receive attempt that would fail with EAGAIN before the
  * poll is armed (perf: ~3 % of the CPU of keep-alive HTTP-01 answers).
  */
-static void uring_recv(struct worker *w, struct conn *c, enum side s,
+static void uring_recv(struct worker *w, struct io_conn *c, enum side s,
 		       void *buf, size_t len, bool later)
 {
 	struct io_uring_sqe *sqe = conn_sqe(w, c, IO_RECV, s);
@@ -307,14 +300,14 @@ static void uring_recv(struct worker *w, struct conn *c, enum side s,
 	}
 }
 
-static void uring_send(struct worker *w, struct conn *c, enum side s,
+static void uring_send(struct worker *w, struct io_conn *c, enum side s,
 		       const void *buf, size_t len)
 {
 	io_uring_prep_send(conn_sqe(w, c, IO_SEND, s), c->fd[s], buf, len,
 			   MSG_NOSIGNAL);
 }
 
-static void uring_connect(struct worker *w, struct conn *c,
+static void uring_connect(struct worker *w, struct io_conn *c,
 			  const struct sockaddr *sa, socklen_t len)
 {
 	io_uring_prep_connect(conn_sqe(w, c, IO_CONNECT, SIDE_UPSTREAM),
@@ -322,37 +315,39 @@ static void uring_connect(struct worker *w, struct conn *c,
 }
 
 /* A poll request looks at the socket when armed: a yield needs nothing more. */
-static void uring_poll(struct worker *w, struct conn *c, enum side s, bool out,
-		       bool yield)
+static void uring_poll(struct worker *w, struct io_conn *c, enum side s,
+		       bool out, bool yield)
 {
 	(void)yield;
 	io_uring_prep_poll_add(conn_sqe(w, c, out ? IO_POLL_OUT : IO_POLL_IN, s),
 			       c->fd[s], out ? POLLOUT : POLLIN);
 }
 
-static void uring_shutdown_wr(struct worker *w, struct conn *c, enum side s)
+static void uring_shutdown_wr(struct worker *w, struct io_conn *c,
+			      enum side s)
 {
 	io_uring_prep_shutdown(conn_sqe(w, c, IO_SHUTDOWN, s), c->fd[s], SHUT_WR);
 }
 
 /*
- * Cancels by user_data, one request each: conn.c's busy flags say which
- * are in flight. Cancelling by descriptor would be one SQE, but the kernel
- * then walks every bucket of the ring's poll table per cancel (profiled:
- * 4 % of the proxy's CPU on new :443 connections), where a user_data
- * lookup is one hashed bucket. The last SQE carries IO_CANCEL, the one
- * completion conn.c counts; the others' completions are dropped.
+ * Cancels by user_data, one request each: c->pend says which are in
+ * flight. Cancelling by descriptor would be one SQE, but the kernel then
+ * walks every bucket of the ring's poll table per cancel (profiled: 4 % of
+ * the proxy's CPU on new :443 connections), where a user_data lookup is
+ * one hashed bucket. The last SQE carries IO_CANCEL, the one completion
+ * the connection counts; the others' completions are ignored.
  */
-static void uring_cancel(struct worker *w, struct conn *c, enum side s)
+static void uring_cancel(struct worker *w, struct io_conn *c, enum side s)
 {
+	const struct io_pending *p = &c->pend[s];
 	enum io_op ops[3];
 	unsigned n = 0;
 
-	if (c->recv_busy[s])
-		ops[n++] = c->recv_poll[s] ? IO_POLL_IN : IO_RECV;
-	if (c->send_busy[s])
-		ops[n++] = c->send_poll[s] ? IO_POLL_OUT : IO_SEND;
-	if (s == SIDE_UPSTREAM && c->connect_busy)
+	if (p->recv)
+		ops[n++] = (enum io_op)p->recv;
+	if (p->send)
+		ops[n++] = (enum io_op)p->send;
+	if (p->connect)
 		ops[n++] = IO_CONNECT;
 	if (n == 0) {
 		io_uring_prep_nop(conn_sqe(w, c, IO_CANCEL, s));
@@ -361,23 +356,22 @@ static void uring_cancel(struct worker *w, struct conn *c, enum side s)
 	for (unsigned i = 0; i < n; i++) {
 		struct io_uring_sqe *sqe = get_sqe(w);
 
-		io_uring_prep_cancel64(sqe, ud_pack(ops[i], s, c->gen, c->slot), 0);
+		io_uring_prep_cancel64(sqe, io_ud(ops[i], s, c->gen, c->slot), 0);
 		io_uring_sqe_set_data64(sqe, i + 1 == n
-					? ud_pack(IO_CANCEL, s, c->gen, c->slot)
-					: ud_pack(IO_TICK, 0, 0, 0));
+					? io_ud(IO_CANCEL, s, c->gen, c->slot)
+					: io_ud(IO_IGNORE, 0, 0, 0));
 	}
 }
 
 static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
 {
 	uint64_t ud = io_uring_cqe_get_data64(cqe);
-	enum io_op op = (enum io_op)(ud >> 56);
-	enum side s = (enum side)((ud >> 55) & 1);
-	uint32_t gen = (uint32_t)(ud >> 32) & 0x7fffff;
-	uint32_t slot = (uint32_t)ud;
+	enum io_op op = io_ud_op(ud);
+	enum side s = io_ud_side(ud);
+	uint32_t slot = io_ud_slot(ud);
 	struct uring *u = w->io_priv;
 	void *buf = NULL;
-	struct conn *c;
+	struct io_conn *c;
 
 	if (op == IO_RECV) {
 		if (cqe->flags & IORING_CQE_F_BUFFER) {
@@ -390,7 +384,7 @@ static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
 			u->nobufs = true;
 		}
 	}
-	if (op == IO_TICK)
+	if (op == IO_IGNORE)
 		return;
 	if (op == IO_ACCEPT) {
 		if (slot >= w->nlisteners)
@@ -404,8 +398,8 @@ static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
 			worker_accept_ended(w, slot);
 		return;
 	}
-	c = slot < w->nconns_cap ? &w->conns[slot] : NULL;
-	if (!c || c->gen != gen || c->state == ST_FREE) {
+	c = io_conn_at(w, slot, io_ud_gen(ud));
+	if (!c) {
 		pstats_add(w->stats, PS_STALE_CQE, 1);
 		bufpool_put(w, buf);
 		return;

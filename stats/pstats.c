@@ -26,11 +26,19 @@ struct pstats_hdr {
 	char backend[20];
 } __attribute__((aligned(64)));
 
+/*
+ * What the header says, copied once it is validated: the proxy (or anyone
+ * who can write the file) may change the header after that, and a reader
+ * that took nworkers from the mapping again would walk off its end.
+ */
 struct pstats {
 	uint8_t *base;
 	size_t len;
 	struct pstats_hdr *hdr;
 	struct pstats_worker *workers;
+	unsigned nworkers;
+	int64_t started_ms;
+	char backend[sizeof(((struct pstats_hdr *)0)->backend)];
 };
 
 static const char *const metric_names[PS_COUNT] = {
@@ -42,6 +50,15 @@ static const char *const metric_names[PS_COUNT] = {
 void pstats_path(const char *store_path, char *buf, size_t cap)
 {
 	snprintf(buf, cap, "%s.proxy", store_path);
+}
+
+/* Takes the validated header's values into private memory (see struct pstats). */
+static void keep_header(struct pstats *ps, const struct pstats_hdr *hdr)
+{
+	ps->nworkers = hdr->nworkers;
+	ps->started_ms = hdr->started_ms;
+	memcpy(ps->backend, hdr->backend, sizeof(ps->backend));
+	ps->backend[sizeof(ps->backend) - 1] = '\0';
 }
 
 static size_t total_size(unsigned nworkers)
@@ -95,6 +112,7 @@ int pstats_create(const char *path, unsigned nworkers, const char *backend,
 	ps->hdr->started_ms = clock_wall_ms();
 	ps->hdr->pid = (int32_t)getpid();
 	snprintf(ps->hdr->backend, sizeof(ps->hdr->backend), "%s", backend);
+	keep_header(ps, ps->hdr);
 	/* Readers find a complete header or no file: rename last. */
 	if (rename(tmp, path) != 0) {
 		rc = -errno;
@@ -145,6 +163,7 @@ int pstats_open(const char *path, struct pstats **out, char *err, size_t errlen)
 	}
 	ps->hdr = (struct pstats_hdr *)ps->base;
 	ps->workers = (struct pstats_worker *)(ps->base + sizeof(struct pstats_hdr));
+	keep_header(ps, &hdr);
 	*out = ps;
 	return 0;
 }
@@ -159,7 +178,7 @@ void pstats_close(struct pstats *ps)
 
 struct pstats_worker *pstats_worker(struct pstats *ps, unsigned i)
 {
-	BUG_ON(i >= ps->hdr->nworkers);
+	BUG_ON(i >= ps->nworkers);
 	return &ps->workers[i];
 }
 
@@ -190,24 +209,24 @@ void pstats_hit(struct pstats_worker *w, uint8_t kind, const char *key,
 
 unsigned pstats_nworkers(const struct pstats *ps)
 {
-	return ps->hdr->nworkers;
+	return ps->nworkers;
 }
 
 const char *pstats_backend(const struct pstats *ps)
 {
-	return ps->hdr->backend;
+	return ps->backend;
 }
 
 int64_t pstats_started_ms(const struct pstats *ps)
 {
-	return ps->hdr->started_ms;
+	return ps->started_ms;
 }
 
 uint64_t pstats_sum(const struct pstats *ps, enum pstat s)
 {
 	uint64_t sum = 0;
 
-	for (unsigned i = 0; i < ps->hdr->nworkers; i++)
+	for (unsigned i = 0; i < ps->nworkers; i++)
 		sum += atomic_load_explicit(&ps->workers[i].c[s],
 					    memory_order_relaxed);
 	return sum;
@@ -252,7 +271,7 @@ bool pstats_last_hit(const struct pstats *ps, uint8_t kind, const char *key,
 
 	if (key_len > PSTATS_KEY_MAX)
 		return false;
-	for (unsigned i = 0; i < ps->hdr->nworkers; i++) {
+	for (unsigned i = 0; i < ps->nworkers; i++) {
 		for (unsigned j = 0; j < PSTATS_HITS; j++) {
 			if (!hit_read(&ps->workers[i].hits[j], &h))
 				continue;

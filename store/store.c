@@ -50,14 +50,23 @@
 #define READ_RETRIES 64		/* seqlock retries on one slot */
 #define LOOKUP_RETRIES 8	/* whole-probe retries when mutations moved */
 
+/*
+ * Everything that says where things are in the mapping is copied here from
+ * the header once it is validated, and only these copies are used after:
+ * the header stays writable by the writer (and by anyone who can write the
+ * file), so a field read twice may change between the check and the use,
+ * and an offset taken from it would send a reader outside the mapping.
+ */
 struct store {
 	int fd;
 	int lock_fd;			/* writer only */
 	bool writer;
 	uint8_t *base;
 	size_t map_len;
-	struct store_hdr *hdr;
+	struct store_hdr *hdr;		/* counters and flags only, never offsets */
 	struct store_slot *slots;
+	uint64_t index_off[2];
+	uint64_t hash_seed;
 	uint32_t capacity;		/* live entries at most */
 	uint32_t nslots;		/* capacity + 1: a replace always has room */
 	uint32_t mask;			/* nbuckets - 1 */
@@ -104,7 +113,7 @@ static uint64_t key_hash(uint64_t seed, enum store_kind kind, const char *key,
 
 static uint32_t *index_cells(const struct store *st, uint32_t which)
 {
-	return (uint32_t *)(st->base + st->hdr->index_off[which & 1]);
+	return (uint32_t *)(st->base + st->index_off[which & 1]);
 }
 
 static _Atomic uint32_t *cell_at(uint32_t *cells, uint32_t i)
@@ -197,7 +206,7 @@ static int index_find(const struct store *st, enum store_kind kind,
 	uint32_t which = atomic_load_explicit(&((struct store_hdr *)h)->active_index,
 					      memory_order_acquire);
 	uint32_t *cells = index_cells(st, which);
-	uint32_t i = (uint32_t)key_hash(h->hash_seed, kind, key, key_len) & st->mask;
+	uint32_t i = (uint32_t)key_hash(st->hash_seed, kind, key, key_len) & st->mask;
 	uint32_t first_free = UINT32_MAX;
 
 	for (uint32_t n = 0; n <= st->mask; n++, i = (i + 1) & st->mask) {
@@ -264,16 +273,23 @@ int store_iterate(const struct store *st, int64_t now_ms,
 	return 0;
 }
 
+/* A count from the header, which another process may have scribbled on. */
+static uint32_t count_at_most(const _Atomic uint32_t *c, uint32_t max)
+{
+	uint32_t v = atomic_load_explicit(c, memory_order_relaxed);
+
+	return v < max ? v : max;
+}
+
 void store_get_stats(const struct store *st, struct store_stats *out)
 {
 	struct store_hdr *h = st->hdr;
 
 	out->capacity = st->capacity;
-	out->used = atomic_load_explicit(&h->used, memory_order_relaxed);
-	out->used_http01 = atomic_load_explicit(&h->used_kind[STORE_HTTP01],
-						memory_order_relaxed);
-	out->used_tlsalpn01 = atomic_load_explicit(&h->used_kind[STORE_TLSALPN01],
-						   memory_order_relaxed);
+	out->used = count_at_most(&h->used, st->capacity);
+	out->used_http01 = count_at_most(&h->used_kind[STORE_HTTP01], st->capacity);
+	out->used_tlsalpn01 = count_at_most(&h->used_kind[STORE_TLSALPN01],
+					    st->capacity);
 	out->puts = atomic_load_explicit(&h->next_version, memory_order_relaxed) - 1;
 }
 
@@ -355,7 +371,7 @@ static void index_rebuild(struct store *st, int64_t now_ms)
 		}
 		if (e[0].version > max_version)
 			max_version = e[0].version;
-		uint32_t i = (uint32_t)key_hash(h->hash_seed, e[0].kind, e[0].key,
+		uint32_t i = (uint32_t)key_hash(st->hash_seed, e[0].kind, e[0].key,
 						 e[0].key_len) & st->mask;
 		for (;; i = (i + 1) & st->mask) {
 			uint32_t c = cells[i];
@@ -623,6 +639,9 @@ static int map_store(struct store *st, int prot, char *err, size_t errlen,
 	}
 	st->hdr = (struct store_hdr *)st->base;
 	st->slots = (struct store_slot *)(st->base + soff);
+	st->index_off[0] = off0;
+	st->index_off[1] = off1;
+	st->hash_seed = hdr.hash_seed;
 	st->capacity = hdr.capacity;
 	st->nslots = hdr.capacity + 1;
 	st->mask = hdr.nbuckets - 1;

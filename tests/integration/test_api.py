@@ -1448,6 +1448,93 @@ class ApiTest(unittest.TestCase):
         self.assertEqual(self.put_http01(tok).status, 201)
         self.assertIsNotNone(self.probe.lookup("http-01", tok))
 
+    # ==== hardening: regressions ==========================================================
+
+    def raw_exchange(self, data, method, route, timeout=10):
+        """Sends raw request bytes on a new connection; returns the reply,
+        counted under route."""
+        c = RawConn(self.srv.port, timeout=timeout)
+        self.closers.append(c.close)
+        try:
+            c.send(data)
+            status, reason = c.read_status()
+            r = c.read_rest(status, reason, method)
+        except (OSError, EOFError) as e:
+            raise AssertionError("%r: %r (server alive: %s)" % (
+                data[:80], e, self.srv.alive()))
+        finally:
+            c.close()
+        self.expected[(route, r.status)] += 1
+        return r
+
+    @staticmethod
+    def raw_head(method, target, client=None, body=b"", ctype=None):
+        lines = [method.encode() + b" " + target + b" HTTP/1.1", b"Host: 127.0.0.1"]
+        if client:
+            lines.append(b"Authorization: Bearer " + BEARER[client].encode())
+        if ctype:
+            lines.append(b"Content-Type: " + ctype.encode())
+        if body or method in ("PUT", "POST"):
+            lines.append(b"Content-Length: %d" % len(body))
+        return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+    def test_request_text_that_is_not_utf8_never_kills_the_api(self):
+        # Error details quote the request (path, identifier, query key,
+        # JSON key, jansson's message); jansson refuses text that is not
+        # UTF-8, and the API used to abort on that. Each of these once
+        # killed it; now each gets its JSON error, with the bytes escaped.
+        tok = new_token()
+        ka = keyauth(tok).encode()
+        cut = b"a" * 198 + "\u00e9".encode()       # %.200s cuts inside the e-acute
+        long_key = ("\u00e9" * 300).encode()       # cut inside a character
+        cases = [
+            # (method, target, client, body, status, word, route, in detail)
+            ("GET", b"/\xff", None, b"", 404, "no_such_route", "other", "\\xff"),
+            ("GET", b"/\xc3", None, b"", 404, "no_such_route", "other", "\\xc3"),
+            ("GET", b"/" + cut, None, b"", 404, "no_such_route", "other", "aaa"),
+            ("DELETE", b"/v1/http-01/\xfe", None, b"", 401, "unauthorized",
+             "delete_http01", None),
+            ("DELETE", b"/v1/tls-alpn-01/%FF", "admin", b"", 400, "bad_identifier",
+             "delete_tlsalpn01", "\\xff"),
+            ("PUT", b"/v1/tls-alpn-01/" + b"a" * 259 + b"%C3%A9", "admin", ka, 400,
+             "bad_identifier", "put_tlsalpn01", "aaa"),
+            ("PUT", b"/v1/http-01/" + tok.encode() + b"?\xff=1", "admin", ka, 400,
+             "bad_query", "put_http01", "\\xff"),
+            ("PUT", b"/v1/http-01/" + tok.encode() + b"?identifier=%FF", "admin", ka,
+             400, "bad_identifier", "put_http01", "\\xff"),
+            ("PUT", b"/v1/http-01/" + tok.encode(), "admin",
+             b'{"' + long_key + b'": 1}', 400, "bad_json", "put_http01", "\\xc3"),
+            ("PUT", b"/v1/http-01/" + tok.encode(), "admin",
+             b'{"key_authorization": \xff\xfe}', 400, "bad_json", "put_http01", None),
+        ]
+        before = self.snapshot()
+        for method, target, client, body, status, word, route, shown in cases:
+            with self.subTest(target=target[:40]):
+                r = self.raw_exchange(self.raw_head(method, target, client, body),
+                                      method, route)
+                self.assertEqual(r.status, status, r)
+                j = json.loads(r.body.decode("utf-8"))      # strict UTF-8
+                self.assertEqual(set(j), {"error", "detail"}, r)
+                self.assertEqual(j["error"], word, r)
+                self.assertTrue(j["detail"].isascii(), r)
+                if shown:
+                    self.assertIn(shown, j["detail"], r)
+        self.assertTrue(self.srv.alive(), "the API died")
+        self.assertEqual(self.request("GET", "/healthz", client=None).status, 200)
+        self.assertEqual(before, self.snapshot())
+
+    def test_nul_in_a_query_value_is_refused(self):
+        # "%00" in a query value used to end the value there, so
+        # identifier=www.example.com%00.evil.org stored the token bound to
+        # www.example.com; a value is now taken whole or refused.
+        for q in ("identifier=www.example.com%00.evil.org",
+                  "identifier=www.example.com&ttl=60%00junk"):
+            tok = new_token()
+            self.expect_error(400, "bad_query", "PUT",
+                              "/v1/http-01/%s?%s" % (tok, q), body=keyauth(tok),
+                              client="certbot")
+            self.assertIsNone(self.probe.lookup("http-01", tok))
+
     # ==== PUT latency ========================================================================
 
     def test_put_latency(self):

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Checks every quoted #include in the tree against the layers of
-docs/ARCHITECTURE.md: a part includes only itself and the parts below it.
+docs/ARCHITECTURE.md: a part includes only itself and the parts below it,
+and a few files (FILE_RULES) only some headers of their own part.
 
 The build enforces the same rule through include paths (a part reaches
 another's headers only by linking its library); this check covers what a
@@ -24,6 +25,18 @@ ALLOWED = {
     "proxy": {"common", "wire", "store", "stats"},
     "solver-api": {"common", "store", "stats"},
     "cmd": {"common", "wire", "store", "stats", "proxy", "solver-api"},
+}
+# Files held to less of their own part than the rest of it: file -> (the
+# headers of its own part it may include, why). The I/O backends know a
+# connection only through the contract in proxy/io.h, never proxy/conn.h;
+# the headers they include are held to it too, so that nothing reaches
+# them second-hand.
+BACKEND = "an I/O backend knows connections only through proxy/io.h"
+FILE_RULES = {
+    "proxy/uring.c": ({"proxy/io.h", "proxy/worker.h"}, BACKEND),
+    "proxy/epoll.c": ({"proxy/io.h", "proxy/worker.h"}, BACKEND),
+    "proxy/worker.h": ({"proxy/io.h"}, "the I/O backends include it"),
+    "proxy/io.h": (set(), "the I/O backends include it"),
 }
 # Tests may include any part, and headers beside them by bare name.
 TEST_DIRS = ("tests/",)
@@ -67,6 +80,12 @@ def check(top):
                     continue
                 elif target != part and target not in ALLOWED[part]:
                     bad.append(f"{where}: {part} may not include {target}")
+                elif target == part and rel in FILE_RULES and \
+                        inc not in FILE_RULES[rel][0]:
+                    allowed, why = FILE_RULES[rel]
+                    only = ", ".join(sorted(allowed)) or "nothing"
+                    bad.append(f"{where}: {rel} may include of {part} only "
+                               f"{only} ({why})")
     return bad
 
 

@@ -1,0 +1,144 @@
+#include "proxy/upstream.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/edge.h"
+#include "common/log.h"
+#include "proxy/answer.h"
+#include "proxy/relay.h"
+#include "wire/proxy_hdr.h"
+
+static const struct cfg_addr *route_servers(const struct conn *c, size_t *n)
+{
+	if (!c->route) {
+		*n = 0;
+		return NULL;
+	}
+	*n = c->https ? c->route->nhttps : c->route->nhttp;
+	return c->https ? c->route->https : c->route->http;
+}
+
+static void upstream_failed(struct worker *w, struct conn *c)
+{
+	pstats_add(w->stats, PS_UPSTREAM_UNREACHABLE, 1);
+	log_ratelimited(&conn_lim_peer, LOG_LVL_WARN,
+			"proxy: every %s upstream of route %s failed",
+			c->https ? "https" : "http", c->route->name);
+	if (c->https)
+		conn_close(w, c, -1);
+	else
+		answer_http_error(w, c, 502, "Bad Gateway", -1);
+}
+
+static void connect_next(struct worker *w, struct conn *c)
+{
+	size_t n;
+	const struct cfg_addr *servers = route_servers(c, &n);
+	const struct cfg_addr *a;
+	int one = 1, fd;
+
+	if (c->io.fd[SIDE_UPSTREAM] >= 0) {
+		close(c->io.fd[SIDE_UPSTREAM]);
+		c->io.fd[SIDE_UPSTREAM] = -1;
+	}
+	if (c->attempts >= n) {
+		upstream_failed(w, c);
+		return;
+	}
+	a = &servers[(c->server_next + c->attempts) % n];
+	c->attempts++;
+	fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+	if (fd < 0) {
+		log_err("proxy: socket: %s", strerror(errno));
+		upstream_failed(w, c);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->io.fd[SIDE_UPSTREAM] = fd;
+	timer_arm(w, c, TL_CONNECT);
+	op_connect(w, c, (const struct sockaddr *)&a->sa, a->len);
+}
+
+/*
+ * The connection keeps a reference to the config snapshot the route lives
+ * in, so a reload while it connects cannot free it.
+ */
+void upstream_forward(struct worker *w, struct conn *c, const char *name,
+		      size_t name_len)
+{
+	size_t n;
+
+	if (!c->lc) {
+		c->lc = w->lc;
+		atomic_fetch_add(&c->lc->refs, 1);
+	}
+	c->route = cfg_route_for(c->lc->cfg, name, name_len);
+	route_servers(c, &n);
+	if (n == 0) {
+		log_ratelimited(&conn_lim_peer, LOG_LVL_INFO,
+				"proxy: no %s upstream for \"%.*s\"",
+				c->https ? "https" : "http", (int)name_len, name);
+		if (c->https)
+			conn_close(w, c, PS_CLOSE_NO_ROUTE);
+		else
+			answer_http_error(w, c, 502, "Bad Gateway",
+					  PS_CLOSE_NO_ROUTE);
+		return;
+	}
+	/* Round-robin per worker: a shared counter would be a shared write. */
+	c->server_next = (uint32_t)(w->now_ms + c->io.slot) % (uint32_t)n;
+	c->attempts = 0;
+	c->state = ST_CONNECTING;
+	connect_next(w, c);
+}
+
+/*
+ * Connected: the PROXY header (if the route wants one) and every byte read
+ * from the client so far go first, then the relay takes over.
+ */
+static void on_connected(struct worker *w, struct conn *c)
+{
+	uint8_t *buf = relay_start_buf(w, c);
+	uint32_t n = 0;
+
+	pstats_add(w->stats, c->https ? PS_RELAYED_HTTPS : PS_RELAYED_HTTP, 1);
+	if (c->route->proxy_protocol != PP_OFF) {
+		socklen_t llen = sizeof(c->local);
+		if (c->local.ss_family == AF_UNSPEC)
+			getsockname(c->io.fd[SIDE_CLIENT],
+				    (struct sockaddr *)&c->local, &llen);
+		int r = c->route->proxy_protocol == PP_V1
+			? proxy_hdr_write_v1((char *)buf, RELAY_BUF, conn_peer(c),
+					     (struct sockaddr *)&c->local)
+			: proxy_hdr_write_v2(buf, RELAY_BUF, conn_peer(c),
+					     (struct sockaddr *)&c->local);
+		BUG_ON(r < 0);
+		n = (uint32_t)r;
+	}
+	BUG_ON(n + c->in_len > RELAY_BUF);
+	memcpy(buf + n, c->in, c->in_len);
+	pstats_add(w->stats, PS_BYTES_TO_UPSTREAM, c->in_len);
+	n += c->in_len;
+	FREE_NULL(c->in);
+	c->in_len = c->in_cap = 0;
+	live_cfg_put(c->lc);
+	c->lc = NULL;
+	c->route = NULL;
+	relay_start(w, c, n);
+}
+
+void upstream_connected(struct worker *w, struct conn *c, int res)
+{
+	if (res < 0) {
+		pstats_add(w->stats, res == -ECANCELED ? PS_UPSTREAM_CONNECT_TIMEOUT
+						       : PS_UPSTREAM_CONNECT_FAILED, 1);
+		connect_next(w, c);
+		return;
+	}
+	on_connected(w, c);
+}

@@ -1,0 +1,226 @@
+/*
+ * A worker's loop and what the backend reports of its listeners: taking
+ * accepted connections in (making room at the cap), running out
+ * deadlines, and draining on a graceful stop.
+ */
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/edge.h"
+#include "common/ident.h"
+#include "common/log.h"
+#include "proxy/conn.h"
+#include "proxy/peek.h"
+#include "proxy/worker.h"
+
+#define LOOP_TICK_MS 100
+
+/* ---- accepting -------------------------------------------------------- */
+
+static bool peer_trusted(const struct cfg *cfg, const struct sockaddr *sa)
+{
+	for (size_t i = 0; i < cfg->proxy.ntrusted_proxies; i++)
+		if (cidr_match(&cfg->proxy.trusted_proxies[i], sa))
+			return true;
+	return false;
+}
+
+/*
+ * At the cap, the oldest connection still peeking makes room: it has not
+ * shown itself to be anything yet, and a validator's connection must not
+ * be starved by idle or slow ones. Relayed connections are never evicted.
+ */
+static struct conn *evict_for(struct worker *w)
+{
+	struct conn *victim = w->timers[TL_PEEK].head;
+
+	while (victim && victim->state != ST_PEEK)
+		victim = victim->tnext;
+	if (victim)
+		conn_close(w, victim, PS_CLOSE_EVICTED);
+	return conn_alloc(w);
+}
+
+void worker_accepted(struct worker *w, unsigned li, int fd)
+{
+	const struct listener *l = &w->listeners[li];
+	struct conn *c;
+
+	pstats_add(w->stats, l->https ? PS_ACCEPTED_HTTPS : PS_ACCEPTED_HTTP, 1);
+	uint32_t cap = w->lc->cfg->proxy.max_connections;
+	if (cap > w->nconns_cap - w->reserve)
+		cap = w->nconns_cap - w->reserve;
+	c = w->active >= cap ? evict_for(w) : conn_alloc(w);
+	if (!c) {
+		pstats_add(w->stats, PS_CLOSE_OVER_CAP, 1);
+		close(fd);
+		return;
+	}
+	c->io.fd[SIDE_CLIENT] = fd;
+	c->https = l->https;
+	c->listener = (uint8_t)li;
+	c->state = ST_PEEK;
+	/* TCP_NODELAY comes from the listener: Linux copies it on accept. */
+	if (w->lc->cfg->proxy.ntrusted_proxies) {
+		if (conn_peer(c)->sa_family == AF_UNSPEC) {
+			conn_close(w, c, PS_CLOSE_RESET);
+			return;
+		}
+		c->trusted = peer_trusted(w->lc->cfg, conn_peer(c));
+	}
+	timer_arm(w, c, TL_PEEK);
+	peek_more(w, c);
+}
+
+void worker_accept_ended(struct worker *w, unsigned li)
+{
+	if (w->draining) {
+		struct listener *l = &w->listeners[li];
+		l->armed = false;
+		/*
+		 * Stop listening now, not at teardown: an open listening socket
+		 * keeps completing handshakes into its backlog, and those clients
+		 * would hang for the whole grace period before a reset. Closed,
+		 * new connections are refused at once.
+		 */
+		if (l->fd >= 0) {
+			close(l->fd);
+			l->fd = -1;
+		}
+		return;
+	}
+	w->io->accept(w, li);
+}
+
+void worker_accept_failed(struct worker *w, unsigned li, int err)
+{
+	static __thread struct log_limit lim;
+
+	log_ratelimited(&lim, LOG_LVL_ERR, "proxy: accept on listener %u: %s",
+			li, strerror(-err));
+}
+
+/* ---- deadlines and draining ------------------------------------------- */
+
+static void expire(struct worker *w, struct conn *c)
+{
+	enum timer_list tl = (enum timer_list)c->tlist;
+
+	timer_unlink(w, c);
+	switch (tl) {
+	case TL_PEEK:
+		if (c->state == ST_PEEK && c->in_len == 0 && c->requests > 0)
+			conn_close(w, c, -1);	/* keep-alive, nothing asked */
+		else
+			peek_refuse(w, c, PS_CLOSE_PEEK_TIMEOUT, "timed out");
+		break;
+	case TL_CONNECT:
+		/* The connect completes with -ECANCELED and tries the next one. */
+		if (c->state == ST_CONNECTING)
+			op_cancel(w, c, SIDE_UPSTREAM);
+		break;
+	case TL_IDLE:
+		conn_close(w, c, PS_CLOSE_IDLE_TIMEOUT);
+		break;
+	default:
+		conn_close(w, c, -1);
+		break;
+	}
+}
+
+static void worker_tick(struct worker *w)
+{
+	for (int tl = TL_PEEK; tl < TL_COUNT; tl++) {
+		struct conn *c;
+		while ((c = w->timers[tl].head) && c->deadline_ms <= w->now_ms)
+			expire(w, c);
+	}
+}
+
+/*
+ * Graceful stop, step two: close what is idle or not yet identified; what
+ * relays or answers keeps going until the grace period ends.
+ */
+static void worker_drain(struct worker *w, bool force)
+{
+	for (uint32_t i = 0; i < w->nconns_cap; i++) {
+		struct conn *c = &w->conns[i];
+		if (c->state == ST_FREE || c->state == ST_CLOSING)
+			continue;
+		if (force || c->state == ST_PEEK)
+			conn_close(w, c, PS_CLOSE_DRAIN);
+	}
+}
+
+/* ---- the loop --------------------------------------------------------- */
+
+static bool listeners_armed(const struct worker *w)
+{
+	for (unsigned i = 0; i < w->nlisteners; i++)
+		if (w->listeners[i].armed)
+			return true;
+	return false;
+}
+
+/*
+ * The ring is made by the thread that uses it: io_uring ties a registered
+ * ring fd, SINGLE_ISSUER and DEFER_TASKRUN to the creating task. The
+ * outcome is reported back so that a worker that cannot start stops the
+ * process with its one-line reason.
+ */
+static int worker_start_io(struct worker *w)
+{
+	struct proxy *px = w->px;
+	char err[256];
+	int rc = w->io->init(w, err, sizeof(err));
+
+	if (rc)
+		log_err("proxy: %s", err);
+	pthread_mutex_lock(&px->start_mu);
+	px->started++;
+	if (rc)
+		px->start_failed++;
+	pthread_cond_signal(&px->start_cv);
+	pthread_mutex_unlock(&px->start_mu);
+	return rc;
+}
+
+void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct proxy *px = w->px;
+
+	if (worker_start_io(w) != 0)
+		return NULL;
+	log_batch(true);
+	for (unsigned i = 0; i < w->nlisteners; i++)
+		w->io->accept(w, i);
+	for (;;) {
+		struct live_cfg *cur = atomic_load(&px->live);
+
+		if (cur != w->lc) {
+			live_cfg_put(w->lc);
+			w->lc = live_cfg_get(px);
+		}
+		if (atomic_load(&px->stop) && !w->draining) {
+			w->draining = true;
+			w->stop_deadline_ms = w->now_ms + w->lc->cfg->proxy.grace_ms;
+			for (unsigned i = 0; i < w->nlisteners; i++)
+				if (w->listeners[i].armed)
+					w->io->accept_stop(w, i);
+			worker_drain(w, false);
+		}
+		if (w->draining) {
+			if (w->now_ms >= w->stop_deadline_ms)
+				worker_drain(w, true);
+			if (w->active == 0 && !listeners_armed(w))
+				break;
+		}
+		w->io->wait(w, LOOP_TICK_MS);
+		worker_tick(w);
+		log_flush();
+	}
+	log_batch(false);
+	return NULL;
+}

@@ -1,0 +1,137 @@
+/*
+ * What the solver API's files share: the server's state, one request's
+ * context, and the calls between the parts (lifecycle and connections in
+ * api.c and conn.c, dispatch in router.c, replies in reply.c, clients in
+ * auth.c, challenges in handlers.c, /metrics in metrics.c).
+ *
+ * One request at a time, run to completion: a handler holds no pointer
+ * into the config beyond its own call, so a reload may swap it between
+ * requests.
+ */
+#ifndef EDGE_API_INTERNAL_H
+#define EDGE_API_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <jansson.h>
+
+#include "common/cfg.h"
+#include "common/ident.h"
+#include "solver-api/request.h"
+#include "stats/pstats.h"
+#include "store/store.h"
+
+/* The routes requests are counted under on /metrics. */
+enum route_id {
+	R_PUT_HTTP01,
+	R_DELETE_HTTP01,
+	R_PUT_TLSALPN01,
+	R_DELETE_TLSALPN01,
+	R_LIST,
+	R_HEALTHZ,
+	R_METRICS,
+	R_OTHER,
+	R_COUNT,
+};
+
+#define METRIC_SLOTS 128
+
+struct metric {
+	uint8_t route;
+	uint16_t code;
+	uint64_t count;
+};
+
+struct api {
+	struct event_base *base;
+	struct evhttp *http;
+	struct cfg *cfg;
+	const char *cfg_path;
+	struct store *store;
+	struct evhttp_bound_socket **bound;
+	size_t nbound;
+	bool accepting;
+	unsigned nconns;
+	struct event *sweep_ev;
+	struct event *sig_ev[3];
+	struct metric metrics[METRIC_SLOTS];
+	size_t nmetrics;
+	uint64_t conns_refused;		/* times the cap paused accepting */
+	struct store_entry scratch;	/* one request at a time: no reentry */
+	struct store_entry existing;
+	struct cluster *cluster;	/* NULL without [cluster] */
+};
+
+/* What one request is about; filled step by step by the dispatcher. */
+struct req_ctx {
+	struct api *api;
+	struct evhttp_request *req;
+	enum route_id route;
+	const struct cfg_client *client;	/* set once authenticated */
+	struct api_target target;
+	char peer[ADDR_STRLEN];
+};
+
+/* ---- reply.c: every request ends in exactly one of these ------------- */
+
+void api_reply_raw(struct req_ctx *rc, int code, const char *ctype,
+		   const char *body, size_t len);
+/* Sends obj as the body and releases it. */
+void api_reply_json(struct req_ctx *rc, int code, json_t *obj);
+/* {"error": what, "detail": why}: what is a stable word for scripts. */
+void api_reply_error(struct req_ctx *rc, int code, const char *what,
+		     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* RFC 3339 UTC, second precision. */
+void api_format_time(int64_t ms, char *buf, size_t cap);
+
+/* ---- auth.c: bearer token to client, source addresses, scope --------- */
+
+enum auth_result {
+	AUTH_OK = 0,
+	AUTH_NO_BEARER,		/* no "Authorization: Bearer <token>" */
+	AUTH_UNKNOWN_TOKEN,
+	AUTH_SOURCE_REFUSED,	/* *out is the client; the peer is outside its cidrs */
+};
+
+enum auth_result auth_client(const struct cfg *cfg, const char *authorization,
+			     const struct sockaddr *peer,
+			     const struct cfg_client **out);
+bool auth_allows(const struct cfg_client *cl, const struct ident *id);
+bool auth_may_touch(const struct cfg_client *cl, const struct store_entry *e);
+bool auth_thumbprint_ok(const struct cfg_client *cl, struct slice thumb);
+
+/* ---- handlers.c ------------------------------------------------------- */
+
+void handle_put_http01(struct req_ctx *rc);
+void handle_delete_http01(struct req_ctx *rc);
+void handle_put_tlsalpn01(struct req_ctx *rc);
+void handle_delete_tlsalpn01(struct req_ctx *rc);
+void handle_list(struct req_ctx *rc);
+/*
+ * The cluster applies other nodes' writes through the handlers' write
+ * path: these hooks are apply_put()/apply_delete() themselves.
+ */
+struct cluster_hooks;
+void handlers_cluster_hooks(struct api *api, struct cluster_hooks *out);
+
+/* ---- metrics.c -------------------------------------------------------- */
+
+const char *metrics_route_name(enum route_id route);
+void metrics_count(struct api *api, enum route_id route, int code);
+void handle_metrics(struct req_ctx *rc);
+/*
+ * Maps the proxy's statistics for one request, or NULL when no proxy
+ * publishes them; release with pstats_close().
+ */
+struct pstats *metrics_open_pstats(struct api *api);
+
+/* ---- router.c and conn.c, for api.c ----------------------------------- */
+
+void router_handle(struct evhttp_request *req, void *arg);
+struct bufferevent *conn_new(struct event_base *base, void *arg);
+
+#endif

@@ -1,0 +1,139 @@
+/*
+ * Replies: every request ends in exactly one, and each is counted for
+ * /metrics under the request's route and status code.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "common/edge.h"
+#include "common/log.h"
+#include "solver-api/internal.h"
+
+static const char *reason_for(int code)
+{
+	switch (code) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 204: return "No Content";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 411: return "Length Required";
+	case 413: return "Payload Too Large";
+	case 415: return "Unsupported Media Type";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 507: return "Insufficient Storage";
+	}
+	return "Status";
+}
+
+void api_reply_raw(struct req_ctx *rc, int code, const char *ctype,
+		   const char *body, size_t len)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(rc->req);
+	struct evbuffer *out = evbuffer_new();
+
+	BUG_ON(!out);
+	if (ctype)
+		evhttp_add_header(h, "Content-Type", ctype);
+	evhttp_add_header(h, "Cache-Control", "no-store");
+	if (body && len)
+		evbuffer_add(out, body, len);
+	metrics_count(rc->api, rc->route, code);
+	evhttp_send_reply(rc->req, code, reason_for(code), code == 204 ? NULL : out);
+	evbuffer_free(out);
+}
+
+void api_reply_json(struct req_ctx *rc, int code, json_t *obj)
+{
+	static const char fallback[] = "{\"error\":\"internal\",\"detail\":"
+		"\"the reply could not be encoded as JSON\"}";
+	char *s = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+
+	json_decref(obj);
+	if (!s) {
+		/*
+		 * jansson refuses text that is not UTF-8. What the API puts in
+		 * a reply is validated or escaped first, so this is our bug,
+		 * but one a peer might find: answer anyway, never abort.
+		 */
+		log_err("api: a %d reply could not be encoded as JSON", code);
+		api_reply_raw(rc, code, "application/json",
+			      code >= 400 ? fallback : "{}",
+			      code >= 400 ? sizeof(fallback) - 1 : 2);
+		return;
+	}
+	api_reply_raw(rc, code, "application/json", s, strlen(s));
+	free(s);
+}
+
+/*
+ * Copies the NUL-terminated s into buf as printable ASCII, every other
+ * byte (and the backslash) written as \xNN. The result is valid UTF-8
+ * whatever s holds (request paths, identifiers, JSON keys cut anywhere),
+ * and it is cut only between whole characters or escapes.
+ */
+static void escape_text(const char *s, char *buf, size_t cap)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = 0;
+
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		bool plain = c >= 0x20 && c < 0x7f && c != '\\';
+
+		if (n + (plain ? 1 : 4) >= cap)
+			break;
+		if (plain) {
+			buf[n++] = (char)c;
+			continue;
+		}
+		buf[n++] = '\\';
+		buf[n++] = 'x';
+		buf[n++] = hex[c >> 4];
+		buf[n++] = hex[c & 0xf];
+	}
+	buf[n] = '\0';
+}
+
+void api_reply_error(struct req_ctx *rc, int code, const char *what,
+		     const char *fmt, ...)
+{
+	const char *target = evhttp_request_get_uri(rc->req);
+	char raw[512], detail[640], uri[300];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	va_end(ap);
+	escape_text(raw, detail, sizeof(detail));
+	escape_text(target ? target : "", uri, sizeof(uri));
+	if (code == 401)
+		evhttp_add_header(evhttp_request_get_output_headers(rc->req),
+				  "WWW-Authenticate", "Bearer realm=\"acme-edge\"");
+	log_info("api: %s %s from %s%s%s: %d %s (%s)",
+		 metrics_route_name(rc->route), uri, rc->peer,
+		 rc->client ? " client " : "", rc->client ? rc->client->name : "",
+		 code, what, detail);
+	api_reply_json(rc, code, json_pack("{s:s, s:s}", "error", what, "detail",
+					   detail));
+}
+
+void api_format_time(int64_t ms, char *buf, size_t cap)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}

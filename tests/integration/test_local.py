@@ -1,0 +1,327 @@
+#!/usr/bin/python3
+"""
+What `acme-edge run` must hold against the machine it runs on: its
+shared-memory files (the token store and the proxy statistics file) and
+what other processes of the same machine may do to them, and how the
+supervisor restarts its children.
+
+Every test starts `acme-edge run -c CONF` in its own session on free
+loopback ports, with a config written to a temporary directory and a store
+under a directory of /dev/shm unique to the test, and kills what it started
+when it ends (SIGTERM, then SIGKILL to the session). The tests run as root,
+as CI runs them.
+
+Python standard library only. Environment: ACME_EDGE (the binary).
+"""
+import base64
+import contextlib
+import glob
+import hashlib
+import http.client
+import json
+import mmap
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
+from ports import free_port  # noqa: E402
+ACME_EDGE = os.environ.get("ACME_EDGE") or os.path.join(ROOT, "build/release/cmd/acme-edge")
+RUN_ID = "%d-%s" % (os.getpid(), uuid.uuid4().hex[:8])
+START_TIMEOUT = 20.0
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:", "BUG at ", "SUMMARY: ")
+THUMB = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+
+# The proxy statistics file's header (stats/pstats.c, struct pstats_hdr).
+PSTATS_NWORKERS_OFF = 16
+
+
+def b64token(n=32):
+    return base64.urlsafe_b64encode(os.urandom(n)).rstrip(b"=").decode()
+
+
+def sha256_hex(s):
+    return hashlib.sha256(s.encode()).hexdigest()
+
+
+class Gateway:
+    """One `acme-edge run`, in its own session, with its own config and log."""
+
+    def __init__(self, tmpdir, name="edge", store=None, clients=None, extra=None):
+        self.tmpdir = tmpdir
+        self.name = name
+        self.api_port, self.http_port, self.https_port = (free_port() for _ in range(3))
+        self.upstream_port = free_port()      # nothing listens: challenges only
+        if store is None:
+            d = "/dev/shm/acme-edge-local-%s-%s" % (RUN_ID, uuid.uuid4().hex[:8])
+            os.mkdir(d, 0o750)
+            self.own_dir = d
+            store = os.path.join(d, "store")
+        else:
+            self.own_dir = None
+        self.store = store
+        self.clients = clients if clients is not None else {"admin": b64token()}
+        self.extra = extra or {}
+        self.conf = os.path.join(tmpdir, name + ".conf")
+        self.log_path = os.path.join(tmpdir, name + ".log")
+        self.proc = None
+        self.logf = None
+        self.write_config()
+
+    def config_text(self, clients=None):
+        clients = self.clients if clients is None else clients
+        sections = {
+            "store": {"path": self.store, "capacity": "16"},
+            "api": {"listen": "127.0.0.1:%d" % self.api_port,
+                    "default_ttl": "10m", "max_ttl": "1h"},
+            "proxy": {"http": "127.0.0.1:%d" % self.http_port,
+                      "https": "127.0.0.1:%d" % self.https_port,
+                      "workers": "1", "peek_timeout": "5s",
+                      "connect_timeout": "3s", "grace": "1s"},
+            "route default": {"http": "127.0.0.1:%d" % self.upstream_port},
+            "log": {"level": "info"},
+        }
+        for name, token in clients.items():
+            sections["client %s" % name] = {"token_sha256": sha256_hex(token),
+                                            "identifiers": "*"}
+        for sect, keys in self.extra.items():
+            sections.setdefault(sect, {}).update(keys)
+        out = ["; written by tests/integration/test_local.py"]
+        for sect, keys in sections.items():
+            out += ["", "[%s]" % sect] + ["%s = %s" % kv for kv in keys.items()]
+        return "\n".join(out) + "\n"
+
+    def write_config(self, text=None):
+        tmp = self.conf + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(self.config_text() if text is None else text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, self.conf)
+
+    def start(self):
+        self.logf = open(self.log_path, "ab")
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
+        self.proc = subprocess.Popen([ACME_EDGE, "run", "-c", self.conf],
+                                     stdin=subprocess.DEVNULL, stdout=self.logf,
+                                     stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
+
+    def healthy(self):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/healthz" %
+                                        self.api_port, timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def wait_ready(self, timeout=START_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("acme-edge exited with %s:\n%s" %
+                                     (self.proc.returncode, self.log()))
+            if "proxy: ready:" in self.log() and self.healthy():
+                return
+            time.sleep(0.05)
+        raise AssertionError("acme-edge not ready after %.0fs:\n%s" %
+                             (timeout, self.log()))
+
+    def wait_log(self, pattern, timeout=START_TIMEOUT, count=1):
+        """Waits until pattern (a regex) matches count times in the log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.findall(pattern, self.log())
+            if len(found) >= count:
+                return found[count - 1]
+            time.sleep(0.05)
+        raise AssertionError("no %r in the log after %.0fs:\n%s" %
+                             (pattern, timeout, self.log()))
+
+    def child_pid(self, part, nth=1):
+        """The pid of the nth start of part ("api", "proxy") the log reports."""
+        return int(self.wait_log(r"run: started %s \(pid (\d+)\)" % part,
+                                 count=nth))
+
+    def stop(self, timeout=10.0):
+        """SIGTERM to run, then SIGKILL to what is left of its session;
+        returns run's exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            rc = "hung on SIGTERM, killed"
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.logf.close()
+        self.proc = self.logf = None
+        return rc
+
+    def log(self):
+        with contextlib.suppress(OSError), open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+        return ""
+
+    def remove_store(self):
+        """The test's directory, or the store's files in a shared one."""
+        if self.own_dir:
+            shutil.rmtree(self.own_dir, ignore_errors=True)
+            return
+        d, base = os.path.split(self.store)
+        for f in glob.glob(os.path.join(d, glob.escape(base) + "*")):
+            with contextlib.suppress(OSError):
+                os.unlink(f)
+
+    # ---- the API and the proxy ----
+
+    def api(self, method, path, body=None, client="admin"):
+        """(status, parsed JSON or None) of one API call."""
+        headers = {}
+        if client:
+            headers["Authorization"] = "Bearer " + self.clients[client]
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.api_port, path),
+                                     data=body.encode() if body is not None else None,
+                                     method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                status, text = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            status, text = e.code, e.read()
+        try:
+            return status, json.loads(text) if text else None
+        except ValueError:
+            return status, text.decode(errors="replace")
+
+    def put_http01(self, token, client="admin"):
+        """Stores a challenge for token; returns (status, key authorization)."""
+        ka = "%s.%s" % (token, THUMB)
+        status, _ = self.api("PUT", "/v1/http-01/%s" % token, ka, client=client)
+        return status, ka
+
+    def fetch_http01(self, token):
+        """(status, body) of the proxy's answer on port 80's stand-in."""
+        c = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
+        try:
+            c.request("GET", "/.well-known/acme-challenge/%s" % token,
+                      headers={"Host": "www.example.com"})
+            r = c.getresponse()
+            return r.status, r.read().decode(errors="replace")
+        finally:
+            c.close()
+
+    def metrics(self):
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.api_port,
+                                    timeout=10) as r:
+            return r.read().decode()
+
+
+class LocalTest(unittest.TestCase):
+    maxDiff = None
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="acme-edge-local-")
+        os.chmod(self.tmp, 0o755)
+        self.gateways = []
+        self.addCleanup(self._stop_everything)
+
+    def _stop_everything(self):
+        problems = []
+        for g in self.gateways:
+            rc = g.stop()
+            log = g.log()
+            g.remove_store()
+            if getattr(g, "expect_fail", False):
+                continue
+            if rc != 0:
+                problems.append("%s exited with %r (want 0 after SIGTERM)" % (g.name, rc))
+            for mark in SANITIZER_MARKS:
+                if mark in log:
+                    problems.append("%s log has %r" % (g.name, mark))
+                    break
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if problems and self._outcome_ok():
+            self.fail("; ".join(problems) + "\n" + "\n".join(g.log() for g in self.gateways))
+
+    def _outcome_ok(self):
+        outcome = getattr(self, "_outcome", None)
+        errors = getattr(outcome, "errors", None)
+        if errors is None:
+            result = getattr(outcome, "result", None)
+            errors = (getattr(result, "errors", []) + getattr(result, "failures", [])
+                      if result else [])
+        return not any(e[1] for e in errors if e and len(e) > 1)
+
+    def gateway(self, **kw):
+        g = Gateway(self.tmp, **kw)
+        self.gateways.append(g)
+        return g
+
+    def started(self, **kw):
+        g = self.gateway(**kw)
+        g.start()
+        g.wait_ready()
+        return g
+
+    # ---- readers take what they validated once, never the live header -----
+
+    def test_api_survives_a_rewritten_statistics_header(self):
+        """The proxy statistics file's nworkers changing under the API, which
+        maps the file per request, must not send it past the mapping."""
+        g = self.started()
+        token = b64token()
+        self.assertEqual(g.put_http01(token)[0], 201)
+        self.assertEqual(g.fetch_http01(token)[0], 200)
+        api_pid = g.child_pid("api")
+        stats = g.store + ".proxy"
+        stop = threading.Event()
+
+        def scribble():
+            with open(stats, "r+b") as f:
+                m = mmap.mmap(f.fileno(), 0)
+                try:
+                    while not stop.is_set():
+                        for n in (256, 1):
+                            struct.pack_into("<I", m, PSTATS_NWORKERS_OFF, n)
+                finally:
+                    struct.pack_into("<I", m, PSTATS_NWORKERS_OFF, 1)
+                    m.close()
+
+        t = threading.Thread(target=scribble, daemon=True)
+        t.start()
+        try:
+            for i in range(300):
+                try:
+                    g.metrics()
+                    g.api("GET", "/v1/challenges")
+                except OSError:
+                    break
+        finally:
+            stop.set()
+            t.join(timeout=10)
+        self.assertNotRegex(g.log(), r"run: api \(pid \d+\) killed by signal",
+                            "the API crashed while the header changed")
+        self.assertTrue(g.healthy())
+        self.assertEqual(g.child_pid("api"), api_pid)
+        self.assertIn("acmeedge_proxy_workers 1", g.metrics())
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
