@@ -186,6 +186,8 @@ class Node(Gateway):
                    "ack": self.ack, "ack_timeout_ms": str(ACK_TIMEOUT_MS),
                    "prefix": "t%d:" % self.redis_port}
         cluster.update(self.extra)
+        if "sentinel" in cluster:
+            del cluster["redis"]
         return conf_text([
             ("store", {"path": self.store, "capacity": "256"}),
             ("api", {"listen": "127.0.0.1:%d" % self.api_port, "timeout": "5s",
@@ -638,6 +640,98 @@ class ClusterTest(unittest.TestCase):
                      "prefix: expected"):
             self.assertIn(want, p.stderr)
         self.assertNotIn(red.password, p.stderr)
+
+
+class SentinelTest(unittest.TestCase):
+    """`sentinel =` with real redis-sentinel processes: a master, a replica,
+    three sentinels; two nodes find the master through them, and after the
+    master dies and the sentinels promote the replica, the nodes reconnect
+    to it, resync, and take writes again."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="acme-edge-sentinel-")
+        self.procs = []
+        self.nodes = []
+        self.addCleanup(self.cleanup)
+        self.master = Redis(self.tmp)
+        self.master.start()
+        self.replica = Redis(self.tmp)
+        self.replica.start()
+        self.assertEqual(self.replica.cli("REPLICAOF", "127.0.0.1",
+                                          str(self.master.port)), "OK")
+        self.sentinel_ports = []
+        binary = shutil.which("redis-sentinel")
+        for i in range(3):
+            port = free_port()
+            conf = os.path.join(self.tmp, "sentinel-%d.conf" % port)
+            with open(conf, "w") as f:
+                f.write("port %d\nbind 127.0.0.1\ndir %s\n"
+                        "sentinel monitor acme 127.0.0.1 %d 2\n"
+                        "sentinel down-after-milliseconds acme 1000\n"
+                        "sentinel failover-timeout acme 4000\n" % (
+                            port, self.tmp, self.master.port))
+            argv = [binary, conf] if binary else ["redis-server", conf, "--sentinel"]
+            with open(conf + ".log", "ab") as logf:
+                self.procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                                   stdout=logf, stderr=subprocess.STDOUT))
+            self.sentinel_ports.append(port)
+        until("replica in sync", lambda: "master_link_status:up" in
+              self.replica.cli("INFO", "replication"), 15)
+
+    def cleanup(self):
+        ok = outcome_ok(self)
+        problems = []
+        for n in self.nodes:
+            rc, log = n.finish()
+            if rc != 0 or sanitizer_marks(log):
+                problems.append("%s: exit %r" % (n.name, rc))
+            if not ok or problems:
+                sys.stderr.write("\n---- node %s log (tail) ----\n%s\n" % (
+                    n.name, "\n".join(log.splitlines()[-40:])))
+        for p in self.procs:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.master.stop()
+        self.replica.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if problems:
+            raise AssertionError("; ".join(problems))
+
+    def test_failover(self):
+        sentinels = " ".join("127.0.0.1:%d" % p for p in self.sentinel_ports)
+        # The first sentinel named is down: the nodes go on to the next.
+        sentinels = "127.0.0.1:%d " % free_port() + sentinels
+        for name in ("s1", "s2"):
+            n = Node(self.tmp, name, 0, extra={"sentinel": sentinels, "master": "acme",
+                                               "prefix": "s:"})
+            self.nodes.append(n)
+            n.start(wait=False)
+        for n in self.nodes:
+            n.wait_ready()
+        s1, s2 = self.nodes
+        tok = new_token()
+        self.assertEqual(s1.put("http-01", tok, keyauth(tok))[0], 201)
+        self.assertEqual(s2.http01(tok), (200, keyauth(tok)))
+        until("written entry replicated", lambda: self.replica.cli(
+            "EXISTS", "s:e:1:" + tok) == "1")
+        # The master dies; the sentinels promote the replica.
+        self.master.stop()
+        until("replica promoted", lambda: "role:master" in
+              self.replica.cli("INFO", "replication"), 30)
+        for n in self.nodes:
+            until("%s ready on the new master" % n.name,
+                  lambda n=n: n.health()[0] == 200, 30)
+        tok2 = new_token()
+        st, body = s2.put("http-01", tok2, keyauth(tok2))
+        self.assertEqual(st, 201, body)
+        self.assertEqual(s1.http01(tok2), (200, keyauth(tok2)))
+        self.assertEqual(s1.http01(tok), (200, keyauth(tok)))
+        self.assertEqual(self.replica.cli("EXISTS", "s:e:1:" + tok2), "1")
+        self.assertIn("127.0.0.1:%d" % self.replica.port, s1.log())
 
 
 if __name__ == "__main__":
