@@ -606,11 +606,19 @@ class ClusterTest(unittest.TestCase):
         red = Redis(self.tmp, password="s3cret-" + new_token())
         red.start()
         self.addCleanup(red.stop)
+        # The ACL of deploy/cluster/README.md: enough for a node, no more.
+        user_pw = "acl-" + new_token()
+        self.assertEqual(red.cli("ACL", "SETUSER", "acme-edge", "on", ">" + user_pw,
+                                 "resetkeys", "~acme-edge:*", "resetchannels",
+                                 "&acme-edge:*", "-@all", "+@read", "+@write",
+                                 "-@dangerous", "+evalsha", "+script|load", "+publish",
+                                 "+subscribe", "+role", "+time"), "OK")
         pw = os.path.join(self.tmp, "redis.pw")
         with open(pw, "w") as f:
-            f.write(red.password + "\n")
+            f.write(user_pw + "\n")
         os.chmod(pw, 0o600)
-        n = Node(self.tmp, "pw", red.port, extra={"password_file": pw})
+        n = Node(self.tmp, "pw", red.port, extra={"user": "acme-edge", "password_file": pw,
+                                                  "prefix": "acme-edge:"})
         self.nodes["pw"] = n
         n.start()
         tok = new_token()
@@ -624,7 +632,7 @@ class ClusterTest(unittest.TestCase):
         st, h = bad.health()
         self.assertEqual((st, h["status"]), (503, "syncing"))
         self.assertNotIn(bad.extra["password"], bad.log())
-        self.assertNotIn(red.password, n.log())
+        self.assertNotIn(user_pw, n.log())
         # `acme-edge check`: every mistake, FILE:LINE each.
         os.chmod(pw, 0o644)
         conf = os.path.join(self.tmp, "bad.conf")
@@ -639,7 +647,7 @@ class ClusterTest(unittest.TestCase):
                      "password file is accessible by group or others",
                      "prefix: expected"):
             self.assertIn(want, p.stderr)
-        self.assertNotIn(red.password, p.stderr)
+        self.assertNotIn(user_pw, p.stderr)
 
 
 class SentinelTest(unittest.TestCase):
