@@ -173,6 +173,7 @@ struct cl_write {
 	uint64_t version;
 	unsigned nnodes, needed;
 	uint64_t acked;			/* bit i: nodes[i] confirmed */
+	uint64_t gone;			/* bit i: nodes[i] stopped cleanly meanwhile */
 	char nodes[NODES_MAX][CLC_NODE_MAX + 1];
 	uint8_t kind;
 	uint8_t key_len;
@@ -199,7 +200,8 @@ struct cluster {
 	char prefix[CFG_PREFIX_MAX + 1];
 	char k_ver[CFG_PREFIX_MAX + 8], k_nodes[CFG_PREFIX_MAX + 8],
 	     k_epoch[CFG_PREFIX_MAX + 8], ch_events[CFG_PREFIX_MAX + 8],
-	     ch_acks[CFG_PREFIX_MAX + CLC_NODE_MAX + 8], scan_match[2 * CFG_PREFIX_MAX + 4];
+	     ch_acks[CFG_PREFIX_MAX + CLC_NODE_MAX + 8], ch_members[CFG_PREFIX_MAX + 8],
+	     scan_match[2 * CFG_PREFIX_MAX + 4];
 	char sha[SC_COUNT][41];
 	/* connection */
 	redisAsyncContext *cmd, *sub, *sentinel;
@@ -508,6 +510,14 @@ static void write_finish(struct cl_write *w, enum cluster_outcome outcome,
 	free(w);
 }
 
+/* What a write needs: of the nodes it waits for, less those that left. */
+static unsigned write_needed(const struct cl_write *w, enum cfg_ack ack)
+{
+	unsigned n = w->nnodes - (unsigned)__builtin_popcountll(w->gone);
+
+	return ack == ACK_ALL ? n : n / 2 + 1;
+}
+
 static void write_check(struct cl_write *w)
 {
 	unsigned acked = 0;
@@ -515,7 +525,7 @@ static void write_check(struct cl_write *w)
 	if (!w->script_done || !w->applied_self)
 		return;
 	for (unsigned i = 0; i < w->nnodes; i++)
-		if (w->acked & (1ull << i))
+		if (w->acked & ~w->gone & (1ull << i))
 			acked++;
 	if (acked >= w->needed)
 		write_finish(w, CLUSTER_ACKED, "applied");
@@ -723,6 +733,49 @@ static void update_live(struct cluster *cl, const redisReply *arr)
 static void republish_step(struct cluster *cl);
 static void scan_next(struct cluster *cl);
 
+/*
+ * A node that became ready says so: writes started from now on wait for
+ * it, without waiting for this node's next heartbeat to see it.
+ */
+static void node_joined(struct cluster *cl, const char *node)
+{
+	if (!cl->live_known || in_list(cl->live, cl->nlive, node) ||
+	    cl->nlive >= NODES_MAX)
+		return;
+	strcpy(cl->live[cl->nlive++], node);
+	log_info("cluster: node %s joined (%u live)", node, cl->nlive);
+}
+
+/*
+ * A node that stopped cleanly said so: it leaves the live set now, and no
+ * write waits for it any more (one that dies without a word is waited for
+ * until ack_timeout_ms: the writer cannot tell a dead node from a slow one).
+ */
+static void node_left(struct cluster *cl, const char *node)
+{
+	unsigned j = 0;
+
+	if (strcmp(node, cl->node) == 0)
+		return;
+	for (unsigned i = 0; i < cl->nlive; i++)
+		if (strcmp(cl->live[i], node) != 0)
+			memmove(cl->live[j++], cl->live[i], sizeof(cl->live[0]));
+	if (j != cl->nlive)
+		log_info("cluster: node %s left: it stopped (%u live)", node, j);
+	cl->nlive = j;
+	for (struct cl_write *w = cl->pending, *next; w; w = next) {
+		next = w->next;
+		for (unsigned i = 0; i < w->nnodes; i++) {
+			if (strcmp(w->nodes[i], node) == 0 && !(w->acked & (1ull << i))) {
+				w->gone |= 1ull << i;
+				w->needed = write_needed(w, cl->ack);
+				write_check(w);
+				break;
+			}
+		}
+	}
+}
+
 static void on_beat(redisAsyncContext *ac, void *reply, void *priv)
 {
 	struct cluster *cl = reply_begin(ac, reply);
@@ -810,6 +863,18 @@ static void beat(struct cluster *cl)
 
 /* ---- the full resync: subscribed first, then every key scanned -------- */
 
+static void announce(struct cluster *cl)
+{
+	char msg[CLC_NODE_MAX + 2];
+	const char *argv[3] = {"PUBLISH", cl->ch_members, msg};
+	size_t lens[3];
+
+	snprintf(msg, sizeof(msg), "+%s", cl->node);
+	for (int i = 0; i < 3; i++)
+		lens[i] = strlen(argv[i]);
+	cmd_send(cl, on_ignored, NULL, 3, argv, lens);
+}
+
 static void sync_maybe_done(struct cluster *cl)
 {
 	if (cl->state != CLUSTER_SYNCING || !cl->scan_done || cl->sync_outstanding)
@@ -825,6 +890,12 @@ static void sync_maybe_done(struct cluster *cl)
 		 cl->nlive, cl->nlive == 1 ? "" : "s");
 	cl->ever_ready = true;
 	cl->drop_logged = false;
+	announce(cl);
+	/* A re-publishing cut short by the connection starts over. */
+	if (cl->republishing) {
+		cl->repub_bucket = 0;
+		republish_step(cl);
+	}
 }
 
 static void on_sync_entry(redisAsyncContext *ac, void *reply, void *priv)
@@ -1016,7 +1087,7 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
 	if (type->type != REDIS_REPLY_STRING || ch->type != REDIS_REPLY_STRING)
 		return;
 	if (type->len == 9 && memcmp(type->str, "subscribe", 9) == 0) {
-		if (payload->type == REDIS_REPLY_INTEGER && payload->integer == 2 &&
+		if (payload->type == REDIS_REPLY_INTEGER && payload->integer == 3 &&
 		    !cl->subscribed) {
 			/* Nothing published from now on is missed: scan after the beat. */
 			cl->subscribed = true;
@@ -1048,6 +1119,18 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
 		w = write_find(cl, id);
 		if (w)
 			write_acked_by(w, node);
+	} else if (ch->len == strlen(cl->ch_members) &&
+		   memcmp(ch->str, cl->ch_members, ch->len) == 0 &&
+		   payload->len > 1 && (payload->str[0] == '+' || payload->str[0] == '-') &&
+		   clc_node_valid(payload->str + 1, payload->len - 1)) {
+		char node[CLC_NODE_MAX + 1];
+
+		memcpy(node, payload->str + 1, payload->len - 1);
+		node[payload->len - 1] = '\0';
+		if (payload->str[0] == '+')
+			node_joined(cl, node);
+		else
+			node_left(cl, node);
 	}
 }
 
@@ -1250,12 +1333,11 @@ static void connect_master(struct cluster *cl)
 			lens[j] = strlen(argv[j]);
 		cmd_send(cl, on_setup, (void *)load_names[i], 3, argv, lens);
 	}
-	argv[0] = "SUBSCRIBE";
-	argv[1] = cl->ch_events;
-	argv[2] = cl->ch_acks;
-	for (int j = 0; j < 3; j++)
-		lens[j] = strlen(argv[j]);
-	redisAsyncCommandArgv(cl->sub, on_sub, NULL, 3, argv, lens);
+	const char *sub[4] = {"SUBSCRIBE", cl->ch_events, cl->ch_acks, cl->ch_members};
+	size_t sublens[4];
+	for (int j = 0; j < 4; j++)
+		sublens[j] = strlen(sub[j]);
+	redisAsyncCommandArgv(cl->sub, on_sub, NULL, 4, sub, sublens);
 }
 
 /* Sentinel: ask each in turn where the master is, then connect to it. */
@@ -1471,6 +1553,7 @@ int cluster_open(struct event_base *base, const struct cfg *cfg,
 	snprintf(cl->k_epoch, sizeof(cl->k_epoch), "%sepoch", cl->prefix);
 	snprintf(cl->ch_events, sizeof(cl->ch_events), "%sevents", cl->prefix);
 	snprintf(cl->ch_acks, sizeof(cl->ch_acks), "%sack:%s", cl->prefix, cl->node);
+	snprintf(cl->ch_members, sizeof(cl->ch_members), "%smembers", cl->prefix);
 	/* MATCH takes a glob: the prefix's own glob characters are escaped. */
 	size_t m = 0;
 	for (const char *p = cl->prefix; *p; p++) {
@@ -1550,6 +1633,8 @@ static void leave(struct cluster *cl)
 	}
 	r = redisCommand(c, "ZREM %s %s", cl->k_nodes, cl->node);
 	freeReplyObject(r);
+	r = redisCommand(c, "PUBLISH %s -%s", cl->ch_members, cl->node);
+	freeReplyObject(r);
 	redisFree(c);
 }
 
@@ -1609,7 +1694,7 @@ static struct cl_write *write_start(struct cluster *cl, cluster_done_fn done,
 		strcpy(w->nodes[w->nnodes++], cl->live[i]);
 	if (!in_list(w->nodes, w->nnodes, cl->node) && w->nnodes < NODES_MAX)
 		strcpy(w->nodes[w->nnodes++], cl->node);
-	w->needed = cl->ack == ACK_ALL ? w->nnodes : w->nnodes / 2 + 1;
+	w->needed = write_needed(w, cl->ack);
 	return w;
 }
 

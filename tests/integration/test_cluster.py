@@ -406,12 +406,13 @@ class ClusterTest(unittest.TestCase):
         keep, gone, new = new_token(), new_token(), new_token()
         for t in (keep, gone):
             self.assertEqual(self.a.put("http-01", t, keyauth(t))[0], 201)
-        # B stops: it leaves the live set (the others see it at their next
-        # heartbeat, without waiting for its own to go stale), so writes go on.
+        # B stops: it says so, the others drop it from their live sets at
+        # once (not after its heartbeat went stale), so writes go on.
         self.assertEqual(self.b.stop(), 0)
         self.stopped.append("b")
         until("B gone from A's live set",
-              lambda: "b" not in self.a.health()[1]["cluster"]["live"], 1.2)
+              lambda: "b" not in self.a.health()[1]["cluster"]["live"], 0.3)
+        self.assertIn("node b left: it stopped", self.a.log())
         self.assertEqual(self.a.put("http-01", new, keyauth(new))[0], 201)
         self.assertEqual(self.c.delete("http-01", gone)[0], 204)
         # B comes back while Redis is out of its reach: not ready.
@@ -731,8 +732,9 @@ class SentinelTest(unittest.TestCase):
         until("replica promoted", lambda: "role:master" in
               self.replica.cli("INFO", "replication"), 30)
         for n in self.nodes:
-            until("%s ready on the new master" % n.name,
-                  lambda n=n: n.health()[0] == 200, 30)
+            until("%s ready on the new master, both live" % n.name,
+                  lambda n=n: n.health()[0] == 200 and len(
+                      n.health()[1]["cluster"]["live"]) == 2, 30)
         tok2 = new_token()
         st, body = s2.put("http-01", tok2, keyauth(tok2))
         self.assertEqual(st, 201, body)
