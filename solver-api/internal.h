@@ -80,6 +80,7 @@ struct api {
 	struct store_entry scratch;	/* one request at a time: no reentry */
 	struct store_entry existing;
 	struct store_entry previous;	/* the write path's own */
+	struct cluster *cluster;	/* NULL without [cluster] */
 };
 
 /* What one request is about; filled step by step by the dispatcher. */
@@ -127,6 +128,12 @@ void handle_delete_http01(struct req_ctx *rc);
 void handle_put_tlsalpn01(struct req_ctx *rc);
 void handle_delete_tlsalpn01(struct req_ctx *rc);
 void handle_list(struct req_ctx *rc);
+/*
+ * The cluster applies other nodes' writes through the handlers' write
+ * path: these hooks are apply_put()/apply_delete() themselves.
+ */
+struct cluster_hooks;
+void handlers_cluster_hooks(struct api *api, struct cluster_hooks *out);
 
 /* ---- quota.c --------------------------------------------------------- */
 

@@ -10,6 +10,7 @@
 
 #include "common/edge.h"
 #include "common/priv.h"
+#include "solver-api/cluster.h"
 #include "solver-api/internal.h"
 
 static const char *const route_names[R_COUNT] = {
@@ -145,6 +146,8 @@ void handle_metrics(struct req_ctx *rc)
 		render_pstats(b, ps);
 		pstats_close(ps);
 	}
+	if (api->cluster)
+		cluster_metrics(api->cluster, b);
 	evhttp_add_header(evhttp_request_get_output_headers(rc->req), "Content-Type",
 			  "text/plain; version=0.0.4");
 	evhttp_send_reply(rc->req, 200, "OK", b);

@@ -306,6 +306,19 @@ bool pstats_last_hit(const struct pstats *ps, uint8_t kind, const char *key,
 	return found;
 }
 
+void pstats_hits_since(const struct pstats *ps, int64_t since_ms,
+		       void (*fn)(const struct pstats_hit *h, void *arg),
+		       void *arg)
+{
+	struct pstats_hit h;
+
+	for (unsigned i = 0; i < ps->hdr->nworkers; i++)
+		for (unsigned j = 0; j < PSTATS_HITS; j++)
+			if (hit_read(&ps->workers[i].hits[j], &h) &&
+			    h.time_ms >= since_ms)
+				fn(&h, arg);
+}
+
 const char *pstats_outcome_name(uint8_t outcome)
 {
 	switch (outcome) {

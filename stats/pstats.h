@@ -150,6 +150,15 @@ const char *pstats_metric(enum pstat s);	/* "metric|labels" */
 bool pstats_last_hit(const struct pstats *ps, uint8_t kind, const char *key,
 		     size_t key_len, struct pstats_hit *out);
 
+/*
+ * Calls fn with every consistent hit record whose time is at or after
+ * since_ms, in no particular order: O(workers x PSTATS_HITS), whatever the
+ * number of entries. The cluster uses it to publish this node's hits.
+ */
+void pstats_hits_since(const struct pstats *ps, int64_t since_ms,
+		       void (*fn)(const struct pstats_hit *h, void *arg),
+		       void *arg);
+
 const char *pstats_outcome_name(uint8_t outcome);
 
 #endif
