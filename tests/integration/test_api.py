@@ -2032,6 +2032,28 @@ class ApiTest(unittest.TestCase):
                 self.assertIn(shown, detail)
                 self.assertIn("P-256", detail)
 
+    def test_unauthenticated_errors_do_not_flood_the_log(self):
+        # Every error was logged, so anyone could write the log full with
+        # bad requests. Errors before a client is known are rate-limited;
+        # a known client's errors are all logged.
+        c = RawConn(self.srv.port)
+        self.closers.append(c.close)
+        for i in range(300):
+            r = c.request("GET", "/nowhere/%d" % i)
+            self.assertEqual(r.status, 404, r)
+        self.expected[("other", 404)] += 300
+        tok = new_token()
+        for i in range(30):
+            r = c.request("PUT", "/v1/http-01/%s?identifier=bad%%20name%d" % (tok, i),
+                          {"Authorization": "Bearer " + BEARER["admin"]}, keyauth(tok))
+            self.assertEqual(r.status, 400, r)
+        self.expected[("put_http01", 400)] += 30
+        log = self.srv.log()
+        anon = len(re.findall(r"other /nowhere/\d+ from \S+: 404", log))
+        self.assertGreater(anon, 0)
+        self.assertLess(anon, 100, "%d of 300 unauthenticated errors logged" % anon)
+        self.assertEqual(len(re.findall(r"client admin: 400 bad_identifier", log)), 30)
+
     # ==== PUT latency ========================================================================
 
     def test_put_latency(self):
