@@ -140,20 +140,20 @@ int sv_run(const struct sv_part *parts, size_t nparts, struct cfg *cfg,
 
 	while (!got_term) {
 		struct timespec ts = {0, 100 * 1000 * 1000};
-		siginfo_t si;
-		int status;
+		int status, sig;
 		pid_t pid;
 
-		/* Wake on any of our signals, or every 100 ms for restarts. */
-		sigtimedwait(&block, &si, &ts);
-		if (errno == EINTR)
-			errno = 0;
+		/*
+		 * Wake on any of our signals, or every 100 ms for restarts. The
+		 * signal taken is the return value: -1 (a timeout, EINTR) took
+		 * none, and then nothing else it could fill is meaningful.
+		 */
+		sig = sigtimedwait(&block, NULL, &ts);
 		/* sigtimedwait consumed the signal: replay it into the flags. */
-		if (si.si_signo == SIGHUP)
+		if (sig == SIGHUP)
 			got_hup = 1;
-		else if (si.si_signo == SIGTERM || si.si_signo == SIGINT)
-			got_term = si.si_signo;
-		si.si_signo = 0;
+		else if (sig == SIGTERM || sig == SIGINT)
+			got_term = sig;
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
 			for (size_t i = 0; i < nparts; i++)
 				if (kids[i].pid == pid)

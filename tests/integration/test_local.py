@@ -41,6 +41,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
 from ports import free_port  # noqa: E402
 ACME_EDGE = os.environ.get("ACME_EDGE") or os.path.join(ROOT, "build/release/cmd/acme-edge")
+DOCKERFILE = os.path.join(ROOT, "deploy", "Dockerfile")
 RUN_ID = "%d-%s" % (os.getpid(), uuid.uuid4().hex[:8])
 START_TIMEOUT = 20.0
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
@@ -62,18 +63,21 @@ def sha256_hex(s):
 class Gateway:
     """One `acme-edge run`, in its own session, with its own config and log."""
 
-    def __init__(self, tmpdir, name="edge", store=None, clients=None, extra=None):
+    def __init__(self, tmpdir, name="edge", store=None, clients=None, extra=None,
+                 make_dir=True):
+        """store: a path of the test's choosing; by default the store goes in
+        a directory of its own, made by the test (or, without make_dir, left
+        for acme-edge to make)."""
         self.tmpdir = tmpdir
         self.name = name
         self.api_port, self.http_port, self.https_port = (free_port() for _ in range(3))
         self.upstream_port = free_port()      # nothing listens: challenges only
+        self.own_dir = None
         if store is None:
-            d = "/dev/shm/acme-edge-local-%s-%s" % (RUN_ID, uuid.uuid4().hex[:8])
-            os.mkdir(d, 0o750)
-            self.own_dir = d
-            store = os.path.join(d, "store")
-        else:
-            self.own_dir = None
+            self.own_dir = "/dev/shm/acme-edge-local-%s-%s" % (RUN_ID, uuid.uuid4().hex[:8])
+            if make_dir:
+                os.mkdir(self.own_dir, 0o750)
+            store = os.path.join(self.own_dir, "store")
         self.store = store
         self.clients = clients if clients is not None else {"admin": b64token()}
         self.extra = extra or {}
@@ -113,14 +117,18 @@ class Gateway:
         os.chmod(tmp, 0o644)
         os.replace(tmp, self.conf)
 
-    def start(self):
+    def start(self, wrapper=(), user=None):
+        """wrapper: a command to run acme-edge under; user: a uid to run it as
+        (with that uid as its group and no other)."""
         self.logf = open(self.log_path, "ab")
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
-        self.proc = subprocess.Popen([ACME_EDGE, "run", "-c", self.conf],
+        creds = {} if user is None else {"user": user, "group": user,
+                                           "extra_groups": []}
+        self.proc = subprocess.Popen(list(wrapper) + [ACME_EDGE, "run", "-c", self.conf],
                                      stdin=subprocess.DEVNULL, stdout=self.logf,
                                      stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
+                                     start_new_session=True, **creds)
 
     def healthy(self):
         try:
@@ -315,6 +323,98 @@ class LocalTest(unittest.TestCase):
         status, ka = g.put_http01(token)
         self.assertEqual(status, 201)
         self.assertEqual(g.fetch_http01(token), (200, ka))
+
+    # ---- the supervisor itself ----------------------------------------------
+
+    @unittest.skipUnless(shutil.which("valgrind"), "valgrind is not installed")
+    def test_supervisor_reads_nothing_uninitialised(self):
+        """The master waits for signals 100 ms at a time; a wait that timed
+        out took no signal, and nothing of it may be read."""
+        vg_log = os.path.join(self.tmp, "valgrind.log")
+        g = self.gateway(extra={"proxy": {"io_backend": "epoll"}})
+        g.start(wrapper=["valgrind", "--child-silent-after-fork=yes",
+                         "--log-file=" + vg_log])
+        g.wait_ready(timeout=60)
+        time.sleep(1.0)                 # ten timed-out waits at least
+        os.kill(g.proc.pid, signal.SIGHUP)
+        g.wait_log(r"api: reloaded", timeout=30)
+        self.assertEqual(g.stop(timeout=30), 0, g.log())
+        with open(vg_log) as f:
+            report = f.read()
+        self.assertIn("ERROR SUMMARY: 0 errors", report, report)
+
+    # ---- the container image ------------------------------------------------
+
+    def shipped_to_etc(self):
+        """The files deploy/Dockerfile copies into the image's /etc/acme-edge."""
+        with open(DOCKERFILE) as f:
+            lines = f.read().replace("\\\n", " ").splitlines()
+        out = []
+        for line in lines:
+            words = line.split()
+            if words[:1] == ["COPY"] and not words[1].startswith("--") and \
+                    words[-1].startswith("/etc/acme-edge"):
+                out += [os.path.join(ROOT, w) for w in words[1:-1]]
+        return out
+
+    def test_container_ships_no_token(self):
+        shipped = self.shipped_to_etc()
+        self.assertTrue(shipped, "deploy/Dockerfile ships no config")
+        for path in shipped:
+            with open(path) as f:
+                live = [l for l in f if re.match(r"\s*token_sha256\s*=", l)]
+            self.assertEqual(live, [], "%s ships a token" % path)
+        # the image's config refuses to start until a clients file is mounted
+        conf = os.path.join(ROOT, "deploy", "acme-edge.container.conf")
+        self.assertIn(conf, shipped)
+        with open(conf) as f:
+            text = f.read()
+        clients = re.search(r"(?m)^clients_file\s*=\s*(\S+)", text).group(1)
+        if not os.path.exists(clients):
+            p = subprocess.run([ACME_EDGE, "check", "-c", conf], capture_output=True,
+                               text=True, timeout=20)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn("%s: No such file or directory" % clients, p.stderr)
+        # the API listens where a published port reaches it, and the docs
+        # publish it on the host's loopback only
+        self.assertRegex(text, r"(?m)^listen\s*=\s*0\.0\.0\.0:8555\s*$")
+        with open(DOCKERFILE) as f:
+            self.assertIn("-p 127.0.0.1:8555:8555", f.read())
+
+    def test_container_config_runs_as_the_container_user(self):
+        """The image's config, run as the image's user (65534) with a clients
+        file of the operator's: it starts, makes its store directory in
+        /dev/shm, and answers a challenge."""
+        with open(os.path.join(ROOT, "deploy", "acme-edge.container.conf")) as f:
+            text = f.read()
+        g = self.gateway(make_dir=False)
+        clients = os.path.join(self.tmp, "clients.conf")
+        with open(clients, "w") as f:
+            f.write("[client admin]\ntoken_sha256 = %s\nidentifiers = *\n" %
+                    sha256_hex(g.clients["admin"]))
+        os.chmod(clients, 0o600)
+        os.chown(clients, 65534, 65534)
+        # only what the host cannot give a test: ports, the files' places
+        for key, value in (("path", g.store), ("clients_file", clients),
+                           ("listen", "0.0.0.0:%d" % g.api_port),
+                           ("http", "0.0.0.0:%d" % g.http_port),
+                           ("https", "0.0.0.0:%d" % g.https_port),
+                           ("workers", "1")):
+            text, n = re.subn(r"(?m)^%s\s*=.*$" % key, "%s = %s" % (key, value), text)
+            self.assertEqual(n, 1, key)
+        g.write_config(text)
+        g.start(user=65534)
+        g.wait_ready()
+        self.assert_file(os.path.dirname(g.store), 65534, 65534, 0o750)
+        token = b64token()
+        status, ka = g.put_http01(token)
+        self.assertEqual(status, 201)
+        self.assertEqual(g.fetch_http01(token), (200, ka))
+
+    def assert_file(self, path, uid, gid, mode):
+        st = os.lstat(path)
+        self.assertEqual((st.st_uid, st.st_gid, oct(stat.S_IMODE(st.st_mode))),
+                         (uid, gid, oct(mode)), path)
 
     # ---- the shared files: who may have written them ----------------------
 
