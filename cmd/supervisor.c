@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/priv.h"
 
 #define BACKOFF_MIN_MS 200
 #define BACKOFF_MAX_MS 10000
@@ -56,7 +57,14 @@ static struct cfg *current_cfg(struct cfg **last, const char *cfg_path,
 			       const char *part)
 {
 	struct cfg *next = cfg_reload(cfg_path, "run");
+	char err[512];
 
+	/* Users that do not resolve make a config that does not load. */
+	if (next && priv_resolve(next, err, sizeof(err)) != 0) {
+		log_err("run: reload of %s failed: %s", cfg_path, err);
+		cfg_free(next);
+		next = NULL;
+	}
 	if (!next) {
 		log_warn("run: starting %s on the last config of %s that loaded",
 			 part, cfg_path);

@@ -1307,6 +1307,8 @@ int api_main(struct cfg *cfg, const char *cfg_path)
 	apply_limits(api);
 	if (bind_all(api))
 		goto out;
+	if (priv_drop(PRIV_API) != 0)
+		goto out;
 	api->sweep_ev = event_new(api->base, -1, EV_PERSIST, on_sweep, api);
 	BUG_ON(!api->sweep_ev);
 	arm_sweep(api);

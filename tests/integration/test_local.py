@@ -21,6 +21,7 @@ import http.client
 import json
 import mmap
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -42,6 +43,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
 from ports import free_port  # noqa: E402
 ACME_EDGE = os.environ.get("ACME_EDGE") or os.path.join(ROOT, "build/release/cmd/acme-edge")
 DOCKERFILE = os.path.join(ROOT, "deploy", "Dockerfile")
+SANITIZED = "libasan" in subprocess.run(["ldd", ACME_EDGE], capture_output=True,
+                                        text=True).stdout
 RUN_ID = "%d-%s" % (os.getpid(), uuid.uuid4().hex[:8])
 START_TIMEOUT = 20.0
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
@@ -242,6 +245,33 @@ class Gateway:
             return r.read().decode()
 
 
+API_USER, PROXY_USER = "acme-edge-test-api", "acme-edge-test-proxy"
+
+
+def system_user(name):
+    """The passwd entry of a system user, made (with its own group) when
+    absent; left in place, as deploy/quickstart.sh leaves its users."""
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                        "--shell", "/usr/sbin/nologin", name], check=True)
+        return pwd.getpwnam(name)
+
+
+def proc_ids(pid):
+    """Uid, Gid, Groups, CapEff, CapPrm, NoNewPrivs of /proc/PID/status."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("Uid", "Gid", "Groups", "NoNewPrivs"):
+                out[key] = [int(v) for v in value.split()]
+            elif key in ("CapEff", "CapPrm"):
+                out[key] = [int(value, 16)]
+    return out
+
+
 class LocalTest(unittest.TestCase):
     maxDiff = None
 
@@ -327,6 +357,7 @@ class LocalTest(unittest.TestCase):
     # ---- the supervisor itself ----------------------------------------------
 
     @unittest.skipUnless(shutil.which("valgrind"), "valgrind is not installed")
+    @unittest.skipIf(SANITIZED, "valgrind cannot run a sanitizer build")
     def test_supervisor_reads_nothing_uninitialised(self):
         """The master waits for signals 100 ms at a time; a wait that timed
         out took no signal, and nothing of it may be read."""
@@ -415,6 +446,112 @@ class LocalTest(unittest.TestCase):
         st = os.lstat(path)
         self.assertEqual((st.st_uid, st.st_gid, oct(stat.S_IMODE(st.st_mode))),
                          (uid, gid, oct(mode)), path)
+
+    # ---- privilege separation: the API and the proxy as two users --------
+
+    def test_api_and_proxy_run_as_their_own_users(self):
+        api, proxy = system_user(API_USER), system_user(PROXY_USER)
+        clients = os.path.join(self.tmp, "clients.conf")
+        admin = b64token()
+        with open(clients, "w") as f:
+            f.write("[client admin]\ntoken_sha256 = %s\nidentifiers = *\n" %
+                    sha256_hex(admin))
+        os.chmod(clients, 0o600)
+        os.chown(clients, api.pw_uid, api.pw_gid)
+        g = self.started(make_dir=False, clients={}, extra={
+            "api": {"user": API_USER, "clients_file": clients},
+            "proxy": {"user": PROXY_USER}})
+        g.clients = {"admin": admin}
+        api_pid, proxy_pid = g.child_pid("api"), g.child_pid("proxy")
+
+        # who runs: root only in the master, which holds no socket nor store
+        self.assertEqual(proc_ids(g.proc.pid)["Uid"], [0, 0, 0, 0])
+        for pid, pw in ((api_pid, api), (proxy_pid, proxy)):
+            ids = proc_ids(pid)
+            self.assertEqual(ids["Uid"], [pw.pw_uid] * 4, pw.pw_name)
+            self.assertEqual(ids["Gid"], [pw.pw_gid] * 4, pw.pw_name)
+            self.assertEqual(ids["Groups"], [pw.pw_gid], pw.pw_name)   # nothing of root's
+            self.assertEqual(ids["CapEff"], [0], pw.pw_name)
+            self.assertEqual(ids["CapPrm"], [0], pw.pw_name)
+            self.assertEqual(ids["NoNewPrivs"], [1], pw.pw_name)
+        ps = subprocess.run(["ps", "-o", "user=", "-p", "%d,%d" % (api_pid, proxy_pid)],
+                            capture_output=True, text=True, check=True).stdout.split()
+        self.assertEqual(sorted(ps), sorted([api.pw_name, proxy.pw_name]))
+
+        # the files: the store the API's, readable by the proxy's group only;
+        # the statistics the proxy's, readable by the API's group only
+        self.assert_file(os.path.dirname(g.store), 0, api.pw_gid, 0o750)
+        self.assert_file(g.store, api.pw_uid, proxy.pw_gid, 0o640)
+        self.assert_file(g.store + ".proxy", proxy.pw_uid, api.pw_gid, 0o640)
+        # the proxy maps the store read-only, and its user cannot write it
+        with open("/proc/%d/maps" % proxy_pid) as f:
+            maps = [l.split() for l in f if l.rstrip().endswith(" " + g.store)]
+        self.assertTrue(maps, "the proxy does not map the store")
+        self.assertTrue(all(m[1] == "r--s" for m in maps), maps)
+        def as_proxy_user(flag, extra_groups):
+            return subprocess.run(
+                ["/usr/bin/python3", "-c",
+                 "import os, sys; os.open(sys.argv[1], os.%s)" % flag, g.store],
+                user=proxy.pw_uid, group=proxy.pw_gid, extra_groups=extra_groups,
+                capture_output=True, text=True)
+        self.assertIn("PermissionError", as_proxy_user("O_RDWR", []).stderr)
+        # even let through the directory, only reading is allowed
+        self.assertEqual(as_proxy_user("O_RDONLY", [api.pw_gid]).returncode, 0)
+        self.assertIn("PermissionError", as_proxy_user("O_RDWR", [api.pw_gid]).stderr)
+
+        # and it all still works: a challenge end to end, the API reading
+        # the proxy's statistics, a reload in both, a restarted API
+        token = b64token()
+        status, ka = g.put_http01(token)
+        self.assertEqual(status, 201)
+        self.assertEqual(g.fetch_http01(token), (200, ka))
+        self.assertIn("acmeedge_proxy_workers 1", g.metrics())
+        os.kill(g.proc.pid, signal.SIGHUP)
+        g.wait_log(r"api: reloaded .*: 1 client")
+        g.wait_log(r"proxy: reloaded")
+        self.assertNotIn("failed", g.log())
+        self.kill_api(g, 1)
+        self.assertEqual(proc_ids(g.child_pid("api", 2))["Uid"], [api.pw_uid] * 4)
+        self.assertEqual(g.fetch_http01(token), (200, ka))
+        self.assertEqual(g.put_http01(b64token())[0], 201)
+
+    def test_users_need_root(self):
+        """Not root, acme-edge cannot become the users named: it says so."""
+        system_user(API_USER)
+        g = self.gateway(extra={"api": {"user": API_USER}})
+        os.chown(g.own_dir, 65534, 65534)
+        p = subprocess.run([ACME_EDGE, "api", "-c", g.conf], user=65534, group=65534,
+                           extra_groups=[], capture_output=True, text=True, timeout=20)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("[api] user = %s: acme-edge runs as uid 65534" % API_USER, p.stderr)
+        self.assertIn("not as root", p.stderr)
+
+    def test_user_keys_are_checked(self):
+        g = self.gateway(extra={"api": {"user": "-rf", "group": "acme-edge"},
+                                "proxy": {"group": "acme-edge"}})
+        p = subprocess.run([ACME_EDGE, "check", "-c", g.conf], capture_output=True,
+                           text=True, timeout=20)
+        self.assertEqual(p.returncode, 1)
+        lines = {}
+        with open(g.conf) as f:
+            for n, line in enumerate(f, 1):
+                lines.setdefault(line.strip(), n)
+        self.assertIn('%s:%d: user: expected a user or group name' %
+                      (g.conf, lines["user = -rf"]), p.stderr)
+        self.assertIn("[proxy] group needs [proxy] user", p.stderr)
+        self.assertNotIn("[api] group needs", p.stderr)
+
+    def test_unknown_user(self):
+        g = self.gateway(extra={"proxy": {"user": "acme-edge-no-such-user"}})
+        p = subprocess.run([ACME_EDGE, "run", "-c", g.conf], capture_output=True,
+                           text=True, timeout=20)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("[proxy] user = acme-edge-no-such-user: no such user", p.stderr)
+        # `check` only warns: the users may be made after the config
+        p = subprocess.run([ACME_EDGE, "check", "-c", g.conf], capture_output=True,
+                           text=True, timeout=20)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("warning: [proxy] user = acme-edge-no-such-user", p.stderr)
 
     # ---- the shared files: who may have written them ----------------------
 
