@@ -315,6 +315,8 @@ int proxy_main(struct cfg *cfg, const char *cfg_path)
 	for (unsigned i = 0; i < px.nworkers; i++)
 		if (worker_setup(&px, &px.workers[i], i, io) != 0)
 			goto out;
+	if (priv_drop(PRIV_PROXY) != 0)
+		goto out;
 	for (started = 0; started < px.nworkers; started++) {
 		int e = pthread_create(&px.workers[started].thread, NULL, worker_main,
 				       &px.workers[started]);

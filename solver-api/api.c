@@ -168,6 +168,8 @@ static int api_start(struct api *api)
 	apply_limits(api);
 	if (bind_all(api))
 		return -1;
+	if (priv_drop(PRIV_API) != 0)
+		return -1;
 	api->sweep_ev = event_new(api->base, -1, EV_PERSIST, on_sweep, api);
 	BUG_ON(!api->sweep_ev);
 	arm_sweep(api);
