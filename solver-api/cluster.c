@@ -212,6 +212,7 @@ struct cluster {
 	bool redis_up;			/* both connections up and authenticated */
 	bool subscribed;
 	bool ever_ready;
+	bool stopping;
 	bool drop_logged;		/* once per outage, not once per retry */
 	unsigned inflight;
 	unsigned hb_outstanding;
@@ -1638,13 +1639,21 @@ static void leave(struct cluster *cl)
 	redisFree(c);
 }
 
+void cluster_stop(struct cluster *cl)
+{
+	if (cl->stopping)
+		return;
+	cl->stopping = true;
+	leave(cl);
+	while (cl->pending)
+		write_finish(cl->pending, CLUSTER_FAILED, "the node is stopping");
+}
+
 void cluster_close(struct cluster *cl)
 {
 	if (!cl)
 		return;
-	leave(cl);
-	while (cl->pending)
-		write_finish(cl->pending, CLUSTER_FAILED, "the node is stopping");
+	cluster_stop(cl);
 	free_ctx(&cl->cmd);
 	free_ctx(&cl->sub);
 	free_ctx(&cl->sentinel);
@@ -1672,9 +1681,9 @@ static struct cl_write *write_start(struct cluster *cl, cluster_done_fn done,
 {
 	struct cl_write *w;
 
-	if (cl->state != CLUSTER_READY) {
+	if (cl->state != CLUSTER_READY || cl->stopping) {
 		cl->m_refused++;
-		*why = cl->cause;
+		*why = cl->stopping ? "the node is stopping" : cl->cause;
 		return NULL;
 	}
 	if (cl->npending >= PENDING_MAX || cl->inflight >= INFLIGHT_MAX) {
