@@ -651,6 +651,37 @@ class ClusterTest(unittest.TestCase):
         self.assertNotIn(user_pw, p.stderr)
 
 
+class ShippedConfigTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="acme-edge-cluster-conf-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def test_shipped_cluster_configs_check(self):
+        """deploy/cluster/edge-*.conf pass `acme-edge check` once the files
+        they name exist (here: the same files under a temp dir)."""
+        deploy = os.path.join(os.path.dirname(os.path.dirname(HERE)), "deploy", "cluster")
+        clients = os.path.join(self.tmp, "clients.conf")
+        with open(clients, "w") as f:
+            f.write("[client certbot]\ntoken_sha256 = %s\nidentifiers = *.example.com\n"
+                    % sha256_hex("t"))
+        os.chmod(clients, 0o600)
+        pw = os.path.join(self.tmp, "redis.password")
+        with open(pw, "w") as f:
+            f.write("secret\n")
+        os.chmod(pw, 0o600)
+        for i in (1, 2, 3):
+            with open(os.path.join(deploy, "edge-%d.conf" % i)) as f:
+                text = f.read()
+            self.assertIn("node = edge-%d" % i, text)
+            conf = os.path.join(self.tmp, "edge-%d.conf" % i)
+            with open(conf, "w") as f:
+                f.write(text.replace("/etc/acme-edge/clients.conf", clients)
+                        .replace("/etc/acme-edge/redis.password", pw))
+            p = subprocess.run([ACME_EDGE, "check", "-c", conf], capture_output=True,
+                               text=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+
 class SentinelTest(unittest.TestCase):
     """`sentinel =` with real redis-sentinel processes: a master, a replica,
     three sentinels; two nodes find the master through them, and after the
