@@ -1599,8 +1599,10 @@ int cluster_open(struct event_base *base, const struct cfg *cfg,
 
 void cluster_reload(struct cluster *cl, const struct cfg *cfg)
 {
-	if (!cfg->cluster.enabled)
+	if (!cfg->cluster.enabled) {
+		log_warn("cluster: leaving the cluster takes effect only on restart");
 		return;
+	}
 	cl->ack = cfg->cluster.ack;
 	cl->ack_timeout_ms = cfg->cluster.ack_timeout_ms;
 	if (strcmp(cfg->cluster.node, cl->node) ||
