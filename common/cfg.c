@@ -401,8 +401,14 @@ static int key_api(struct load_ctx *c, const char *k, const char *v)
 		return parse_u32(c, k, v, 1024, 1 << 16, &cfg->api.max_headers);
 	if (strcmp(k, "timeout") == 0)
 		return parse_duration(c, k, v, 100, 600000, &cfg->api.timeout_ms);
+	if (strcmp(k, "request_timeout") == 0)
+		return parse_duration(c, k, v, 100, 600000,
+				      &cfg->api.request_timeout_ms);
 	if (strcmp(k, "max_connections") == 0)
 		return parse_u32(c, k, v, 1, 100000, &cfg->api.max_connections);
+	if (strcmp(k, "max_connections_per_source") == 0)
+		return parse_u32(c, k, v, 1, 100000,
+				 &cfg->api.max_connections_per_source);
 	if (strcmp(k, "sweep_interval") == 0)
 		return parse_duration(c, k, v, 100, 3600000,
 				      &cfg->api.sweep_interval_ms);
@@ -502,6 +508,8 @@ static int key_client(struct load_ctx *c, const char *k, const char *v)
 		return parse_cidrs(c, k, v, &cl->cidrs, &cl->ncidrs);
 	if (strcmp(k, "thumbprints") == 0)
 		return parse_thumbprints(c, k, v, cl);
+	if (strcmp(k, "max_entries") == 0)
+		return parse_u32(c, k, v, 1, 65536, &cl->max_entries);
 	return 1;
 }
 
@@ -891,14 +899,16 @@ static char *cfg_read_line(char *str, int num, void *stream)
 
 static void cfg_defaults(struct cfg *cfg)
 {
-	strcpy(cfg->store.path, "/dev/shm/acme-edge");
+	strcpy(cfg->store.path, "/run/acme-edge/store");
 	cfg->store.capacity = 4096;
 	cfg->api.default_ttl_s = 3600;
 	cfg->api.max_ttl_s = 86400;
 	cfg->api.max_body = 32768;
 	cfg->api.max_headers = 8192;
 	cfg->api.timeout_ms = 10000;
+	cfg->api.request_timeout_ms = 10000;
 	cfg->api.max_connections = 256;
+	cfg->api.max_connections_per_source = 16;
 	cfg->api.sweep_interval_ms = 5000;
 	cfg->proxy.workers = 0;
 	cfg->proxy.peek_timeout_ms = 10000;
@@ -1006,6 +1016,15 @@ static void validate(struct load_ctx *c)
 		if (cl->npatterns == 0)
 			cfg_error(c, cl->line, "[client %s]: identifiers is required "
 				  "(\"*\" for any name)", cl->name);
+		/*
+		 * A quarter of the store, so that one client cannot fill it for
+		 * the others, but room for one whole ACME order (100 names)
+		 * where the store has it.
+		 */
+		if (cl->max_entries == 0) {
+			uint32_t cap = cfg->store.capacity;
+			cl->max_entries = cap / 4 > 100 ? cap / 4 : cap < 100 ? cap : 100;
+		}
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(cfg->clients[j].name, cl->name) == 0)
 				cfg_error(c, cl->line, "[client %s] is defined twice",

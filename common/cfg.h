@@ -69,6 +69,7 @@ struct cfg_client {
 	size_t ncidrs;
 	char (*thumbprints)[THUMBPRINT_LEN + 1];	/* empty: any account */
 	size_t nthumbprints;
+	uint32_t max_entries;		/* live challenges it may hold at once */
 	unsigned line;			/* where the section starts, for messages */
 };
 
@@ -99,8 +100,10 @@ struct cfg {
 		uint32_t max_ttl_s;
 		uint32_t max_body;
 		uint32_t max_headers;
-		uint32_t timeout_ms;
+		uint32_t timeout_ms;		/* inactivity */
+		uint32_t request_timeout_ms;	/* a whole request, from its start */
 		uint32_t max_connections;
+		uint32_t max_connections_per_source;
 		uint32_t sweep_interval_ms;
 	} api;
 	struct cfg_client *clients;

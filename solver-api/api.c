@@ -20,6 +20,7 @@
 
 #include "common/edge.h"
 #include "common/log.h"
+#include "common/priv.h"
 #include "solver-api/cluster.h"
 #include "solver-api/internal.h"
 
@@ -157,11 +158,13 @@ int api_main(struct cfg *cfg, const char *cfg_path)
 	signal(SIGPIPE, SIG_IGN);
 
 	int ret = store_open_writer(cfg->store.path, cfg->store.capacity,
+				    priv_owner(PRIV_API),
 				    &api->store, err, sizeof(err));
 	if (ret) {
 		log_err("api: token store: %s", err);
 		goto out;
 	}
+	quota_load(&api->quota, api->store, &api->scratch, clock_wall_ms());
 	api->base = event_base_new();
 	api->http = api->base ? evhttp_new(api->base) : NULL;
 	if (!api->http) {
@@ -212,6 +215,7 @@ out:
 	if (api->base)
 		event_base_free(api->base);
 	store_close(api->store);
+	quota_free(&api->quota);
 	cfg_free(api->cfg);
 	free(api->bound);
 	free(api);

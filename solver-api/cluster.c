@@ -36,6 +36,7 @@
 
 #include "common/edge.h"
 #include "common/log.h"
+#include "common/priv.h"
 #include "solver-api/cluster_codec.h"
 
 #define HEARTBEAT_MS 500
@@ -1477,7 +1478,7 @@ static void on_hit_timer(evutil_socket_t fd, short what, void *arg)
 	if (cl->state != CLUSTER_READY)
 		return;
 	pstats_path(cl->store_path, path, sizeof(path));
-	if (pstats_open(path, &ps, err, sizeof(err)) != 0)
+	if (pstats_open(path, priv_uid(PRIV_PROXY), &ps, err, sizeof(err)) != 0)
 		return;
 	pstats_hits_since(ps, now - HIT_LOOKBACK_MS, collect_hit, cl);
 	pstats_close(ps);

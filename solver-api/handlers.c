@@ -26,15 +26,39 @@
 
 /* ---- the write path: the only calls into the store's writer API ------- */
 
+/*
+ * The entry stored under e's kind and key, live or expired, into
+ * api->previous: what a put replaces or a delete removes.
+ */
+static bool find_previous(struct api *api, enum store_kind kind,
+			  const char *key, size_t key_len)
+{
+	return store_lookup(api->store, kind, key, key_len, INT64_MIN,
+			    &api->previous) == 0;
+}
+
 static int apply_put(struct api *api, struct store_entry *e)
 {
-	return store_put(api->store, e, clock_wall_ms());
+	bool had = find_previous(api, e->kind, e->key, e->key_len);
+	int ret = store_put(api->store, e, clock_wall_ms());
+
+	if (ret < 0)
+		return ret;
+	if (ret == 1 && had)
+		quota_note_free(&api->quota, api->previous.slot);
+	quota_note_put(&api->quota, e);
+	return ret;
 }
 
 static int apply_delete(struct api *api, enum store_kind kind, const char *key,
 			size_t key_len)
 {
-	return store_delete(api->store, kind, key, key_len);
+	bool had = find_previous(api, kind, key, key_len);
+	int ret = store_delete(api->store, kind, key, key_len);
+
+	if (ret == 0 && had)
+		quota_note_free(&api->quota, api->previous.slot);
+	return ret;
 }
 
 static int hook_put(void *arg, struct store_entry *e)
@@ -173,20 +197,38 @@ static int check_keyauth(struct req_ctx *rc, const char *ka,
 
 /*
  * Refuses to replace an entry another client owns outside this client's
- * scope. Returns 0 (absent or ours to replace), or -1 after replying.
+ * scope, and to add one past the client's quota (replacing its own live
+ * entry adds none). Returns 0, or -1 after replying.
  */
 static int check_owner(struct req_ctx *rc, enum store_kind kind,
 		       const char *key, size_t key_len)
 {
 	struct api *api = rc->api;
+	const struct cfg_client *cl = rc->client;
+	int64_t now = clock_wall_ms();
+	unsigned held;
 
-	if (store_lookup(api->store, kind, key, key_len, clock_wall_ms(),
-			 &api->existing) != 0)
+	if (store_lookup(api->store, kind, key, key_len, now,
+			 &api->existing) == 0) {
+		if (!auth_may_touch(cl, &api->existing)) {
+			api_reply_error(rc, 403, "not_owner", "this %s challenge "
+					"belongs to another client",
+					store_kind_name(kind));
+			return -1;
+		}
+		if (strcmp(api->existing.client, cl->name) == 0)
+			return 0;
+	}
+	/* A quota of the whole store is none: store_full says it better. */
+	if (cl->max_entries >= api->cfg->store.capacity)
 		return 0;
-	if (auth_may_touch(rc->client, &api->existing))
+	held = quota_held(&api->quota, cl->name, now);
+	if (held < cl->max_entries)
 		return 0;
-	api_reply_error(rc, 403, "not_owner", "this %s challenge belongs to "
-			"another client", store_kind_name(kind));
+	api_reply_error(rc, 507, "quota_exceeded", "client %s holds %u "
+			"challenges, its quota ([client %s] max_entries = %u); "
+			"delete finished ones", cl->name, held, cl->name,
+			cl->max_entries);
 	return -1;
 }
 

@@ -165,6 +165,7 @@ void router_handle(struct evhttp_request *req, void *arg)
 	char allow[64];
 	int err;
 
+	conn_request_started(rc.api, req);
 	if (sa)
 		addr_format(sa, rc.peer, sizeof(rc.peer));
 	else
