@@ -411,7 +411,7 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual(self.b.stop(), 0)
         self.stopped.append("b")
         until("B gone from A's live set",
-              lambda: "b" not in self.a.health()[1]["cluster"]["live"], 0.3)
+              lambda: "b" not in self.a.health()[1]["cluster"]["live"], 1.0)
         self.assertIn("node b left: it stopped", self.a.log())
         self.assertEqual(self.a.put("http-01", new, keyauth(new))[0], 201)
         self.assertEqual(self.c.delete("http-01", gone)[0], 204)
@@ -595,12 +595,15 @@ class ClusterTest(unittest.TestCase):
         # A flood of misses for names nobody holds writes nothing to Redis,
         # and a flood of hits on one key is coalesced.
         before = self.metric(self.b, "acmeedge_cluster_hit_writes_total")
+        t0 = time.monotonic()
         for _ in range(100):
             self.b.http01(new_token())
             self.b.http01(tok)
         time.sleep(2.5)
         after = self.metric(self.b, "acmeedge_cluster_hit_writes_total")
-        self.assertLessEqual(after - before, 4, "hit writes not coalesced")
+        # One write per second at most, for the one key that exists.
+        self.assertLessEqual(after - before, time.monotonic() - t0 + 2,
+                             "hit writes not coalesced")
 
     def test_password_and_config_errors(self):
         # A Redis with a password, read from an owner-only file.
