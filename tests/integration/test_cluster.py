@@ -605,6 +605,15 @@ class ClusterTest(unittest.TestCase):
         self.assertLessEqual(after - before, time.monotonic() - t0 + 2,
                              "hit writes not coalesced")
 
+    def test_two_nodes_one_name_reported(self):
+        twin = Node(self.tmp, "twin", self.redis.port, extra={
+            "node": "a", "prefix": "t%d:" % self.redis.port})
+        self.nodes["twin"] = twin
+        twin.start(wait=False)
+        until("the shared name reported", lambda: any(
+            "another node also calls itself a" in n.log()
+            for n in (self.a, twin)), 10)
+
     def test_password_and_config_errors(self):
         # A Redis with a password, read from an owner-only file.
         red = Redis(self.tmp, password="s3cret-" + new_token())
