@@ -483,6 +483,31 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual(self.b.delete("http-01", ta)[0], 204)
         self.assert_misses([self.a, self.b, self.c], ta)
 
+    def test_redis_frozen(self):
+        """Redis alive to the kernel but answering nothing (SIGSTOP): a
+        write fails within ack_timeout_ms instead of hanging, the nodes
+        degrade when heartbeats go unanswered, and recover after."""
+        held = new_token()
+        self.assertEqual(self.a.put("http-01", held, keyauth(held))[0], 201)
+        os.kill(self.redis.proc.pid, signal.SIGSTOP)
+        try:
+            t = new_token()
+            t0 = time.monotonic()
+            st, body = self.a.put("http-01", t, keyauth(t))
+            self.assertLess(time.monotonic() - t0, ACK_TIMEOUT_MS / 1000 + 1)
+            self.assertEqual((st, body["error"]), (503, "cluster_unavailable"), body)
+            for n in self.nodes.values():
+                until("%s degraded" % n.name,
+                      lambda n=n: n.health()[1]["status"] == "degraded", 10)
+            self.assert_answers(self.nodes.values(), held, keyauth(held))
+        finally:
+            os.kill(self.redis.proc.pid, signal.SIGCONT)
+        for n in self.nodes.values():
+            until("%s ready" % n.name, lambda n=n: n.health()[0] == 200, 20)
+        t = new_token()
+        self.assertEqual(self.b.put("http-01", t, keyauth(t))[0], 201)
+        self.assert_answers(self.nodes.values(), t, keyauth(t))
+
     def test_node_cut_off_all_times_out_quorum_succeeds(self):
         # B's API process frozen: alive to the kernel, silent to Redis.
         pid = self.b.api_pid()
