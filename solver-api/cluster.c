@@ -160,7 +160,7 @@ struct cl_key {
 	bool deleted;
 	bool mine;			/* written through this node: it republishes it */
 	bool cand_listed;
-	char key[STORE_KEY_MAX + 1];
+	char key[];			/* key_len + 1 bytes, NUL-terminated */
 };
 
 struct cl_write {
@@ -374,11 +374,12 @@ static struct cl_key *key_get(struct cluster *cl, uint8_t kind, const char *key,
 	if (k)
 		return k;
 	keys_make_room(cl, now);
-	k = calloc(1, sizeof(*k));
+	k = calloc(1, sizeof(*k) + len + 1);
 	BUG_ON(!k);
 	k->kind = kind;
 	k->key_len = (uint8_t)len;
 	memcpy(k->key, key, len);
+	k->key[len] = '\0';
 	b = key_hash(cl, kind, key, len);
 	k->next = cl->buckets[b];
 	cl->buckets[b] = k;
