@@ -79,7 +79,7 @@ def run(acme_edge, nnodes, puts, work):
     redis_port = free_port()
     procs = []
     redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind",
-                              "127.0.0.1", "--save", "", "--appendonly", "no"],
+                              "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", work],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs.append(redis)
     nodes = []

@@ -61,12 +61,15 @@ class Redis:
     def __init__(self, tmpdir, password=None):
         self.port = free_port()
         self.password = password
+        self.dir = tmpdir
         self.log_path = os.path.join(tmpdir, "redis-%d.log" % self.port)
         self.proc = None
 
     def start(self):
+        # --dir: a replica's full sync still writes an RDB file; not in the tree.
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no"]
+                "--save", "", "--appendonly", "no", "--dir", self.dir,
+                "--dbfilename", "redis-%d.rdb" % self.port]
         if self.password:
             argv += ["--requirepass", self.password]
         with open(self.log_path, "ab") as logf:
