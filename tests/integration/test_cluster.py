@@ -38,7 +38,7 @@ from harness import (Gateway, client_ctx, conf_text, env_path, free_port,  # noq
                      keyauth, main, new_token, outcome_ok,
                      sanitizer_marks, sha256_hex, store_path, M)
 
-ACME_EDGE = env_path("ACME_EDGE", "build/release/cmd/acme-edge")
+ACME_EDGE = env_path("ACME_EDGE", "build/release/acme-edge")
 BEARER = "cluster-test-token-" + new_token()
 ACK_TIMEOUT_MS = 1000
 

@@ -40,7 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
 from ports import free_port  # noqa: E402
-ACME_EDGE = os.environ.get("ACME_EDGE") or os.path.join(ROOT, "build/release/cmd/acme-edge")
+ACME_EDGE = os.environ.get("ACME_EDGE") or os.path.join(ROOT, "build/release/acme-edge")
 RUN_ID = "%d-%s" % (os.getpid(), uuid.uuid4().hex[:8])
 START_TIMEOUT = 20.0
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
