@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <event2/event.h>
+#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 
@@ -42,6 +43,8 @@ static int cmd_version(void)
 	printf("openssl %s\n", OpenSSL_version(OPENSSL_VERSION_STRING));
 	printf("libevent %s\n", event_get_version());
 	printf("jansson %s\n", JANSSON_VERSION);
+	printf("hiredis %d.%d.%d (build)\n", HIREDIS_MAJOR, HIREDIS_MINOR,
+	       HIREDIS_PATCH);
 	printf("liburing %s (build)\n", EDGE_LIBURING_VERSION);
 #ifdef EDGE_WITH_JEMALLOC
 	printf("allocator jemalloc\n");

@@ -601,8 +601,9 @@ static int parse_hostport(struct load_ctx *c, const char *key, const char *w,
 	if (!colon || hlen == 0 || hlen > CFG_HOST_MAX ||
 	    (size_t)(w + len - colon - 1) >= sizeof(port) || colon + 1 == w + len)
 		goto bad;
+	/* A colon only inside brackets: "[fd00::5]:6379". */
 	for (size_t i = 0; i < hlen; i++)
-		if (!name_char(host[i]) && host[i] != ':')
+		if (!name_char(host[i]) && (host[i] != ':' || host == w))
 			goto bad;
 	memcpy(port, colon + 1, (size_t)(w + len - colon - 1));
 	port[w + len - colon - 1] = '\0';

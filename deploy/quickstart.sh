@@ -13,4 +13,4 @@ for user in acme-edge-api acme-edge-proxy; do
 done
 cmake --preset release -S "$top" >/dev/null
 cmake --build "$top/build/release" -j"$(nproc)"
-exec "$top/build/release/cmd/acme-edge" run -c "${1:-$top/deploy/acme-edge.conf}"
+exec "$top/build/release/acme-edge" run -c "${1:-$top/deploy/acme-edge.conf}"

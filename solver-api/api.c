@@ -102,6 +102,13 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	log_info("api: %s: stopping", strsignal((int)sig));
+	if (api->cluster) {
+		/* Writes waiting for the cluster get their 503 out before we go. */
+		static const struct timeval flush = {0, 200 * 1000};
+		cluster_stop(api->cluster);
+		event_base_loopexit(api->base, &flush);
+		return;
+	}
 	event_base_loopexit(api->base, NULL);
 }
 

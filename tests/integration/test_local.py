@@ -41,7 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
 from ports import free_port  # noqa: E402
-ACME_EDGE = os.environ.get("ACME_EDGE") or os.path.join(ROOT, "build/release/cmd/acme-edge")
+ACME_EDGE = os.environ.get("ACME_EDGE") or os.path.join(ROOT, "build/release/acme-edge")
 DOCKERFILE = os.path.join(ROOT, "deploy", "Dockerfile")
 SANITIZED = "libasan" in subprocess.run(["ldd", ACME_EDGE], capture_output=True,
                                         text=True).stdout
