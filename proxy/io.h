@@ -157,6 +157,12 @@ extern const struct io_ops io_epoll_ops;
  */
 int uring_probe(char *why, size_t len);
 
+/*
+ * Connections a backend may have accepted, per listener, and not yet
+ * handed over: descriptors open that no slot holds yet.
+ */
+#define IO_ACCEPTED_PENDING_MAX 16
+
 /* ---- what a backend calls ---------------------------------------------- */
 
 /* fd came with the client's address peer (len bytes), as accept gave it. */
