@@ -1700,6 +1700,32 @@ class ChallengeTest(GatewayCase):
         finally:
             self.gw.reload()
 
+    def test_peer_bytes_escaped_in_the_log(self):
+        # An SNI may hold any byte but NUL: a newline in it must not start
+        # a forged log line. A request target may hold bytes past ASCII and
+        # backslashes, the escape character itself.
+        gw = self.gw
+        forged = ("2026-01-01t00:00:00.000z acme-edge[1] info: proxy: tls-alpn-01 "
+                  "answered for forged.test")
+        s = connect(gw.https)
+        s.sendall(crafted_hello("evil.test\n" + forged, ["acme-tls/1"]))
+        recv_all(s)
+        s.close()
+        self.count("tls-alpn-01", "missed")
+        self.wait_log(r"proxy: tls-alpn-01 missed: client 127\.0\.0\.1:\d+, identifier "
+                      r"evil\.test\\x0a2026-01-01t00:00:00\.000z acme-edge\[1\] info: "
+                      r"proxy: tls-alpn-01 answered for forged\.test, key evil\.test\\x0a2026")
+        tok = "t0k\\x0a\u00e9".encode("utf-8")
+        exchange(gw.http, b"GET /.well-known/acme-challenge/" + tok +
+                 b" HTTP/1.1\r\nHost: esc.test\r\nConnection: close\r\n\r\n")
+        self.count("http-01", "missed")
+        self.wait_log(r"proxy: http-01 missed: client 127\.0\.0\.1:\d+, identifier "
+                      r"esc\.test, key t0k\\x5cx0a\\xc3\\xa9, forwarded")
+        log = gw.log()
+        self.assertNotRegex(log, r"(?m)^2026-01-01t", "a forged log line")
+        self.assertNotIn("t0k\\x0a", log)
+        self.assertNotIn("\u00e9", log)
+
     def test_observability_logs_last_hit_metrics(self):
         tok, miss = new_token(), new_token()
         self.gw.put_http01(tok)
