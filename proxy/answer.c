@@ -249,6 +249,8 @@ static void tls_start(struct worker *w, struct conn *c,
 bool answer_tls(struct worker *w, struct conn *c, const struct tls_ask *ask,
 		enum policy_action act, const struct store_entry *e)
 {
+	const char *name = ask->name_len ? ask->name : "-";
+
 	if (act == POLICY_RELAY)
 		return false;
 	if (act == POLICY_ANSWER) {
@@ -256,9 +258,8 @@ bool answer_tls(struct worker *w, struct conn *c, const struct tls_ask *ask,
 		return true;
 	}
 	pstats_add(w->stats, PS_TLSALPN01_MISSED, 1);
-	log_challenge(w, c, STORE_TLSALPN01, ask->name, ask->name_len, ask->name,
-		      HIT_MISSED, act == POLICY_MISS_REFUSE ? "rejected"
-							    : "forwarded");
+	log_challenge(w, c, STORE_TLSALPN01, name, strlen(name), name, HIT_MISSED,
+		      act == POLICY_MISS_REFUSE ? "rejected" : "forwarded");
 	if (act == POLICY_MISS_RELAY)
 		return false;
 	out_reset(c);

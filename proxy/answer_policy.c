@@ -45,8 +45,7 @@ void policy_tls_ask(const struct tls_hello *h, struct tls_ask *ask)
 	}
 	ask->name[n] = '\0';
 	ask->name_len = n;
-	ask->asks = n && tls_hello_alpn_offers(h, ACME_TLS_ALPN,
-					       strlen(ACME_TLS_ALPN));
+	ask->asks = tls_hello_alpn_offers(h, ACME_TLS_ALPN, strlen(ACME_TLS_ALPN));
 }
 
 enum policy_action policy_tls(const struct tls_ask *ask,
@@ -54,7 +53,7 @@ enum policy_action policy_tls(const struct tls_ask *ask,
 {
 	if (!ask->asks)
 		return POLICY_RELAY;
-	if (e)
+	if (e && ask->name_len)
 		return POLICY_ANSWER;
 	return miss == MISS_REJECT ? POLICY_MISS_REFUSE : POLICY_MISS_RELAY;
 }

@@ -47,7 +47,7 @@ enum policy_action policy_http01(const struct http01_ask *ask,
 
 /* What a ClientHello asks of the store. */
 struct tls_ask {
-	bool asks;		/* offers acme-tls/1 with a name */
+	bool asks;		/* offers acme-tls/1, with a name or none */
 	/* SNI lower-cased, without its trailing dot; routes a relay too. */
 	char name[TLS_SNI_MAX + 1];
 	size_t name_len;
@@ -55,7 +55,10 @@ struct tls_ask {
 
 void policy_tls_ask(const struct tls_hello *h, struct tls_ask *ask);
 
-/* e: the live tls-alpn-01 entry for ask->name, NULL when none. */
+/*
+ * e: the live tls-alpn-01 entry for ask->name, NULL when none (always
+ * none without a name: such a hello is a miss like any other).
+ */
 enum policy_action policy_tls(const struct tls_ask *ask,
 			      const struct store_entry *e, enum cfg_miss miss);
 

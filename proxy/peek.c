@@ -108,8 +108,9 @@ static void peek_hello(struct worker *w, struct conn *c)
 		return;
 	}
 	policy_tls_ask(&h, &ask);
-	if (ask.asks && store_lookup(w->px->store, STORE_TLSALPN01, ask.name,
-				     ask.name_len, clock_wall_ms(), &w->entry) == 0)
+	if (ask.asks && ask.name_len &&
+	    store_lookup(w->px->store, STORE_TLSALPN01, ask.name, ask.name_len,
+			 clock_wall_ms(), &w->entry) == 0)
 		e = &w->entry;
 	if (answer_tls(w, c, &ask, policy_tls(&ask, e, cfg->proxy.tls_miss), e))
 		return;

@@ -1700,6 +1700,33 @@ class ChallengeTest(GatewayCase):
         finally:
             self.gw.reload()
 
+    def test_acme_tls_without_sni_is_a_miss(self):
+        # acme-tls/1 names no challenge without an SNI: a miss, relayed
+        # under tls_miss = forward (the default route), refused under reject.
+        gw = self.gw
+        s = connect(gw.https)
+        self.closers.append(s.close)
+        bio = BioTls(None, alpn=["acme-tls/1"])
+        s.sendall(bio.first_flight())
+        bio.finish(s)
+        self.count("tls-alpn-01", "missed")
+        self.assertEqual(hashlib.sha256(bio.cert_der()).hexdigest(),
+                         UP["default-tls"].cert["fp"], "not the upstream's certificate")
+        s.close()
+        self.wait_log(r"proxy: tls-alpn-01 missed: client 127\.0\.0\.1:\d+, identifier -, "
+                      r"key -, forwarded")
+        try:
+            gw.reload(proxy={"tls_miss": "reject"})
+            m0 = gw.metrics()
+            got = exchange(gw.https, BioTls(None, alpn=["acme-tls/1"]).first_flight())
+            self.count("tls-alpn-01", "missed")
+            self.assertEqual(got, bytes.fromhex("15030300020270"),
+                             "not one unrecognized_name alert")
+            self.metric_deltas(m0, {M(REFUSED, reason="acme_tls_rejected"): 1,
+                                    M(CH, kind="tls-alpn-01", result="missed"): 1})
+        finally:
+            gw.reload()
+
     def test_peer_bytes_escaped_in_the_log(self):
         # An SNI may hold any byte but NUL: a newline in it must not start
         # a forged log line. A request target may hold bytes past ASCII and
