@@ -18,6 +18,16 @@ void policy_http01_ask(const struct http_head *h, struct http01_ask *ask)
 	ask->asks = memchr(ask->token.ptr, '/', ask->token.len) == NULL;
 }
 
+int policy_h2_preface(const uint8_t *in, size_t len)
+{
+	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+	size_t n = sizeof(preface) - 1;
+
+	if (memcmp(in, preface, len < n ? len : n) != 0)
+		return -1;
+	return len >= n ? 1 : 0;
+}
+
 enum policy_action policy_http01(const struct http01_ask *ask,
 				 const struct http_head *h,
 				 const struct store_entry *e,

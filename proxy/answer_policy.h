@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/cfg.h"
 #include "common/edge.h"
@@ -35,6 +36,14 @@ struct http01_ask {
 };
 
 void policy_http01_ask(const struct http_head *h, struct http01_ask *ask);
+
+/*
+ * HTTP/2 with prior knowledge (RFC 9113 §3.3, §3.4) opens with a preface
+ * that no HTTP/1 parser takes, and asks no challenge: such a connection is
+ * relayed like any other. 1: in (len bytes) begins with the whole
+ * preface; 0: in is a beginning of it, more is needed; -1: neither.
+ */
+int policy_h2_preface(const uint8_t *in, size_t len);
 
 /*
  * e: the live entry the store holds for ask->token, NULL when none. An

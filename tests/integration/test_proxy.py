@@ -1870,6 +1870,25 @@ class RelayTest(GatewayCase):
             self.assertEqual((code, h.get("x-upstream")), (200, up), host)
             self.assertEqual(json.loads(body)["host"], host)
 
+    def test_h2_prior_knowledge_relayed(self):
+        # HTTP/2 with prior knowledge opens with a preface no HTTP/1 parser
+        # takes; it asks no challenge, so it goes to the default route as
+        # it came (the HTTP/1 upstream here reads its first line).
+        preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+        settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+        for pieces in ([preface + settings], [preface[:5], preface[5:] + settings]):
+            s = connect(self.gw.http)
+            self.closers.append(s.close)
+            for p in pieces:
+                s.sendall(p)
+                time.sleep(0.05)
+            st, body = read_http(s)
+            s.close()
+            self.assertEqual(st, 200, body)
+            info = json.loads(body)
+            self.assertEqual(info["upstream"], "default-http")
+            self.assertEqual(base64.b64decode(info["raw"]), b"PRI * HTTP/2.0\r\n\r\n")
+
     def test_proxy_protocol_to_upstream(self):
         gw = self.gw
         for route, version in (("pp1.test", 1), ("pp2.test", 2)):
