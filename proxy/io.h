@@ -169,7 +169,10 @@ int uring_probe(char *why, size_t len);
 void worker_accepted(struct worker *w, unsigned li, int fd,
 		     const struct sockaddr *peer, socklen_t len);
 void worker_accept_failed(struct worker *w, unsigned li, int err);
-/* A listener's accept ended (multishot stopped); re-arms unless draining. */
+/*
+ * A listener's accepting ended (stopped, or on an error): re-armed unless
+ * draining, after a back-off when it failed.
+ */
 void worker_accept_ended(struct worker *w, unsigned li);
 
 /*
