@@ -35,6 +35,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
@@ -366,7 +367,7 @@ class BackendTest(unittest.TestCase):
             for _ in range(n):
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 s.setblocking(False)
-                s.connect_ex(("127.0.0.1", g.http_port))
+                s.connect_ex(("127.0.0.1", g.http))
                 socks.append(s)
             time.sleep(0.5)
             t0, c0 = time.monotonic(), self.proxy_cpu_s(pid)
@@ -379,7 +380,7 @@ class BackendTest(unittest.TestCase):
                         "%d connections waited" % (what, 100 * share, n))
 
     def challenge_answered(self, g, tok, ka, what, within=10.0):
-        url = "http://127.0.0.1:%d/.well-known/acme-challenge/%s" % (g.http_port, tok)
+        url = "http://127.0.0.1:%d/.well-known/acme-challenge/%s" % (g.http, tok)
         deadline = time.monotonic() + within
         while True:
             try:
@@ -402,8 +403,8 @@ class BackendTest(unittest.TestCase):
         g.wait_ready()
         pid = int(re.search(r"run: started proxy \(pid (\d+)\)", g.log()).group(1))
         tok = new_token()
-        ka = "%s.%s" % (tok, THUMB)
-        self.assertIn(g.put("/v1/http-01/" + tok, ka), (200, 201))
+        ka = keyauth(tok)
+        self.assertIn(g.api("PUT", "/v1/http-01/" + tok, ka)[0], (200, 201))
         # max_connections (8192 by default) is sized to the 600 descriptors
         # at start, so the cap makes room before accept runs out of them.
         self.assertRegex(g.log(), r"proxy: max_connections 8192 needs \d+ descriptors "
