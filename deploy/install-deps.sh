@@ -11,7 +11,7 @@ pkgs=(build-essential cmake ninja-build pkg-config
       libssl-dev libevent-dev liburing-dev libjemalloc-dev libinih-dev
       libjansson-dev libhiredis-dev openssl ca-certificates)
 if [ "${1:-}" = "--test" ]; then
-	pkgs+=(clang libclang-rt-14-dev python3 curl procps
+	pkgs+=(clang libclang-rt-14-dev python3 python3-pyflakes curl procps
 	       pebble certbot dehydrated lego python3-acme python3-josepy
 	       python3-cryptography util-linux libseccomp-dev
 	       redis-server redis-tools redis-sentinel)

@@ -137,32 +137,25 @@ static int bind_all(struct api *api)
 	return 0;
 }
 
-int api_main(struct cfg *cfg, const char *cfg_path)
+/* Opens the store, sets evhttp up and binds; returns 0, or -1 after logging. */
+static int api_start(struct api *api)
 {
 	static const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
-	struct api *api = calloc(1, sizeof(*api));
+	const struct cfg *cfg = api->cfg;
 	char err[512];
-	int rc = 1;
 
-	BUG_ON(!api);
-	api->cfg = cfg;
-	api->cfg_path = cfg_path;
-	api->accepting = true;
-	signal(SIGPIPE, SIG_IGN);
-
-	int ret = store_open_writer(cfg->store.path, cfg->store.capacity,
-				    priv_owner(PRIV_API),
-				    &api->store, err, sizeof(err));
-	if (ret) {
+	if (store_open_writer(cfg->store.path, cfg->store.capacity,
+			      priv_owner(PRIV_API), &api->store, err,
+			      sizeof(err)) != 0) {
 		log_err("api: token store: %s", err);
-		goto out;
+		return -1;
 	}
 	quota_load(&api->quota, api->store, &api->scratch, clock_wall_ms());
 	api->base = event_base_new();
 	api->http = api->base ? evhttp_new(api->base) : NULL;
 	if (!api->http) {
 		log_err("api: cannot set up libevent");
-		goto out;
+		return -1;
 	}
 	/* Every method reaches the router, so a wrong one gets a JSON 405. */
 	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
@@ -174,7 +167,7 @@ int api_main(struct cfg *cfg, const char *cfg_path)
 	evhttp_set_bevcb(api->http, conn_new, api);
 	apply_limits(api);
 	if (bind_all(api))
-		goto out;
+		return -1;
 	api->sweep_ev = event_new(api->base, -1, EV_PERSIST, on_sweep, api);
 	BUG_ON(!api->sweep_ev);
 	arm_sweep(api);
@@ -187,11 +180,11 @@ int api_main(struct cfg *cfg, const char *cfg_path)
 		handlers_cluster_hooks(api, &hooks);
 		cluster_open(api->base, cfg, &hooks, &api->cluster);
 	}
-	log_info("api: ready: store %s, %u slots, %zu client%s", cfg->store.path,
-		 cfg->store.capacity, cfg->nclients, cfg->nclients == 1 ? "" : "s");
-	event_base_dispatch(api->base);
-	rc = 0;
-out:
+	return 0;
+}
+
+static void api_free(struct api *api)
+{
 	cluster_close(api->cluster);
 	for (int i = 0; i < 3; i++)
 		if (api->sig_ev[i])
@@ -212,5 +205,25 @@ out:
 	cfg_free(api->cfg);
 	free(api->bound);
 	free(api);
+}
+
+int api_main(struct cfg *cfg, const char *cfg_path)
+{
+	struct api *api = calloc(1, sizeof(*api));
+	int rc = 1;
+
+	BUG_ON(!api);
+	api->cfg = cfg;
+	api->cfg_path = cfg_path;
+	api->accepting = true;
+	signal(SIGPIPE, SIG_IGN);
+	if (api_start(api) == 0) {
+		log_info("api: ready: store %s, %u slots, %zu client%s",
+			 cfg->store.path, cfg->store.capacity, cfg->nclients,
+			 cfg->nclients == 1 ? "" : "s");
+		event_base_dispatch(api->base);
+		rc = 0;
+	}
+	api_free(api);
 	return rc;
 }

@@ -109,6 +109,7 @@ static void escape_text(const char *s, char *buf, size_t cap)
 void api_reply_error(struct req_ctx *rc, int code, const char *what,
 		     const char *fmt, ...)
 {
+	static struct log_limit anonymous;
 	const char *target = evhttp_request_get_uri(rc->req);
 	char raw[512], detail[640], uri[300];
 	va_list ap;
@@ -121,10 +122,19 @@ void api_reply_error(struct req_ctx *rc, int code, const char *what,
 	if (code == 401)
 		evhttp_add_header(evhttp_request_get_output_headers(rc->req),
 				  "WWW-Authenticate", "Bearer realm=\"acme-edge\"");
-	log_info("api: %s %s from %s%s%s: %d %s (%s)",
-		 metrics_route_name(rc->route), uri, rc->peer,
-		 rc->client ? " client " : "", rc->client ? rc->client->name : "",
-		 code, what, detail);
+	/*
+	 * A client's own errors are what its operator troubleshoots with:
+	 * all of them. Anyone can send requests that fail before a client
+	 * is known, so those are rate-limited, or they would flood the log.
+	 */
+	if (rc->client)
+		log_info("api: %s %s from %s client %s: %d %s (%s)",
+			 metrics_route_name(rc->route), uri, rc->peer,
+			 rc->client->name, code, what, detail);
+	else
+		log_ratelimited(&anonymous, LOG_LVL_INFO, "api: %s %s from %s: "
+				"%d %s (%s)", metrics_route_name(rc->route), uri,
+				rc->peer, code, what, detail);
 	api_reply_json(rc, code, json_pack("{s:s, s:s}", "error", what, "detail",
 					   detail));
 }

@@ -35,7 +35,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tools"))
 from harness import (Gateway, client_ctx, conf_text, env_path, free_port,  # noqa: E402
-                     keyauth, main, new_token, outcome_ok, parse_metrics,
+                     keyauth, main, new_token, outcome_ok,
                      sanitizer_marks, sha256_hex, store_path, M)
 
 ACME_EDGE = env_path("ACME_EDGE", "build/release/cmd/acme-edge")
