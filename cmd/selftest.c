@@ -380,48 +380,97 @@ static int64_t api_time(const char *s)
 	return end && !*end ? (int64_t)timegm(&tm) : -1;
 }
 
-static bool fresh(json_t *hit, int64_t since_s)
+/* Whether two hit records are one: the peer's port tells connections apart. */
+static bool same_hit(json_t *a, json_t *b)
 {
-	return json_is_object(hit) &&
-	       api_time(json_string_value(json_object_get(hit, "time"))) >= since_s;
+	const char *ta = json_string_value(json_object_get(a, "time"));
+	const char *tb = json_string_value(json_object_get(b, "time"));
+	const char *pa = json_string_value(json_object_get(a, "peer"));
+	const char *pb = json_string_value(json_object_get(b, "peer"));
+
+	return ta && tb && pa && pb && !strcmp(ta, tb) && !strcmp(pa, pb);
+}
+
+/* A hit of this check: not older than it, and none of those before it. */
+static bool new_hit(json_t *h, int64_t since_s, json_t *before)
+{
+	size_t i;
+	json_t *b;
+
+	if (!json_is_object(h) ||
+	    api_time(json_string_value(json_object_get(h, "time"))) < since_s)
+		return false;
+	json_array_foreach(before, i, b)
+		if (same_hit(h, b))
+			return false;
+	return true;
 }
 
 /*
- * Which node saw the check: this node's last hit on the entry, and, where
- * the API reports them (a cluster), each node's. Adds them to res, and a
- * sentence to line.
+ * The hit records of the entry of kind and key (its last_hit and, in a
+ * cluster, every node's), as an array; empty when there is none.
+ */
+static json_t *hits_now(struct run *r, const char *kind, const char *key)
+{
+	json_t *list = NULL, *out = json_array(), *e, *h;
+	char err[256];
+	size_t i;
+
+	if (api_call(r, "GET", "/v1/challenges", NULL, &list, err, sizeof(err))
+	    == 200 && (e = find_entry(list, kind, key)) != NULL) {
+		if (json_is_object(json_object_get(e, "last_hit")))
+			json_array_append(out, json_object_get(e, "last_hit"));
+		json_array_foreach(json_object_get(e, "hits"), i, h)
+			json_array_append(out, h);
+	}
+	json_decref(list);
+	return out;
+}
+
+/*
+ * Which node saw the check, for a check that reached a server: this
+ * node's last hit on the entry, and, where the API reports them (a
+ * cluster), each node's; only hits newer than before, the records before
+ * the check. Adds them to res, and a sentence to line.
  */
 static void node_report(struct run *r, const char *kind, const char *key,
-			int64_t since_s, bool reached, json_t *res, char *line,
+			int64_t since_s, json_t *before, json_t *res, char *line,
 			size_t cap)
 {
-	json_t *list = NULL, *e, *hits, *h;
+	json_t *list = NULL, *e = NULL, *h = NULL, *hits;
 	char err[256];
 	const char *node;
 	size_t n = 0, i;
+	bool seen = false;
 
 	line[0] = '\0';
 	/*
 	 * The proxy records a hit once it has answered, which may be just
-	 * after the check saw the answer: a reached node is asked again for
-	 * a short while.
+	 * after the check saw the answer: the API is asked again for a short
+	 * while.
 	 */
-	for (int tries = reached ? HIT_TRIES : 1; tries > 0; tries--) {
+	for (int tries = HIT_TRIES; tries > 0; tries--) {
 		json_decref(list);
 		if (api_call(r, "GET", "/v1/challenges", NULL, &list, err,
 			     sizeof(err)) != 200 || !(e = find_entry(list, kind, key)))
 			goto out;
 		h = json_object_get(e, "last_hit");
-		if (fresh(h, since_s) || tries == 1)
+		hits = json_object_get(e, "hits");
+		seen = new_hit(h, since_s, before);
+		json_array_foreach(hits, i, h)
+			seen = seen || new_hit(h, since_s, before);
+		if (seen)
 			break;
 		usleep(HIT_WAIT_MS * 1000);
 	}
-	if (fresh(h, since_s)) {
+	h = json_object_get(e, "last_hit");
+	if (new_hit(h, since_s, before)) {
 		json_object_set(res, "last_hit", h);
-		n += (size_t)snprintf(line + n, cap - n, "this node %s it for %s",
+		n += (size_t)snprintf(line + n, cap - n, "this node %s it (request "
+				      "from %s)",
 				      json_string_value(json_object_get(h, "outcome")) ?:
 				      "saw", json_string_value(json_object_get(h, "peer")) ?: "?");
-	} else if (reached) {
+	} else {
 		n += (size_t)snprintf(line + n, cap - n, "this node saw no request "
 				      "for it: another server answered");
 	}
@@ -431,17 +480,10 @@ static void node_report(struct run *r, const char *kind, const char *key,
 	/* A cluster's per-node hits: an array of objects naming their node. */
 	json_array_foreach(hits, i, h) {
 		node = json_string_value(json_object_get(h, "node"));
-		if (node && fresh(h, since_s) && n < cap)
-			n += (size_t)snprintf(line + n, cap - n, "%snode %s %s it",
-					      n ? "; " : "", node,
-					      json_string_value(json_object_get(h, "outcome")) ?: "saw");
-	}
-	/* ... or an object keyed by node. */
-	json_object_foreach(hits, node, h) {
-		if (fresh(h, since_s) && n < cap)
-			n += (size_t)snprintf(line + n, cap - n, "%snode %s %s it",
-					      n ? "; " : "", node,
-					      json_string_value(json_object_get(h, "outcome")) ?: "saw");
+		if (node && new_hit(h, since_s, before) && n < cap)
+			n += (size_t)snprintf(line + n, cap - n, "; node %s %s it",
+					      node, json_string_value(json_object_get(h,
+					      "outcome")) ?: "saw");
 	}
 out:
 	json_decref(list);
@@ -554,7 +596,10 @@ static void check_http(struct run *r, const struct ident *id,
 	json_decref(ans);
 	since = clock_wall_ms() / 1000;
 	st_check_http01(&r->st, id, (const struct sockaddr *)sa, token, ka, &o);
-	node_report(r, "http-01", token, since, o.reached, res, nodes, sizeof(nodes));
+	/* A new token: no hit came before the check. */
+	if (o.reached)
+		node_report(r, "http-01", token, since, NULL, res, nodes,
+			    sizeof(nodes));
 	if (api_call(r, "DELETE", path, NULL, NULL, err, sizeof(err)) != 204)
 		fprintf(stderr, "acme-edge selftest: removing the probe %s: %s\n",
 			token, err);
@@ -567,7 +612,7 @@ static void check_tls(struct run *r, const struct ident *id,
 {
 	struct st_outcome o = {0};
 	char nodes[512] = "";
-	json_t *res = json_object();
+	json_t *res = json_object(), *before;
 	int64_t since = clock_wall_ms() / 1000;
 
 	if (!p->usable) {
@@ -575,10 +620,14 @@ static void check_tls(struct run *r, const struct ident *id,
 		report(r, id->name, addr, "tls-alpn-01", &o, res, NULL);
 		return;
 	}
+	/* One entry serves every address: the hits of earlier checks are not this one's. */
+	before = hits_now(r, "tls-alpn-01", p->sni);
 	st_check_tlsalpn01(&r->st, id, (const struct sockaddr *)sa,
 			   p->digest_known ? p->digest : NULL, &o);
-	node_report(r, "tls-alpn-01", p->sni, since, o.reached, res, nodes,
-		    sizeof(nodes));
+	if (o.reached)
+		node_report(r, "tls-alpn-01", p->sni, since, before, res, nodes,
+			    sizeof(nodes));
+	json_decref(before);
 	json_object_set_new(res, "probe", json_string(p->placed ? "placed" :
 						      "existing entry"));
 	report(r, id->name, addr, "tls-alpn-01", &o, res, nodes);

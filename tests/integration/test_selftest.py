@@ -23,38 +23,13 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
-from harness import (Gateway, b64url, conf_text, env_path, keyauth, main,  # noqa: E402
-                     new_token, outcome_ok, sanitizer_marks, serve_in_thread,
-                     sha256_hex, store_path)
+from harness import (LoopbackGateway, b64url, env_path, keyauth, main,  # noqa: E402
+                     new_token, outcome_ok, sanitizer_marks, serve_in_thread, store_path)
 
 ACME_EDGE = env_path("ACME_EDGE", "build/release/cmd/acme-edge")
 BEARER = b64url(32)
 OTHER_BEARER = b64url(32)
 RUN_TIMEOUT = 120
-
-
-class SelftestGateway(Gateway):
-    def config_text(self):
-        return conf_text([
-            ("store", {"path": self.store, "capacity": 32}),
-            ("api", {"listen": "127.0.0.1:%d" % self.api_port,
-                     "default_ttl": "10m", "max_ttl": "1h"}),
-            ("proxy", {"http": "127.0.0.1:%d" % self.http,
-                       "https": "127.0.0.1:%d" % self.https,
-                       "workers": 1, "peek_timeout": "5s",
-                       "connect_timeout": "2s", "grace": "1s"}),
-            # Nothing listens upstream: what is not a challenge fails there.
-            ("route default", {"http": "127.0.0.1:9", "https": "127.0.0.1:9"}),
-            ("client ops", {"token_sha256": sha256_hex(BEARER),
-                            "identifiers": "*.example.com example.com"}),
-            ("client certbot", {"token_sha256": sha256_hex(OTHER_BEARER),
-                                "identifiers": "*.example.com"}),
-            ("log", {"level": "info"}),
-        ], comment="written by tests/integration/test_selftest.py")
-
-    def start(self):
-        self.write_config()
-        self.spawn([ACME_EDGE, "run", "-c", self.conf], new_session=True)
 
 
 class Web(http.server.BaseHTTPRequestHandler):
@@ -96,7 +71,11 @@ class SelftestTest(unittest.TestCase):
         with open(cls.token_file, "w") as f:
             f.write(BEARER + "\n")
         os.chmod(cls.token_file, 0o600)
-        cls.gw = SelftestGateway(cls.tmp, "gw", BEARER, store_path("selftest"))
+        cls.gw = LoopbackGateway(
+            cls.tmp, "gw", store_path("selftest"), ACME_EDGE,
+            {"ops": (BEARER, "*.example.com example.com"),
+             "certbot": (OTHER_BEARER, "*.example.com")},
+            comment="written by tests/integration/test_selftest.py")
         cls.servers = []
         try:
             cls.gw.start()
