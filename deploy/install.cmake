@@ -40,3 +40,13 @@ if(NOT rc EQUAL 0)
   message(FATAL_ERROR "gzip ${doc}/changelog failed: ${rc}")
 endif()
 message(STATUS "Installing: ${doc}/changelog.gz")
+
+# The manual page, compressed the same way.
+set(man "${root}${CMAKE_INSTALL_PREFIX}/${EDGE_MANDIR}/man1")
+file(MAKE_DIRECTORY "${man}")
+execute_process(COMMAND gzip -9n -c "${EDGE_DEPLOY}/acme-edge.1"
+                OUTPUT_FILE "${man}/acme-edge.1.gz" RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "gzip acme-edge.1 failed: ${rc}")
+endif()
+message(STATUS "Installing: ${man}/acme-edge.1.gz")

@@ -44,6 +44,7 @@ LAYOUT = [
     "./usr/share/doc/acme-edge/copyright",
     "./usr/share/doc/acme-edge/changelog.gz",
     "./usr/share/doc/acme-edge/docs/ARCHITECTURE.md",
+    "./usr/share/man/man1/acme-edge.1.gz",
 ]
 ENV = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C")
 
