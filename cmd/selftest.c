@@ -292,8 +292,9 @@ static void random_b64url(char *out, size_t nbytes)
  * when out is not NULL, the JSON answer (NULL if none); or -1 with why in
  * err. The request, which holds the bearer token, is wiped after use.
  */
-static int api_call(struct run *r, const char *method, const char *path,
-		    json_t *body, json_t **out, char *err, size_t errlen)
+static int api_call_h(struct run *r, const char *method, const char *path,
+		      const char *headers, json_t *body, json_t **out,
+		      char *err, size_t errlen)
 {
 	char *b = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	char req[2048];
@@ -310,8 +311,8 @@ static int api_call(struct run *r, const char *method, const char *path,
 	n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: %s\r\n"
 		     "Authorization: Bearer %s\r\nUser-Agent: acme-edge-selftest\r\n"
 		     "Connection: close\r\nContent-Type: application/json\r\n"
-		     "Content-Length: %zu\r\n\r\n%s", method, path, r->api_text,
-		     r->bearer, b ? strlen(b) : 0, b ? b : "");
+		     "%sContent-Length: %zu\r\n\r\n%s", method, path, r->api_text,
+		     r->bearer, headers ? headers : "", b ? strlen(b) : 0, b ? b : "");
 	free(b);
 	if (n < 0 || (size_t)n >= sizeof(req)) {
 		err_set(err, errlen, "request too long");
@@ -339,6 +340,37 @@ static int api_call(struct run *r, const char *method, const char *path,
 out:
 	explicit_bzero(req, sizeof(req));
 	return ret;
+}
+
+static int api_call(struct run *r, const char *method, const char *path,
+		    json_t *body, json_t **out, char *err, size_t errlen)
+{
+	return api_call_h(r, method, path, NULL, body, out, err, errlen);
+}
+
+/*
+ * Removes a probe, only while it is at the version the probe's PUT made:
+ * a client that replaced it meanwhile keeps its entry.
+ */
+static void remove_probe(struct run *r, const char *path, json_int_t version)
+{
+	char hdr[64], err[256];
+	int st;
+
+	snprintf(hdr, sizeof(hdr), "If-Match: \"%lld\"\r\n", (long long)version);
+	st = api_call_h(r, "DELETE", path, hdr, NULL, NULL, err, sizeof(err));
+	if (st == 412)
+		fprintf(stderr, "acme-edge selftest: %s was replaced by a client "
+			"meanwhile: left as it is\n", path);
+	else if (st != 204)
+		fprintf(stderr, "acme-edge selftest: removing the probe %s: %s\n",
+			path, st < 0 ? err : "refused");
+}
+
+/* The "version" of an API answer, 0 if none. */
+static json_int_t answer_version(json_t *ans)
+{
+	return json_integer_value(json_object_get(ans, "version"));
 }
 
 /* "403 identifier_not_allowed: client x may not answer for y". */
@@ -527,6 +559,7 @@ struct tls_probe {
 	bool placed;			/* ours: delete it afterwards */
 	uint8_t digest[32];
 	bool digest_known;
+	json_int_t version;		/* of the probe placed */
 	char refusal[ST_REASON_MAX];
 	char sni[IDENT_NAME_MAX + 1];
 };
@@ -554,14 +587,18 @@ static void tls_prepare(struct run *r, const struct ident *id,
 	snprintf(ka, sizeof(ka), "%s.%s", token, r->thumb);
 	SHA256((const unsigned char *)ka, strlen(ka), p->digest);
 	snprintf(path, sizeof(path), "/v1/tls-alpn-01/%s", id->name);
-	st = api_call(r, "PUT", path, json_pack("{s:s, s:i}", "key_authorization",
-			ka, "ttl", (int)r->ttl_s), &ans, err, sizeof(err));
+	/* Only where none is: a client's entry stored meanwhile stays. */
+	st = api_call_h(r, "PUT", path, "If-None-Match: *\r\n",
+			json_pack("{s:s, s:i}", "key_authorization", ka, "ttl",
+				  (int)r->ttl_s), &ans, err, sizeof(err));
 	if (st == 201 || st == 200) {
 		p->usable = p->placed = p->digest_known = true;
-	} else if (st == 403 && json_is_string(json_object_get(ans, "error")) &&
+		p->version = answer_version(ans);
+	} else if (st == 412 || (st == 403 &&
+		   json_is_string(json_object_get(ans, "error")) &&
 		   !strcmp(json_string_value(json_object_get(ans, "error")),
-			   "not_owner")) {
-		/* Another client's entry outside this client's view. */
+			   "not_owner"))) {
+		/* A client's entry: stored meanwhile, or outside this client's view. */
 		p->usable = true;
 	} else {
 		api_refusal(st, ans, err, p->refusal, sizeof(p->refusal));
@@ -578,6 +615,7 @@ static void check_http(struct run *r, const struct ident *id,
 	char token[64], ka[KEYAUTH_MAX + 1], path[128], err[256], nodes[512] = "";
 	struct st_outcome o = {0};
 	json_t *ans = NULL, *res = json_object();
+	json_int_t version;
 	int64_t since;
 	int st;
 
@@ -593,6 +631,7 @@ static void check_http(struct run *r, const struct ident *id,
 		report(r, id->name, addr, "http-01", &o, res, NULL);
 		return;
 	}
+	version = answer_version(ans);
 	json_decref(ans);
 	since = clock_wall_ms() / 1000;
 	st_check_http01(&r->st, id, (const struct sockaddr *)sa, token, ka, &o);
@@ -600,9 +639,7 @@ static void check_http(struct run *r, const struct ident *id,
 	if (o.reached)
 		node_report(r, "http-01", token, since, NULL, res, nodes,
 			    sizeof(nodes));
-	if (api_call(r, "DELETE", path, NULL, NULL, err, sizeof(err)) != 204)
-		fprintf(stderr, "acme-edge selftest: removing the probe %s: %s\n",
-			token, err);
+	remove_probe(r, path, version);
 	report(r, id->name, addr, "http-01", &o, res, nodes);
 }
 
@@ -669,9 +706,7 @@ static void check_name(struct run *r, const char *name)
 	if (tp.placed) {
 		char path[IDENT_NAME_MAX + 32];
 		snprintf(path, sizeof(path), "/v1/tls-alpn-01/%s", id.name);
-		if (api_call(r, "DELETE", path, NULL, NULL, err, sizeof(err)) != 204)
-			fprintf(stderr, "acme-edge selftest: removing the tls-alpn-01 "
-				"probe for %s: %s\n", id.name, err);
+		remove_probe(r, path, tp.version);
 	}
 }
 

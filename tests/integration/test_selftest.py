@@ -13,6 +13,7 @@ The gateway listens on 127.0.0.1; the other servers on 127.0.0.3 and
 
 Python standard library only. Environment: ACME_EDGE (the binary).
 """
+import http.client
 import http.server
 import json
 import os
@@ -201,6 +202,35 @@ class SelftestTest(unittest.TestCase):
             self.assertEqual(e["client"], "ops")
         finally:
             self.gw.api("DELETE", "/v1/tls-alpn-01/placed.example.com")
+
+    def request(self, method, path, headers, body=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.gw.api_port, timeout=10)
+        try:
+            c.request(method, path, body=body,
+                      headers=dict(headers, Authorization="Bearer " + BEARER))
+            r = c.getresponse()
+            return r.status, r.read()
+        finally:
+            c.close()
+
+    def test_api_preconditions(self):
+        """What selftest relies on so as never to overwrite nor remove a
+        client's entry: If-None-Match: * on PUT, If-Match: version on
+        DELETE."""
+        path = "/v1/tls-alpn-01/cond.example.com"
+        st, body = self.request("PUT", path, {"If-None-Match": "*"}, keyauth(new_token()))
+        self.assertEqual(st, 201, body)
+        version = json.loads(body)["version"]
+        st, body = self.request("PUT", path, {"If-None-Match": "*"}, keyauth(new_token()))
+        self.assertEqual((st, json.loads(body)["error"]), (412, "exists"))
+        st, body = self.request("DELETE", path, {"If-Match": '"%d"' % (version + 1)})
+        self.assertEqual((st, json.loads(body)["error"]), (412, "changed"))
+        st, body = self.request("DELETE", path, {"If-Match": "junk"})
+        self.assertEqual(st, 412)
+        [e] = [c for c in self.challenges() if c.get("name") == "cond.example.com"]
+        self.assertEqual(e["version"], version)
+        st, _ = self.request("DELETE", path, {"If-Match": '"%d"' % version})
+        self.assertEqual(st, 204)
 
     def test_tls_refused_and_wrong_server(self):
         rc, out, err = self.selftest("--resolve", "www.example.com:127.0.0.2",
