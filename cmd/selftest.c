@@ -28,7 +28,11 @@
 #include "common/log.h"
 
 #define PROBE_TTL_S 300
-#define HIT_TRIES 10		/* asking for a hit record: 10 x 100 ms */
+/*
+ * Asking for a check's hit record: 20 x 100 ms, time for the proxy to
+ * record it and, in a cluster, for another node's to come through Redis.
+ */
+#define HIT_TRIES 20
 #define HIT_WAIT_MS 100
 
 struct run {
@@ -438,6 +442,17 @@ static bool new_hit(json_t *h, int64_t since_s, json_t *before)
 	return true;
 }
 
+/* "<lead><who> answered it (request from <peer>)"; its length. */
+static size_t hit_text(char *buf, size_t cap, const char *lead,
+		       const char *who, json_t *h)
+{
+	int n = snprintf(buf, cap, "%s%s %s it (request from %s)", lead, who,
+			 json_string_value(json_object_get(h, "outcome")) ?: "saw",
+			 json_string_value(json_object_get(h, "peer")) ?: "?");
+
+	return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap;
+}
+
 /*
  * The hit records of the entry of kind and key (its last_hit and, in a
  * cluster, every node's), as an array; empty when there is none.
@@ -496,26 +511,26 @@ static void node_report(struct run *r, const char *kind, const char *key,
 		usleep(HIT_WAIT_MS * 1000);
 	}
 	h = json_object_get(e, "last_hit");
-	if (new_hit(h, since_s, before)) {
+	if (new_hit(h, since_s, before))
 		json_object_set(res, "last_hit", h);
-		n += (size_t)snprintf(line + n, cap - n, "this node %s it (request "
-				      "from %s)",
-				      json_string_value(json_object_get(h, "outcome")) ?:
-				      "saw", json_string_value(json_object_get(h, "peer")) ?: "?");
-	} else {
-		n += (size_t)snprintf(line + n, cap - n, "this node saw no request "
-				      "for it: another server answered");
-	}
 	hits = json_object_get(e, "hits");
-	if (hits)
+	if (json_array_size(hits)) {
+		/* A cluster: every node's hits, this one's among them. */
 		json_object_set(res, "hits", hits);
-	/* A cluster's per-node hits: an array of objects naming their node. */
-	json_array_foreach(hits, i, h) {
-		node = json_string_value(json_object_get(h, "node"));
-		if (node && new_hit(h, since_s, before) && n < cap)
-			n += (size_t)snprintf(line + n, cap - n, "; node %s %s it",
-					      node, json_string_value(json_object_get(h,
-					      "outcome")) ?: "saw");
+		json_array_foreach(hits, i, h) {
+			node = json_string_value(json_object_get(h, "node"));
+			if (node && new_hit(h, since_s, before) && n < cap)
+				n += hit_text(line + n, cap - n, n ? "; node " : "node ",
+					      node, h);
+		}
+		if (!n)
+			snprintf(line, cap, "no node recorded a request for it: "
+				 "another server answered");
+	} else if (new_hit(h = json_object_get(e, "last_hit"), since_s, before)) {
+		hit_text(line, cap, "", "this node", h);
+	} else {
+		snprintf(line, cap, "this node saw no request for it: another "
+			 "server answered");
 	}
 out:
 	json_decref(list);

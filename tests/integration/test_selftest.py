@@ -24,8 +24,9 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
-from harness import (LoopbackGateway, b64url, env_path, keyauth, main,  # noqa: E402
-                     new_token, outcome_ok, sanitizer_marks, serve_in_thread, store_path)
+from harness import (LoopbackGateway, b64url, env_path, free_port, keyauth,  # noqa: E402
+                     main, new_token, outcome_ok, sanitizer_marks, serve_in_thread,
+                     store_path)
 
 ACME_EDGE = env_path("ACME_EDGE", "build/release/cmd/acme-edge")
 BEARER = b64url(32)
@@ -265,5 +266,74 @@ class SelftestTest(unittest.TestCase):
         self.assertIn("no address", self.line(out, "nx.invalid", "-", "http-01"))
 
 
+class ClusterSelftestTest(unittest.TestCase):
+    """Two nodes sharing a Redis: selftest run on node A for a name whose
+    address is node B's proxy reports that B answered, from the hit
+    records the cluster shares, and that A saw nothing."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="acme-edge-selftest-cl-")
+        cls.redis_port = free_port()
+        cls.redis = subprocess.Popen(
+            ["redis-server", "--port", str(cls.redis_port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no"], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cls.nodes = []
+        try:
+            a = None
+            for name, host in (("edge-a", "127.0.0.1"), ("edge-b", "127.0.0.5")):
+                gw = LoopbackGateway(
+                    cls.tmp, name, store_path("selftest-cl", name), ACME_EDGE,
+                    {"ops": (BEARER, "*.example.com example.com")}, proxy_host=host,
+                    extra={"cluster": {"redis": "127.0.0.1:%d" % cls.redis_port,
+                                       "node": name, "ack": "all",
+                                       "ack_timeout_ms": 3000}})
+                if a:       # B on A's port numbers, on its own address
+                    gw.http, gw.https = a.http, a.https
+                gw.start()
+                cls.nodes.append(gw)
+                a = a or gw
+            for gw in cls.nodes:
+                gw.wait_ready()
+        except Exception:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        bad = []
+        for gw in cls.nodes:
+            rc, log = gw.finish()
+            if rc != 0 or sanitizer_marks(log):
+                bad.append("%s exited %r:\n%s" % (gw.name, rc, log))
+        cls.redis.terminate()
+        cls.redis.wait(10)
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        if bad:
+            raise AssertionError("\n".join(bad))
+
+    def test_other_node_answered(self):
+        a = self.nodes[0]
+        token_file = os.path.join(self.tmp, "token")
+        with open(token_file, "w") as f:
+            f.write(BEARER)
+        p = subprocess.run([ACME_EDGE, "selftest", "-c", a.conf, "--token-file", token_file,
+                            "--http-port", str(a.http), "--https-port", str(a.https),
+                            "--resolve", "www.example.com:127.0.0.5", "--json",
+                            "www.example.com"], capture_output=True, timeout=RUN_TIMEOUT)
+        out = p.stdout.decode()
+        if p.returncode != 0:
+            print(out, p.stderr.decode(), a.log()[-3000:], self.nodes[1].log()[-3000:])
+        self.assertEqual(p.returncode, 0)
+        for r in json.loads(out)["results"]:
+            self.assertTrue(r["ok"], r)
+            self.assertTrue(r["nodes"].startswith("node edge-b answered it (request from "),
+                            r["nodes"])
+            self.assertNotIn("edge-a", r["nodes"])
+            self.assertEqual([h["node"] for h in r["hits"]
+                              if h["outcome"] == "answered"], ["edge-b"])
+
+
 if __name__ == "__main__":
-    main(need=[(ACME_EDGE, "ACME_EDGE")])
+    main(need=[(ACME_EDGE, "ACME_EDGE")], tools=["redis-server"])
