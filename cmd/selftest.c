@@ -63,7 +63,8 @@ static void usage(FILE *f)
 		"  --kind KIND           http-01 or tls-alpn-01 only (default both)\n"
 		"  --http-port N         the port checked for http-01 (default 80)\n"
 		"  --https-port N        the port checked for tls-alpn-01 (default 443)\n"
-		"  --timeout SECONDS     connect and DNS timeout (default 10)\n"
+		"  --timeout SECONDS     connect and DNS timeout (default 10); twice\n"
+		"                        that bounds each exchange\n"
 		"  --json                one JSON document for scripts\n"
 		"\n"
 		"Exit status: 0 when every check passed, 1 when one failed, 2 on a\n"
@@ -251,6 +252,7 @@ static int parse_options(struct run *r, int argc, char **argv,
 		case OPT_TIMEOUT:
 			if (parse_port(optarg, &secs) == 0 && secs <= 300) {
 				r->st.connect_ms = secs * 1000u;
+				r->st.exchange_ms = 2 * r->st.connect_ms;
 				break;
 			}
 			fprintf(stderr, "acme-edge selftest: --timeout is 1..300 "

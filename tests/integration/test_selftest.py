@@ -21,6 +21,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
@@ -34,18 +36,33 @@ OTHER_BEARER = b64url(32)
 RUN_TIMEOUT = 120
 
 
+# Where a redirect of each server's mode sends the validator.
+LOCATIONS = {
+    "odd-port": "http://redir.example.com:8080%s",
+    "loop": "http://loop.example.com:80%s",          # same name: the same address
+    "ftp": "ftp://files.example.com%s",
+}
+
+
 class Web(http.server.BaseHTTPRequestHandler):
-    """A web server that is not acme-edge: 404 for everything, or a
-    redirect to port 8080 when the server's redirect flag is set."""
+    """A web server that is not acme-edge, in the server's mode: "404"
+    for everything, a redirect (LOCATIONS), or "silent": a head that
+    never ends."""
     server_version = "TestWeb/1.0"
     sys_version = ""
 
     def do_GET(self):
-        if self.server.redirect:
+        mode = self.server.mode
+        if mode in LOCATIONS:
             self.send_response(302)
-            self.send_header("Location", "http://redir.example.com:8080%s" % self.path)
+            self.send_header("Location", LOCATIONS[mode] % self.path)
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        if mode == "silent":
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            self.wfile.flush()
+            self.server.stop.wait(30)
             return
         body = b"<h1>not found</h1>\n"
         self.send_response(404)
@@ -58,9 +75,11 @@ class Web(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def web_server(host, port, redirect):
+def web_server(host, port, mode):
     srv = http.server.ThreadingHTTPServer((host, port), Web)
-    srv.redirect = redirect
+    srv.daemon_threads = True
+    srv.mode = mode
+    srv.stop = threading.Event()
     serve_in_thread(srv)
     return srv
 
@@ -82,8 +101,10 @@ class SelftestTest(unittest.TestCase):
         try:
             cls.gw.start()
             cls.gw.wait_ready()
-            cls.servers.append(web_server("127.0.0.3", cls.gw.http, False))
-            cls.servers.append(web_server("127.0.0.4", cls.gw.http, True))
+            for host, mode in (("127.0.0.3", "404"), ("127.0.0.4", "odd-port"),
+                               ("127.0.0.6", "loop"), ("127.0.0.7", "ftp"),
+                               ("127.0.0.8", "silent")):
+                cls.servers.append(web_server(host, cls.gw.http, mode))
         except Exception:
             cls.tearDownClass()
             raise
@@ -91,6 +112,7 @@ class SelftestTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         for s in cls.servers:
+            s.stop.set()
             s.shutdown()
             s.server_close()
         rc, log = cls.gw.finish()
@@ -184,6 +206,25 @@ class SelftestTest(unittest.TestCase):
         self.assertIn("port 8080", redir)
         self.assertIn("selftest: 1 of 4 checks passed", out)
         self.assertEqual([c for c in self.challenges() if c["kind"] == "http-01"], [])
+
+    def test_redirects_and_silence(self):
+        names = {"loop.example.com": "127.0.0.6", "ftp.example.com": "127.0.0.7",
+                 "slow.example.com": "127.0.0.8"}
+        args = []
+        for n, a in names.items():
+            args += ["--resolve", "%s:%s" % (n, a)]
+        t0 = time.monotonic()
+        rc, out, err = self.selftest(*args, "--kind", "http-01", "--timeout", "1", *names)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("more than 10 redirects",
+                      self.line(out, "loop.example.com", "127.0.0.6", "http-01"))
+        ftp = self.line(out, "ftp.example.com", "127.0.0.7", "http-01")
+        self.assertIn("redirected where a CA will not follow", ftp)
+        self.assertIn("only http and https", ftp)
+        self.assertIn("timeout waiting for the response",
+                      self.line(out, "slow.example.com", "127.0.0.8", "http-01"))
+        # --timeout 1: connects within 1 s, each exchange within 2 s.
+        self.assertLess(time.monotonic() - t0, 30)
 
     def test_tls_entry_of_a_client_is_checked_not_replaced(self):
         ka = keyauth(new_token())
@@ -333,6 +374,12 @@ class ClusterSelftestTest(unittest.TestCase):
             self.assertNotIn("edge-a", r["nodes"])
             self.assertEqual([h["node"] for h in r["hits"]
                               if h["outcome"] == "answered"], ["edge-b"])
+        # What the status page shows of the cluster: /v1/status.
+        st, _, body = a.api("GET", "/v1/status")
+        self.assertEqual(st, 200)
+        cl = json.loads(body)["cluster"]
+        self.assertEqual(cl["node"], "edge-a")
+        self.assertEqual(sorted(cl["live"]), ["edge-a", "edge-b"])
 
 
 if __name__ == "__main__":

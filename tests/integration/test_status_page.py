@@ -14,6 +14,7 @@ Needs Debian's chromium, chromium-driver and python3-selenium
 (deploy/install-deps.sh --test). Environment: ACME_EDGE, ARTIFACTS.
 """
 import http.client
+import json
 import os
 import shutil
 import sys
@@ -139,6 +140,23 @@ class StatusPageTest(unittest.TestCase):
         # The state behind the page is for clients only.
         st, _, _ = self.gw.api("GET", "/v1/status", auth=False)
         self.assertEqual(st, 401)
+
+    def test_status_json(self):
+        st, h, body = self.gw.api("GET", "/v1/status")
+        self.assertEqual(st, 200, body)
+        self.assertEqual(h.get("cache-control"), "no-store")
+        s = json.loads(body)
+        self.assertEqual(s["client"], "status-demo")
+        self.assertRegex(s["version"], r"^\d+\.\d+\.\d+")
+        p = s["proxy"]
+        self.assertTrue(p["up"])
+        self.assertIn(p["io_backend"], ("io_uring", "epoll"))
+        self.assertEqual(p["workers"], 1)
+        for kind in ("http-01", "tls-alpn-01"):
+            self.assertEqual(sorted(p["challenges"][kind]), ["answered", "missed"])
+        self.assertGreaterEqual(p["bytes_relayed"], 0)
+        self.assertEqual(s["store"]["capacity"], 32)
+        self.assertIsNone(s["cluster"])
 
     def test_page_shows_entries_and_hits(self):
         tok = new_token()
