@@ -229,6 +229,34 @@ void log_ratelimited(struct log_limit *lim, enum log_level level,
 	va_end(ap);
 }
 
+const char *log_escape(char *dst, size_t cap, const void *src, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	const uint8_t *p = src;
+	size_t o = 0;
+
+	if (cap == 0)
+		return dst;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = p[i];
+
+		if (c >= 0x20 && c < 0x7f && c != '\\') {
+			if (o + 1 >= cap)
+				break;
+			dst[o++] = (char)c;
+			continue;
+		}
+		if (o + 4 >= cap)
+			break;
+		dst[o++] = '\\';
+		dst[o++] = 'x';
+		dst[o++] = hex[c >> 4];
+		dst[o++] = hex[c & 15];
+	}
+	dst[o] = '\0';
+	return dst;
+}
+
 void err_set(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;

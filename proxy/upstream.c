@@ -13,6 +13,7 @@
 #include "proxy/evict.h"
 #include "proxy/relay.h"
 #include "wire/proxy_hdr.h"
+#include "wire/tls_hello.h"
 
 static const struct cfg_addr *route_servers(const struct conn *c, size_t *n)
 {
@@ -104,9 +105,12 @@ void upstream_forward(struct worker *w, struct conn *c, const char *name,
 	c->route = cfg_route_for(c->lc->cfg, name, name_len);
 	route_servers(c, &n);
 	if (n == 0) {
+		char esc[LOG_ESC_SIZE(TLS_SNI_MAX)];
+
+		log_escape(esc, sizeof(esc), name, name_len);
 		log_ratelimited(&conn_lim_peer, LOG_LVL_INFO,
-				"proxy: no %s upstream for \"%.*s\"",
-				c->https ? "https" : "http", (int)name_len, name);
+				"proxy: no %s upstream for \"%s\"",
+				c->https ? "https" : "http", esc);
 		no_relay(w, c, 502, "Bad Gateway", PS_CLOSE_NO_ROUTE);
 		return;
 	}

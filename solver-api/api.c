@@ -102,6 +102,13 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	log_info("api: %s: stopping", strsignal((int)sig));
+	if (api->cluster) {
+		/* Writes waiting for the cluster get their 503 out before we go. */
+		static const struct timeval flush = {0, 200 * 1000};
+		cluster_stop(api->cluster);
+		event_base_loopexit(api->base, &flush);
+		return;
+	}
 	event_base_loopexit(api->base, NULL);
 }
 
@@ -167,6 +174,8 @@ static int api_start(struct api *api)
 	evhttp_set_bevcb(api->http, conn_new, api);
 	apply_limits(api);
 	if (bind_all(api))
+		return -1;
+	if (priv_drop(PRIV_API) != 0)
 		return -1;
 	api->sweep_ev = event_new(api->base, -1, EV_PERSIST, on_sweep, api);
 	BUG_ON(!api->sweep_ev);

@@ -30,7 +30,7 @@ from harness import (LoopbackGateway, b64url, env_path, free_port, keyauth,  # n
                      main, new_token, outcome_ok, sanitizer_marks, serve_in_thread,
                      store_path)
 
-ACME_EDGE = env_path("ACME_EDGE", "build/release/cmd/acme-edge")
+ACME_EDGE = env_path("ACME_EDGE", "build/release/acme-edge")
 BEARER = b64url(32)
 OTHER_BEARER = b64url(32)
 RUN_TIMEOUT = 120

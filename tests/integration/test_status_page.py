@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from harness import (LoopbackGateway, b64url, env_path, keyauth, main,  # noqa: E402
                      new_token, outcome_ok, sanitizer_marks, store_path)
 
-ACME_EDGE = env_path("ACME_EDGE", "build/release/cmd/acme-edge")
+ACME_EDGE = env_path("ACME_EDGE", "build/release/acme-edge")
 CHROMEDRIVER = "/usr/bin/chromedriver"
 BEARER = b64url(32)
 WAIT_S = 30.0

@@ -20,6 +20,7 @@ whatever happens. Environment: EDGE_SOURCE (the source tree).
 import grp
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import sys
@@ -149,6 +150,11 @@ class PackageTest(unittest.TestCase):
         self.assertTrue(installed())
         v = run(["/usr/bin/acme-edge", "version"]).stdout
         self.assertIn("acme-edge ", v)
+        # The users the config runs the parts as exist (postinst made them).
+        with open(CONF) as f:
+            users = re.findall(r"^user\s*=\s*(\S+)", f.read(), re.M)
+        for u in users:
+            pwd.getpwnam(u)
         out = run(["/usr/bin/acme-edge", "check", "-c", CONF]).stdout
         self.assertIn(": ok", out)
         self.assertTrue(os.path.isfile(UNIT))
