@@ -78,35 +78,6 @@ void api_reply_json(struct req_ctx *rc, int code, json_t *obj)
 	free(s);
 }
 
-/*
- * Copies the NUL-terminated s into buf as printable ASCII, every other
- * byte (and the backslash) written as \xNN. The result is valid UTF-8
- * whatever s holds (request paths, identifiers, JSON keys cut anywhere),
- * and it is cut only between whole characters or escapes.
- */
-static void escape_text(const char *s, char *buf, size_t cap)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t n = 0;
-
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		bool plain = c >= 0x20 && c < 0x7f && c != '\\';
-
-		if (n + (plain ? 1 : 4) >= cap)
-			break;
-		if (plain) {
-			buf[n++] = (char)c;
-			continue;
-		}
-		buf[n++] = '\\';
-		buf[n++] = 'x';
-		buf[n++] = hex[c >> 4];
-		buf[n++] = hex[c & 0xf];
-	}
-	buf[n] = '\0';
-}
-
 void api_reply_error(struct req_ctx *rc, int code, const char *what,
 		     const char *fmt, ...)
 {
@@ -118,8 +89,13 @@ void api_reply_error(struct req_ctx *rc, int code, const char *what,
 	va_start(ap, fmt);
 	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
-	escape_text(raw, detail, sizeof(detail));
-	escape_text(target ? target : "", uri, sizeof(uri));
+	/*
+	 * Request text made printable ASCII (log_escape): valid UTF-8 for
+	 * jansson whatever the request held, cut only between whole escapes.
+	 */
+	target = target ? target : "";
+	log_escape(detail, sizeof(detail), raw, strlen(raw));
+	log_escape(uri, sizeof(uri), target, strlen(target));
 	if (code == 401)
 		evhttp_add_header(evhttp_request_get_output_headers(rc->req),
 				  "WWW-Authenticate", "Bearer realm=\"acme-edge\"");
