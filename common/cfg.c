@@ -31,6 +31,7 @@ enum sect_kind {
 	SECT_LOG,
 	SECT_CLIENT,
 	SECT_ROUTE,
+	SECT_STATELESS,
 };
 
 struct seen_key {
@@ -503,6 +504,28 @@ static int key_client(struct load_ctx *c, const char *k, const char *v)
 	return 1;
 }
 
+static int key_stateless(struct load_ctx *c, const char *k, const char *v)
+{
+	struct cfg_stateless *st = c->obj;
+
+	if (strcmp(k, "thumbprint") == 0) {
+		st->thumbprint_given = true;
+		if (!thumbprint_valid(v, strlen(v))) {
+			cfg_error(c, c->line, "thumbprint: \"%s\" is not an ACME "
+				  "account thumbprint (%d base64url characters, as "
+				  "acme.sh --register-account prints it)", v,
+				  THUMBPRINT_LEN);
+			return -1;
+		}
+		strcpy(st->thumbprint, v);
+		return 0;
+	}
+	if (strcmp(k, "identifiers") == 0)
+		return parse_patterns(c, k, v, &st->patterns, &st->npatterns,
+				      &st->any);
+	return 1;
+}
+
 static int key_route(struct load_ctx *c, const char *k, const char *v)
 {
 	static const char *const pp[] = {"off", "v1", "v2"};
@@ -572,7 +595,7 @@ static void section_begin(struct load_ctx *c, const char *name)
 			arg++;
 	}
 #define IS(s) (base_len == strlen(s) && strncmp(name, s, base_len) == 0)
-	if (IS("client") || IS("route")) {
+	if (IS("client") || IS("route") || IS("stateless")) {
 		size_t alen = arg ? strlen(arg) : 0;
 		bool ok = alen > 0 && alen <= CFG_NAME_MAX;
 		for (size_t i = 0; ok && i < alen; i++)
@@ -592,6 +615,17 @@ static void section_begin(struct load_ctx *c, const char *name)
 			cl->line = c->line;
 			c->kind = SECT_CLIENT;
 			c->obj = cl;
+		} else if (IS("stateless")) {
+			if (c->clients_only)
+				goto not_here;
+			struct cfg *cfg = c->cfg;
+			cfg->stateless = grow(cfg->stateless, cfg->nstateless, 1,
+					      sizeof(*cfg->stateless));
+			struct cfg_stateless *st = &cfg->stateless[cfg->nstateless++];
+			strcpy(st->name, arg);
+			st->line = c->line;
+			c->kind = SECT_STATELESS;
+			c->obj = st;
 		} else {
 			if (c->clients_only)
 				goto not_here;
@@ -624,7 +658,8 @@ static void section_begin(struct load_ctx *c, const char *name)
 		c->kind = SECT_LOG;
 	else {
 		cfg_error(c, c->line, "unknown section [%s] (known: store, api, "
-			  "client NAME, proxy, route NAME, log)", name);
+			  "client NAME, proxy, route NAME, stateless NAME, log)",
+			  name);
 		return;
 	}
 #undef IS
@@ -689,6 +724,9 @@ static int cfg_on_key(void *user, const char *section, const char *name,
 		break;
 	case SECT_ROUTE:
 		rc = key_route(c, name, value);
+		break;
+	case SECT_STATELESS:
+		rc = key_stateless(c, name, value);
 		break;
 	default:
 		rc = 1;
@@ -847,6 +885,15 @@ static void validate(struct load_ctx *c)
 			cfg_error(c, r->line, "[route %s]: needs http or https "
 				  "upstreams", r->name);
 	}
+	for (size_t i = 0; i < cfg->nstateless; i++) {
+		struct cfg_stateless *st = &cfg->stateless[i];
+		if (!st->thumbprint_given)
+			cfg_error(c, st->line, "[stateless %s]: thumbprint is "
+				  "required", st->name);
+		if (st->npatterns == 0)
+			cfg_error(c, st->line, "[stateless %s]: identifiers is "
+				  "required (\"*\" for any name)", st->name);
+	}
 	if (cfg->api.nlisten == 0) {
 		/* Not NULL when every listen word was refused: reuse it. */
 		cfg->api.listen = grow(cfg->api.listen, 0, 1, sizeof(*cfg->api.listen));
@@ -917,8 +964,11 @@ void cfg_free(struct cfg *cfg)
 		free(cfg->routes[i].http);
 		free(cfg->routes[i].https);
 	}
+	for (size_t i = 0; i < cfg->nstateless; i++)
+		free(cfg->stateless[i].patterns);
 	free(cfg->clients);
 	free(cfg->routes);
+	free(cfg->stateless);
 	free(cfg->api.listen);
 	free(cfg->proxy.http);
 	free(cfg->proxy.https);

@@ -56,6 +56,22 @@ struct cfg_client {
 	unsigned line;			/* where the section starts, for messages */
 };
 
+/*
+ * [stateless NAME]: http-01 answered from the account thumbprint alone
+ * (acme.sh --stateless): a GET of any valid token under a Host its
+ * identifiers cover is answered "<token>.<thumbprint>" when the store
+ * holds no entry for the token.
+ */
+struct cfg_stateless {
+	char name[CFG_NAME_MAX + 1];
+	char thumbprint[THUMBPRINT_LEN + 1];	/* empty until set */
+	bool thumbprint_given;		/* set, valid or not: no second error */
+	struct ident_pattern *patterns;
+	size_t npatterns;
+	bool any;			/* identifiers include "*" */
+	unsigned line;
+};
+
 struct cfg_route {
 	char name[CFG_NAME_MAX + 1];
 	bool is_default;
@@ -109,6 +125,8 @@ struct cfg {
 	} proxy;
 	struct cfg_route *routes;
 	size_t nroutes;
+	struct cfg_stateless *stateless;	/* in file order */
+	size_t nstateless;
 	struct {
 		enum log_level level;
 	} log;

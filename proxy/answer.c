@@ -120,7 +120,7 @@ static void log_challenge(struct worker *w, struct conn *c, uint8_t kind,
 	pstats_hit(w->stats, kind, key, key_len, conn_peer(c),
 		   outcome, clock_wall_ms());
 	addr_format(conn_peer(c), peer, sizeof(peer));
-	if (outcome == HIT_ANSWERED)
+	if (outcome == HIT_ANSWERED || outcome == HIT_STATELESS)
 		log_info("proxy: %s answered: client %s, identifier %s, key %.*s%s%s",
 			 store_kind_name((enum store_kind)kind), peer, ident,
 			 (int)key_len, key, detail ? ", " : "", detail ? detail : "");
@@ -135,11 +135,13 @@ static void log_challenge(struct worker *w, struct conn *c, uint8_t kind,
 
 bool answer_http01(struct worker *w, struct conn *c, const struct http_head *h,
 		   const struct http01_ask *ask, enum policy_action act,
-		   const struct store_entry *e)
+		   const struct store_entry *e, const struct cfg_stateless *rule)
 {
 	static const char miss_body[] = "no such challenge\n";
 	bool nobody = h->content_length <= 0 && !h->chunked;
 	const char *host = h->has_host ? h->host : "-";
+	char body[STATELESS_BODY_MAX], detail[CFG_NAME_MAX + 32];
+	size_t body_len = 0;
 
 	if (act == POLICY_RELAY)
 		return false;
@@ -147,6 +149,14 @@ bool answer_http01(struct worker *w, struct conn *c, const struct http_head *h,
 		pstats_add(w->stats, PS_HTTP01_ANSWERED, 1);
 		log_challenge(w, c, STORE_HTTP01, ask->token.ptr, ask->token.len,
 			      host, HIT_ANSWERED, NULL);
+		c->requests++;
+	} else if (act == POLICY_STATELESS) {
+		body_len = policy_stateless_body(ask, rule, body);
+		snprintf(detail, sizeof(detail), "stateless [stateless %s]",
+			 rule->name);
+		pstats_add(w->stats, PS_HTTP01_STATELESS, 1);
+		log_challenge(w, c, STORE_HTTP01, ask->token.ptr, ask->token.len,
+			      host, HIT_STATELESS, detail);
 		c->requests++;
 	} else {
 		pstats_add(w->stats, PS_HTTP01_MISSED, 1);
@@ -163,6 +173,9 @@ bool answer_http01(struct worker *w, struct conn *c, const struct http_head *h,
 		http_answer(w, c, 200, "OK", "application/octet-stream",
 			    (const char *)e->payload, e->payload_len, ask->head,
 			    h->keep_alive && nobody);
+	else if (act == POLICY_STATELESS)
+		http_answer(w, c, 200, "OK", "application/octet-stream", body,
+			    body_len, ask->head, h->keep_alive && nobody);
 	else
 		http_answer(w, c, 404, "Not Found", "text/plain", miss_body,
 			    sizeof(miss_body) - 1, ask->head,

@@ -19,12 +19,13 @@ void answer_http_error(struct worker *w, struct conn *c, int code,
 
 /*
  * Acts on what the policy decided for request h: counts and logs a
- * challenge asked, answers it (or its miss, with 404) and consumes its
- * head. false: the connection is the caller's to relay.
+ * challenge asked, answers it (from entry e, or from the [stateless] rule;
+ * a miss with 404) and consumes its head. false: the connection is the
+ * caller's to relay.
  */
 bool answer_http01(struct worker *w, struct conn *c, const struct http_head *h,
 		   const struct http01_ask *ask, enum policy_action act,
-		   const struct store_entry *e);
+		   const struct store_entry *e, const struct cfg_stateless *rule);
 
 /*
  * The same for a ClientHello, all of it in c->in: starts the handshake

@@ -18,9 +18,28 @@ void policy_http01_ask(const struct http_head *h, struct http01_ask *ask)
 	ask->asks = memchr(ask->token.ptr, '/', ask->token.len) == NULL;
 }
 
+const struct cfg_stateless *policy_stateless_rule(const struct http01_ask *ask,
+						  const struct http_head *h,
+						  const struct cfg *cfg)
+{
+	/* The token is echoed back: only the base64url a CA issues. */
+	if (!ask->asks || !h->has_host || h->host_len == 0 ||
+	    !token_valid(ask->token.ptr, ask->token.len))
+		return NULL;
+	for (size_t i = 0; i < cfg->nstateless; i++) {
+		const struct cfg_stateless *st = &cfg->stateless[i];
+		for (size_t j = 0; j < st->npatterns; j++)
+			if (pattern_match_name(&st->patterns[j], h->host,
+					       h->host_len))
+				return st;
+	}
+	return NULL;
+}
+
 enum policy_action policy_http01(const struct http01_ask *ask,
 				 const struct http_head *h,
 				 const struct store_entry *e,
+				 const struct cfg_stateless *rule,
 				 enum cfg_miss miss)
 {
 	if (!ask->asks)
@@ -29,7 +48,21 @@ enum policy_action policy_http01(const struct http01_ask *ask,
 		  (e->ident_len == h->host_len &&
 		   memcmp(e->ident, h->host, h->host_len) == 0)))
 		return POLICY_ANSWER;
+	if (!e && rule)
+		return POLICY_STATELESS;
 	return miss == MISS_404 ? POLICY_MISS_REFUSE : POLICY_MISS_RELAY;
+}
+
+size_t policy_stateless_body(const struct http01_ask *ask,
+			     const struct cfg_stateless *rule,
+			     char buf[STATELESS_BODY_MAX])
+{
+	/* policy_stateless_rule() checked the token: at most TOKEN_MAX. */
+	BUG_ON(ask->token.len > TOKEN_MAX);
+	memcpy(buf, ask->token.ptr, ask->token.len);
+	buf[ask->token.len] = '.';
+	memcpy(buf + ask->token.len + 1, rule->thumbprint, THUMBPRINT_LEN);
+	return ask->token.len + 1 + THUMBPRINT_LEN;
 }
 
 void policy_tls_ask(const struct tls_hello *h, struct tls_ask *ask)

@@ -13,6 +13,7 @@
 
 #include "common/cfg.h"
 #include "common/edge.h"
+#include "common/ident.h"
 #include "store/store.h"
 #include "wire/http_head.h"
 #include "wire/tls_hello.h"
@@ -25,6 +26,7 @@ enum policy_action {
 	POLICY_ANSWER,		/* a challenge with its entry: answer it here */
 	POLICY_MISS_RELAY,	/* a challenge with no entry: relay it */
 	POLICY_MISS_REFUSE,	/* a challenge with no entry: 404, or an alert */
+	POLICY_STATELESS,	/* http-01, no entry, a [stateless] rule: answer it */
 };
 
 /* What an HTTP request head asks of the store. */
@@ -37,13 +39,34 @@ struct http01_ask {
 void policy_http01_ask(const struct http_head *h, struct http01_ask *ask);
 
 /*
+ * The [stateless] rule that answers ask: the first section, in file
+ * order, whose identifiers cover h's Host, when the token asked is a
+ * valid one. NULL when none does (or nothing is asked).
+ */
+const struct cfg_stateless *policy_stateless_rule(const struct http01_ask *ask,
+						  const struct http_head *h,
+						  const struct cfg *cfg);
+
+/*
  * e: the live entry the store holds for ask->token, NULL when none. An
  * entry bound to an identifier answers only when h's Host is that name.
+ * rule: what policy_stateless_rule() found, or NULL. A stored entry wins
+ * over the rule, even one that does not answer this Host: the token is
+ * then someone's pushed challenge, and a miss.
  */
 enum policy_action policy_http01(const struct http01_ask *ask,
 				 const struct http_head *h,
 				 const struct store_entry *e,
+				 const struct cfg_stateless *rule,
 				 enum cfg_miss miss);
+
+/* The stateless answer's body "<token>.<thumbprint>": room for it. */
+#define STATELESS_BODY_MAX (TOKEN_MAX + 1 + THUMBPRINT_LEN)
+
+/* Writes the stateless answer for ask under rule into buf; its length. */
+size_t policy_stateless_body(const struct http01_ask *ask,
+			     const struct cfg_stateless *rule,
+			     char buf[STATELESS_BODY_MAX]);
 
 /* What a ClientHello asks of the store. */
 struct tls_ask {

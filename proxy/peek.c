@@ -118,6 +118,7 @@ static void peek_request(struct worker *w, struct conn *c)
 {
 	const struct cfg *cfg = w->lc->cfg;
 	const struct store_entry *e = NULL;
+	const struct cfg_stateless *rule;
 	struct http_head h;
 	struct http01_ask ask;
 	int r = http_head_parse(c->in, c->in_len, &h);
@@ -143,8 +144,10 @@ static void peek_request(struct worker *w, struct conn *c)
 	if (ask.asks && store_lookup(w->px->store, STORE_HTTP01, ask.token.ptr,
 				     ask.token.len, clock_wall_ms(), &w->entry) == 0)
 		e = &w->entry;
+	rule = policy_stateless_rule(&ask, &h, cfg);
 	if (answer_http01(w, c, &h, &ask,
-			  policy_http01(&ask, &h, e, cfg->proxy.http_miss), e))
+			  policy_http01(&ask, &h, e, rule, cfg->proxy.http_miss),
+			  e, rule))
 		return;
 	upstream_forward(w, c, h.has_host ? h.host : NULL, h.host_len);
 }

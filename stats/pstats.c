@@ -296,6 +296,8 @@ const char *pstats_outcome_name(uint8_t outcome)
 		return "missed";
 	case HIT_FAILED:
 		return "failed";
+	case HIT_STATELESS:
+		return "stateless";
 	}
 	return "unknown";
 }

@@ -14,7 +14,8 @@
  *    "FILE: cause");
  *  - an accepted config keeps the promises its readers rely on: a client
  *    has a token and at least one pattern, a route that is not the
- *    default has names, every route has upstreams, the API has a listen
+ *    default has names, every route has upstreams, a [stateless] rule has
+ *    a valid thumbprint and at least one pattern, the API has a listen
  *    address, and TTLs are ordered;
  *  - loading the same bytes twice gives the same verdict.
  */
@@ -88,6 +89,12 @@ static void check_config(const struct cfg *cfg)
 
 		ASSERT(r->is_default || r->nnames >= 1);
 		ASSERT(r->nhttp + r->nhttps >= 1);
+	}
+	for (size_t i = 0; i < cfg->nstateless; i++) {
+		const struct cfg_stateless *st = &cfg->stateless[i];
+
+		ASSERT(thumbprint_valid(st->thumbprint, strlen(st->thumbprint)));
+		ASSERT(st->npatterns >= 1);
 	}
 	(void)cfg_client_by_token(cfg, zero);
 	(void)cfg_route_for(cfg, "www.example.com", 15);
