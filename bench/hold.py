@@ -14,7 +14,6 @@ Prints "READY <n>" once every connection is in that state (or "FAIL <why>"
 and exits 1), then holds them until its standard input closes or reaches
 EOF, and exits. Bounded: gives up after --timeout seconds of setting up.
 """
-import os
 import resource
 import select
 import socket

@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <jansson.h>
@@ -14,6 +15,7 @@
 #include "common/cfg.h"
 #include "common/edge.h"
 #include "common/log.h"
+#include "common/shmfile.h"
 #include "proxy/proxy.h"
 #include "store/store.h"
 #include "cmd/supervisor.h"
@@ -108,6 +110,17 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_init("acme-edge", cfg->log.level);
+	/*
+	 * The store and the statistics file live in a private directory
+	 * (systemd's RuntimeDirectory=); started by hand, the gateway makes
+	 * it, and each part then judges it before use (common/shmfile.h).
+	 */
+	char err[512];
+	if (shm_dir_create(cfg->store.path, getegid(), err, sizeof(err)) != 0) {
+		log_err("%s", err);
+		cfg_free(cfg);
+		return 1;
+	}
 	if (strcmp(cmd, "run") == 0) {
 		static const struct sv_part parts[] = {
 			{"api", api_main},

@@ -7,6 +7,12 @@
  *
  * The master holds no sockets and no store mapping: all it does is wait,
  * so it cannot be the thing that fails.
+ *
+ * A child is always started on the configuration file as it is now, read
+ * again just before the fork: a child restarted after a crash must not
+ * bring back what a reload took away (a revoked client, a removed route).
+ * When the file no longer loads, the child starts on the last config that
+ * did, and the errors are logged.
  */
 #include "cmd/supervisor.h"
 
@@ -40,6 +46,25 @@ static void on_signal(int sig)
 		got_hup = 1;
 	else
 		got_term = sig;
+}
+
+/*
+ * The config to start a child on: the file read again, or, when it does
+ * not load (cfg_reload logs why), *last, the last one that did.
+ */
+static struct cfg *current_cfg(struct cfg **last, const char *cfg_path,
+			       const char *part)
+{
+	struct cfg *next = cfg_reload(cfg_path, "run");
+
+	if (!next) {
+		log_warn("run: starting %s on the last config of %s that loaded",
+			 part, cfg_path);
+		return *last;
+	}
+	cfg_free(*last);
+	*last = next;
+	return next;
 }
 
 static void start(struct child *c, struct cfg *cfg, const char *cfg_path,
@@ -142,7 +167,9 @@ int sv_run(const struct sv_part *parts, size_t nparts, struct cfg *cfg,
 		}
 		for (size_t i = 0; !got_term && i < nparts; i++)
 			if (kids[i].pid == 0 && clock_mono_ms() >= kids[i].restart_at_ms)
-				start(&kids[i], cfg, cfg_path, &oldmask);
+				start(&kids[i],
+				      current_cfg(&cfg, cfg_path, parts[i].name),
+				      cfg_path, &oldmask);
 	}
 
 	log_info("run: %s: stopping children", strsignal(got_term));

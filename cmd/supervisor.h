@@ -13,7 +13,9 @@ struct sv_part {
 
 /*
  * Runs every part in a child process until SIGTERM/SIGINT; restarts a child
- * that dies, relays SIGHUP. Takes ownership of cfg. Returns the exit code.
+ * that dies (on cfg_path as it is then, or on the last config that loaded),
+ * relays SIGHUP. Takes ownership of cfg, the config cfg_path held at start.
+ * Returns the exit code.
  */
 int sv_run(const struct sv_part *parts, size_t nparts, struct cfg *cfg,
 	   const char *cfg_path);

@@ -32,6 +32,7 @@ enum sect_kind {
 	SECT_CLIENT,
 	SECT_ROUTE,
 	SECT_STATELESS,
+	SECT_CLUSTER,
 };
 
 struct seen_key {
@@ -45,6 +46,7 @@ struct load_ctx {
 	bool clients_only;		/* reading the clients file */
 	unsigned ttl_line;		/* where default_ttl or max_ttl was set */
 	unsigned clients_file_line;
+	unsigned password_line;		/* [cluster] password or password_file */
 	FILE *fp;
 	unsigned line;			/* of the line inih is handling */
 	bool line_continues;		/* it began with white space */
@@ -352,7 +354,7 @@ static bool list_key(enum sect_kind kind, const char *key)
 {
 	static const char *const lists[] = {
 		"listen", "identifiers", "cidrs", "thumbprints", "http",
-		"https", "names", "trusted_proxies",
+		"https", "names", "trusted_proxies", "sentinel",
 	};
 
 	(void)kind;
@@ -400,8 +402,14 @@ static int key_api(struct load_ctx *c, const char *k, const char *v)
 		return parse_u32(c, k, v, 1024, 1 << 16, &cfg->api.max_headers);
 	if (strcmp(k, "timeout") == 0)
 		return parse_duration(c, k, v, 100, 600000, &cfg->api.timeout_ms);
+	if (strcmp(k, "request_timeout") == 0)
+		return parse_duration(c, k, v, 100, 600000,
+				      &cfg->api.request_timeout_ms);
 	if (strcmp(k, "max_connections") == 0)
 		return parse_u32(c, k, v, 1, 100000, &cfg->api.max_connections);
+	if (strcmp(k, "max_connections_per_source") == 0)
+		return parse_u32(c, k, v, 1, 100000,
+				 &cfg->api.max_connections_per_source);
 	if (strcmp(k, "sweep_interval") == 0)
 		return parse_duration(c, k, v, 100, 3600000,
 				      &cfg->api.sweep_interval_ms);
@@ -501,6 +509,8 @@ static int key_client(struct load_ctx *c, const char *k, const char *v)
 		return parse_cidrs(c, k, v, &cl->cidrs, &cl->ncidrs);
 	if (strcmp(k, "thumbprints") == 0)
 		return parse_thumbprints(c, k, v, cl);
+	if (strcmp(k, "max_entries") == 0)
+		return parse_u32(c, k, v, 1, 65536, &cl->max_entries);
 	return 1;
 }
 
@@ -550,6 +560,142 @@ static int key_route(struct load_ctx *c, const char *k, const char *v)
 			return -1;
 		r->proxy_protocol = (enum cfg_pp)choice;
 		return 0;
+	}
+	return 1;
+}
+
+/* "host:port", "[v6]:port": a name or an address, resolved at connect. */
+static int parse_hostport(struct load_ctx *c, const char *key, const char *w,
+			  size_t len, struct cfg_hostport *out)
+{
+	const char *colon = NULL, *host = w;
+	size_t hlen;
+	char *end;
+	char port[8];
+	unsigned long n;
+
+	if (len > 0 && w[0] == '[') {
+		const char *close = memchr(w, ']', len);
+		if (close && (size_t)(close - w) + 1 < len && close[1] == ':')
+			colon = close + 1;
+		host = w + 1;
+		hlen = close ? (size_t)(close - host) : 0;
+	} else {
+		for (size_t i = 0; i < len; i++)
+			if (w[i] == ':')
+				colon = w + i;
+		hlen = colon ? (size_t)(colon - w) : 0;
+	}
+	if (!colon || hlen == 0 || hlen > CFG_HOST_MAX ||
+	    (size_t)(w + len - colon - 1) >= sizeof(port) || colon + 1 == w + len)
+		goto bad;
+	for (size_t i = 0; i < hlen; i++)
+		if (!name_char(host[i]) && host[i] != ':')
+			goto bad;
+	memcpy(port, colon + 1, (size_t)(w + len - colon - 1));
+	port[w + len - colon - 1] = '\0';
+	errno = 0;
+	n = port[0] >= '0' && port[0] <= '9' ? strtoul(port, &end, 10) : 0;
+	if (errno || n == 0 || n > 65535 || *end)
+		goto bad;
+	memcpy(out->host, host, hlen);
+	out->host[hlen] = '\0';
+	out->port = (uint16_t)n;
+	return 0;
+bad:
+	cfg_error(c, c->line, "%s: \"%.*s\" is not host:port (redis.internal:6379, "
+		  "10.0.0.5:6379 or [fd00::5]:6379)", key, (int)len, w);
+	return -1;
+}
+
+/* A word without white space, quotes or control characters, 1..max long. */
+static int parse_word(struct load_ctx *c, const char *key, const char *v,
+		      size_t max, char *out)
+{
+	size_t n = strlen(v);
+
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)v[i] <= ' ' || v[i] == '"' || v[i] == 0x7f)
+			n = 0;
+	if (n == 0 || n > max) {
+		cfg_error(c, c->line, "%s: expected 1..%zu characters without "
+			  "spaces or quotes", key, max);
+		return -1;
+	}
+	memcpy(out, v, n + 1);
+	return 0;
+}
+
+static int key_cluster(struct load_ctx *c, const char *k, const char *v)
+{
+	static const char *const acks[] = {"all", "quorum"};
+	static const int ack_vals[] = {ACK_ALL, ACK_QUORUM};
+	struct cfg *cfg = c->cfg;
+	int choice;
+
+	if (strcmp(k, "redis") == 0)
+		return parse_hostport(c, k, v, strlen(v), &cfg->cluster.redis);
+	if (strcmp(k, "sentinel") == 0) {
+		struct slice w[MAX_LIST];
+		size_t nw = split_words(v, w, MAX_LIST);
+		int rc = 0;
+
+		if (nw == 0 || cfg->cluster.nsentinels + nw > CFG_SENTINELS_MAX) {
+			cfg_error(c, c->line, "%s: expected 1 to %d host:port "
+				  "addresses", k, CFG_SENTINELS_MAX);
+			return -1;
+		}
+		for (size_t i = 0; i < nw; i++) {
+			struct cfg_hostport *hp =
+				&cfg->cluster.sentinels[cfg->cluster.nsentinels];
+			if (parse_hostport(c, k, w[i].ptr, w[i].len, hp) == 0)
+				cfg->cluster.nsentinels++;
+			else
+				rc = -1;
+		}
+		return rc;
+	}
+	if (strcmp(k, "master") == 0)
+		return parse_word(c, k, v, CFG_NAME_MAX, cfg->cluster.master);
+	if (strcmp(k, "node") == 0) {
+		size_t n = strlen(v);
+		bool ok = n > 0 && n <= CFG_NAME_MAX;
+		for (size_t i = 0; ok && i < n; i++)
+			ok = name_char(v[i]);
+		if (!ok) {
+			cfg_error(c, c->line, "node: expected a name of 1..%d letters, "
+				  "digits, '-', '_', '.'", CFG_NAME_MAX);
+			return -1;
+		}
+		strcpy(cfg->cluster.node, v);
+		return 0;
+	}
+	if (strcmp(k, "ack") == 0) {
+		if (parse_choice(c, k, v, acks, ack_vals, 2, &choice))
+			return -1;
+		cfg->cluster.ack = (enum cfg_ack)choice;
+		return 0;
+	}
+	if (strcmp(k, "ack_timeout_ms") == 0)
+		return parse_u32(c, k, v, 10, 60000, &cfg->cluster.ack_timeout_ms);
+	if (strcmp(k, "prefix") == 0)
+		return parse_word(c, k, v, CFG_PREFIX_MAX, cfg->cluster.prefix);
+	if (strcmp(k, "user") == 0)
+		return parse_word(c, k, v, CFG_NAME_MAX, cfg->cluster.user);
+	if (strcmp(k, "password") == 0) {
+		c->password_line = c->line;
+		if (strlen(v) == 0 || strlen(v) > CFG_SECRET_MAX) {
+			/* Never echo the value: it is a secret. */
+			cfg_error(c, c->line, "password: expected 1..%d characters",
+				  CFG_SECRET_MAX);
+			return -1;
+		}
+		strcpy(cfg->cluster.password, v);
+		return 0;
+	}
+	if (strcmp(k, "password_file") == 0) {
+		c->password_line = c->line;
+		return parse_path(c, k, v, cfg->cluster.password_file);
 	}
 	return 1;
 }
@@ -656,10 +802,14 @@ static void section_begin(struct load_ctx *c, const char *name)
 		c->kind = SECT_PROXY;
 	else if (IS("log"))
 		c->kind = SECT_LOG;
-	else {
+	else if (IS("cluster")) {
+		c->kind = SECT_CLUSTER;
+		c->cfg->cluster.enabled = true;
+		c->cfg->cluster.line = c->line;
+	} else {
 		cfg_error(c, c->line, "unknown section [%s] (known: store, api, "
-			  "client NAME, proxy, route NAME, stateless NAME, log)",
-			  name);
+			  "client NAME, proxy, route NAME, stateless NAME, log, "
+			  "cluster)", name);
 		return;
 	}
 #undef IS
@@ -728,6 +878,9 @@ static int cfg_on_key(void *user, const char *section, const char *name,
 	case SECT_STATELESS:
 		rc = key_stateless(c, name, value);
 		break;
+	case SECT_CLUSTER:
+		rc = key_cluster(c, name, value);
+		break;
 	default:
 		rc = 1;
 	}
@@ -784,14 +937,16 @@ static char *cfg_read_line(char *str, int num, void *stream)
 
 static void cfg_defaults(struct cfg *cfg)
 {
-	strcpy(cfg->store.path, "/dev/shm/acme-edge");
+	strcpy(cfg->store.path, "/run/acme-edge/store");
 	cfg->store.capacity = 4096;
 	cfg->api.default_ttl_s = 3600;
 	cfg->api.max_ttl_s = 86400;
 	cfg->api.max_body = 32768;
 	cfg->api.max_headers = 8192;
 	cfg->api.timeout_ms = 10000;
+	cfg->api.request_timeout_ms = 10000;
 	cfg->api.max_connections = 256;
+	cfg->api.max_connections_per_source = 16;
 	cfg->api.sweep_interval_ms = 5000;
 	cfg->proxy.workers = 0;
 	cfg->proxy.peek_timeout_ms = 10000;
@@ -801,6 +956,9 @@ static void cfg_defaults(struct cfg *cfg)
 	cfg->proxy.max_connections = 8192;
 	cfg->proxy.splice_pipes = 64;
 	cfg->log.level = LOG_LVL_INFO;
+	cfg->cluster.ack = ACK_ALL;
+	cfg->cluster.ack_timeout_ms = 2000;
+	strcpy(cfg->cluster.prefix, "acme-edge:");
 }
 
 static int parse_file(struct load_ctx *c, const char *path)
@@ -834,19 +992,50 @@ static int parse_file(struct load_ctx *c, const char *path)
  * owner (root, or the user we run as) may read or write it, as ssh does for
  * private keys.
  */
-static void check_clients_file(struct load_ctx *c, const char *path)
+static void check_secret_file(struct load_ctx *c, const char *path,
+			      unsigned line, const char *what)
 {
 	struct stat sb;
 
 	if (stat(path, &sb) != 0)
-		return;		/* parse_file reports it */
+		return;		/* whoever reads it reports it */
 	if (sb.st_mode & 077)
-		cfg_error(c, c->clients_file_line, "%s: clients file is accessible by group or others "
-			  "(mode %04o); chmod 600 it", path,
+		cfg_error(c, line, "%s: %s is accessible by group or others "
+			  "(mode %04o); chmod 600 it", path, what,
 			  (unsigned)(sb.st_mode & 07777));
 	if (sb.st_uid != 0 && sb.st_uid != geteuid())
-		cfg_error(c, c->clients_file_line, "%s: clients file must belong to root or to the "
-			  "user acme-edge runs as", path);
+		cfg_error(c, line, "%s: %s must belong to root or to the "
+			  "user acme-edge runs as", path, what);
+}
+
+/* The Redis password: the file's first line, its line end dropped. */
+static void read_password_file(struct load_ctx *c)
+{
+	struct cfg *cfg = c->cfg;
+	char buf[CFG_SECRET_MAX + 3];
+	FILE *f;
+	size_t n;
+
+	check_secret_file(c, cfg->cluster.password_file, c->password_line,
+			  "password file");
+	f = fopen(cfg->cluster.password_file, "r");
+	if (!f) {
+		cfg_error(c, c->password_line, "%s: %s",
+			  cfg->cluster.password_file, strerror(errno));
+		return;
+	}
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	n = strcspn(buf, "\r\n");
+	buf[n] = '\0';
+	if (n == 0 || n > CFG_SECRET_MAX)
+		cfg_error(c, c->password_line, "%s: expected the password (1..%d "
+			  "characters) on its first line",
+			  cfg->cluster.password_file, CFG_SECRET_MAX);
+	else
+		memcpy(cfg->cluster.password, buf, n + 1);
+	explicit_bzero(buf, sizeof(buf));
 }
 
 static void validate(struct load_ctx *c)
@@ -865,6 +1054,15 @@ static void validate(struct load_ctx *c)
 		if (cl->npatterns == 0)
 			cfg_error(c, cl->line, "[client %s]: identifiers is required "
 				  "(\"*\" for any name)", cl->name);
+		/*
+		 * A quarter of the store, so that one client cannot fill it for
+		 * the others, but room for one whole ACME order (100 names)
+		 * where the store has it.
+		 */
+		if (cl->max_entries == 0) {
+			uint32_t cap = cfg->store.capacity;
+			cl->max_entries = cap / 4 > 100 ? cap / 4 : cap < 100 ? cap : 100;
+		}
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(cfg->clients[j].name, cl->name) == 0)
 				cfg_error(c, cl->line, "[client %s] is defined twice",
@@ -894,6 +1092,36 @@ static void validate(struct load_ctx *c)
 			cfg_error(c, st->line, "[stateless %s]: identifiers is "
 				  "required (\"*\" for any name)", st->name);
 	}
+	if (cfg->cluster.enabled) {
+		unsigned l = cfg->cluster.line;
+		bool redis = cfg->cluster.redis.port != 0;
+		bool sentinel = cfg->cluster.nsentinels != 0;
+
+		if (!cfg->cluster.node[0])
+			cfg_error(c, l, "[cluster]: node is required (this node's "
+				  "name, unique in the cluster)");
+		if (redis == sentinel)
+			cfg_error(c, l, "[cluster]: set either redis = host:port or "
+				  "sentinel = host:port ... with master = NAME");
+		if (sentinel && !cfg->cluster.master[0])
+			cfg_error(c, l, "[cluster]: sentinel needs master = NAME");
+		if (!sentinel && cfg->cluster.master[0])
+			cfg_error(c, l, "[cluster]: master goes with sentinel");
+		if (cfg->cluster.password[0] && cfg->cluster.password_file[0])
+			cfg_error(c, c->password_line, "[cluster]: password and "
+				  "password_file are exclusive");
+		else if (cfg->cluster.password_file[0])
+			read_password_file(c);
+		if (cfg->cluster.user[0] && !cfg->cluster.password[0] &&
+		    !cfg->cluster.password_file[0])
+			cfg_error(c, l, "[cluster]: user needs password or "
+				  "password_file");
+		if (cfg->cluster.ack_timeout_ms >= cfg->api.timeout_ms)
+			cfg_error(c, l, "[cluster] ack_timeout_ms (%u) must be below "
+				  "[api] timeout (%ums), or the connection times out "
+				  "first", cfg->cluster.ack_timeout_ms,
+				  cfg->api.timeout_ms);
+	}
 	if (cfg->api.nlisten == 0) {
 		/* Not NULL when every listen word was refused: reuse it. */
 		cfg->api.listen = grow(cfg->api.listen, 0, 1, sizeof(*cfg->api.listen));
@@ -918,7 +1146,8 @@ int cfg_load(const char *path, struct cfg **out, FILE *errs)
 	if (cfg->api.clients_file[0]) {
 		c.clients_only = true;
 		c.nsections = 0;
-		check_clients_file(&c, cfg->api.clients_file);
+		check_secret_file(&c, cfg->api.clients_file, c.clients_file_line,
+				  "clients file");
 		parse_file(&c, cfg->api.clients_file);
 	}
 	validate(&c);
@@ -973,6 +1202,7 @@ void cfg_free(struct cfg *cfg)
 	free(cfg->proxy.http);
 	free(cfg->proxy.https);
 	free(cfg->proxy.trusted_proxies);
+	explicit_bzero(cfg->cluster.password, sizeof(cfg->cluster.password));
 	free(cfg);
 }
 

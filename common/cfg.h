@@ -42,6 +42,22 @@ struct cfg_addr {
 	socklen_t len;
 };
 
+enum cfg_ack {
+	ACK_ALL = 0,		/* every live node applied the write */
+	ACK_QUORUM = 1,		/* a majority of the live nodes did */
+};
+
+#define CFG_HOST_MAX 253
+#define CFG_PREFIX_MAX 64
+#define CFG_SECRET_MAX 255
+#define CFG_SENTINELS_MAX 8
+
+/* A Redis or Sentinel address as written: a name or an IP, and a port. */
+struct cfg_hostport {
+	char host[CFG_HOST_MAX + 1];
+	uint16_t port;
+};
+
 struct cfg_client {
 	char name[CFG_NAME_MAX + 1];
 	uint8_t token_sha256[32];
@@ -53,6 +69,7 @@ struct cfg_client {
 	size_t ncidrs;
 	char (*thumbprints)[THUMBPRINT_LEN + 1];	/* empty: any account */
 	size_t nthumbprints;
+	uint32_t max_entries;		/* live challenges it may hold at once */
 	unsigned line;			/* where the section starts, for messages */
 };
 
@@ -99,8 +116,10 @@ struct cfg {
 		uint32_t max_ttl_s;
 		uint32_t max_body;
 		uint32_t max_headers;
-		uint32_t timeout_ms;
+		uint32_t timeout_ms;		/* inactivity */
+		uint32_t request_timeout_ms;	/* a whole request, from its start */
 		uint32_t max_connections;
+		uint32_t max_connections_per_source;
 		uint32_t sweep_interval_ms;
 	} api;
 	struct cfg_client *clients;
@@ -130,6 +149,23 @@ struct cfg {
 	struct {
 		enum log_level level;
 	} log;
+	/* [cluster]: absent, enabled is false and nothing else is read. */
+	struct {
+		bool enabled;
+		char node[CFG_NAME_MAX + 1];
+		struct cfg_hostport redis;		/* port 0: use sentinels */
+		struct cfg_hostport sentinels[CFG_SENTINELS_MAX];
+		size_t nsentinels;
+		char master[CFG_NAME_MAX + 1];
+		enum cfg_ack ack;
+		uint32_t ack_timeout_ms;
+		char prefix[CFG_PREFIX_MAX + 1];
+		char user[CFG_NAME_MAX + 1];
+		/* From password or password_file; never logged. */
+		char password[CFG_SECRET_MAX + 1];
+		char password_file[CFG_PATH_MAX + 1];
+		unsigned line;
+	} cluster;
 };
 
 /*

@@ -154,10 +154,32 @@ static bool label_is_numeric(const char *s, size_t len)
 }
 
 /*
+ * Whether a name (any case, no trailing dot) is a reverse-mapping zone or
+ * below one. Such names are how a validator spells an IP identifier in
+ * SNI (RFC 8738 §6), so they are never DNS identifiers of their own: a
+ * client allowed "*.in-addr.arpa" could otherwise answer acme-tls/1 for
+ * an address that belongs to another client.
+ */
+static bool in_reverse_zone(const char *s, size_t len)
+{
+	static const char *const zones[] = {"in-addr.arpa", "ip6.arpa"};
+
+	for (size_t i = 0; i < ARRAY_SIZE(zones); i++) {
+		size_t zlen = strlen(zones[i]);
+
+		if (len < zlen || (len > zlen && s[len - zlen - 1] != '.'))
+			continue;
+		if (caseeq_lower(s + len - zlen, zones[i], zlen))
+			return true;
+	}
+	return false;
+}
+
+/*
  * Validates a DNS name in place, without copying: LDH labels of 1..63
  * octets, no hyphen at either end of a label, 253 octets at most once one
- * trailing dot is dropped, last label not numeric. *name_len gets the
- * length without that dot.
+ * trailing dot is dropped, last label not numeric, not in a reverse zone.
+ * *name_len gets the length without that dot.
  */
 static bool dns_name_check(const char *s, size_t len, size_t *name_len)
 {
@@ -185,6 +207,8 @@ static bool dns_name_check(const char *s, size_t len, size_t *name_len)
 			return false;
 		label_start = i + 1;
 	}
+	if (in_reverse_zone(s, len))
+		return false;
 	*name_len = len;
 	return true;
 }

@@ -45,7 +45,9 @@ struct ident {
  * brackets. Wildcards are refused: ACME validates the base name. Also
  * refused: IPv4-mapped IPv6 and zone ids, IPv4 forms other than a strict
  * dotted quad ("01.2.3.4", "127.1"), and names whose last label reads as a
- * number ("1.2.3", "a.0x7f"), which browsers and inet_aton() take for IPv4.
+ * number ("1.2.3", "a.0x7f"), which browsers and inet_aton() take for IPv4,
+ * and names in or under in-addr.arpa and ip6.arpa, which spell IP
+ * identifiers in SNI (ident_sni_name) and must not be claimable as names.
  * Returns 0, or -1 when the input is not a valid identifier.
  */
 int ident_parse(const char *s, size_t len, struct ident *out);

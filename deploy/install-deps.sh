@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Installs what acme-edge needs from Debian 12's archive: the build
 # dependencies, and with --test also what the test suite drives (clang for
-# the fuzzers, python3 and the openssl and curl clients).
+# the fuzzers, python3 and the openssl and curl clients, Redis and its
+# Sentinel for the cluster tests: started by the tests themselves, on free
+# ports; the packages' own services are not needed).
 # Runs apt-get only when something is missing, so a second run is instant.
 set -euo pipefail
 
 pkgs=(build-essential cmake ninja-build pkg-config
       libssl-dev libevent-dev liburing-dev libjemalloc-dev libinih-dev
-      libjansson-dev openssl ca-certificates)
+      libjansson-dev libhiredis-dev openssl ca-certificates)
 if [ "${1:-}" = "--test" ]; then
-	pkgs+=(clang libclang-rt-14-dev python3 curl procps
+	pkgs+=(clang libclang-rt-14-dev python3 python3-pyflakes curl procps
 	       pebble certbot dehydrated lego python3-acme python3-josepy
-	       python3-cryptography util-linux libseccomp-dev)
+	       python3-cryptography util-linux libseccomp-dev
+	       redis-server redis-tools redis-sentinel)
 fi
 
 missing=()

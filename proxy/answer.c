@@ -35,7 +35,7 @@ static void out_flush(struct worker *w, struct conn *c)
 /* Our last bytes are out: half-close and read until the client closes. */
 static void linger(struct worker *w, struct conn *c)
 {
-	c->state = ST_LINGER;
+	conn_state(w, c, ST_LINGER);
 	timer_arm(w, c, TL_LINGER);
 	op_shutdown(w, c, SIDE_CLIENT);
 	if (!recv_busy(c, SIDE_CLIENT)) {
@@ -94,7 +94,7 @@ static void http_answer(struct worker *w, struct conn *c, int code,
 	if (!head_only)
 		out_put(c, body, body_len);
 	c->keep_alive = keep;
-	c->state = ST_ANSWER;
+	conn_state(w, c, ST_ANSWER);
 	timer_arm(w, c, TL_PEEK);
 	out_flush(w, c);
 }
@@ -200,7 +200,7 @@ static void tls_drive(struct worker *w, struct conn *c)
 			      ok ? HIT_ANSWERED : HIT_FAILED,
 			      ok ? acme_tls_version(c->tls) : acme_tls_error(c->tls));
 		c->keep_alive = false;
-		c->state = ST_ANSWER;
+		conn_state(w, c, ST_ANSWER);
 		if (c->out_off == c->out_len) {
 			linger(w, c);
 			return;
@@ -236,7 +236,7 @@ static void tls_start(struct worker *w, struct conn *c,
 	BUG_ON(!c->tls_names);
 	memcpy(c->tls_names, e->key, e->key_len + 1);
 	memcpy(c->tls_names + e->key_len + 1, e->ident, e->ident_len + 1);
-	c->state = ST_ACME_TLS;
+	conn_state(w, c, ST_ACME_TLS);
 	out_reset(c);
 	if (acme_tls_feed(c->tls, c->in, c->in_len) != 0) {
 		conn_close(w, c, PS_HANDSHAKE_FAILED);
@@ -265,7 +265,7 @@ bool answer_tls(struct worker *w, struct conn *c, const struct tls_ask *ask,
 	out_put(c, acme_tls_alert_unrecognized_name,
 		sizeof(acme_tls_alert_unrecognized_name));
 	c->keep_alive = false;
-	c->state = ST_ANSWER;
+	conn_state(w, c, ST_ANSWER);
 	pstats_add(w->stats, PS_CLOSE_TLS_REJECT, 1);
 	out_flush(w, c);
 	return true;
@@ -341,7 +341,7 @@ void answer_sent(struct worker *w, struct conn *c, int res)
 		return;
 	}
 	/* Keep-alive: the next request may already be in the buffer. */
-	c->state = ST_PEEK;
+	conn_state(w, c, ST_PEEK);
 	c->out_len = c->out_off = 0;
 	timer_arm(w, c, TL_PEEK);
 	if (w->draining) {

@@ -83,6 +83,11 @@ void timer_arm(struct worker *w, struct conn *c, enum timer_list tl)
 	t->tail = c;
 }
 
+uint64_t timer_armed_at(const struct worker *w, const struct conn *c)
+{
+	return c->deadline_ms - timeout_of(w, (enum timer_list)c->tlist);
+}
+
 /* ---- slab ------------------------------------------------------------ */
 
 void conn_slab_init(struct worker *w, uint32_t n)
@@ -132,19 +137,16 @@ struct io_conn *io_conn_at(struct worker *w, uint32_t slot, uint32_t gen)
 	return c->io.gen == gen && c->state != ST_FREE ? &c->io : NULL;
 }
 
-/*
- * Most connections never need the client's address, and a multishot
- * accept cannot return it.
- */
-struct sockaddr *conn_peer(struct conn *c)
+void conn_addr_set(union conn_addr *a, const struct sockaddr *sa,
+		   socklen_t len)
 {
-	socklen_t plen = sizeof(c->peer);
-
-	if (c->peer.ss_family == AF_UNSPEC && c->io.fd[SIDE_CLIENT] >= 0 &&
-	    getpeername(c->io.fd[SIDE_CLIENT], (struct sockaddr *)&c->peer,
-			&plen) != 0)
-		c->peer.ss_family = AF_UNSPEC;
-	return (struct sockaddr *)&c->peer;
+	memset(a, 0, sizeof(*a));
+	if (sa && sa->sa_family == AF_INET && len >= sizeof(a->in))
+		memcpy(&a->in, sa, sizeof(a->in));
+	else if (sa && sa->sa_family == AF_INET6 && len >= sizeof(a->in6))
+		memcpy(&a->in6, sa, sizeof(a->in6));
+	else
+		a->sa.sa_family = AF_UNSPEC;
 }
 
 static void conn_release(struct worker *w, struct conn *c)
@@ -172,13 +174,40 @@ static void conn_release(struct worker *w, struct conn *c)
 	pstats_sub(w->stats, PS_ACTIVE, 1);
 }
 
+static uint32_t *state_count(struct worker *w, uint8_t st)
+{
+	switch (st) {
+	case ST_PEEK:
+	case ST_ANSWER:
+	case ST_ACME_TLS:
+	case ST_LINGER:
+		return &w->at_peek;
+	case ST_CONNECTING:
+	case ST_RELAY:
+		return &w->relaying;
+	default:
+		return NULL;
+	}
+}
+
+void conn_state(struct worker *w, struct conn *c, enum conn_state st)
+{
+	uint32_t *from = state_count(w, c->state), *to = state_count(w, st);
+
+	if (from)
+		(*from)--;
+	if (to)
+		(*to)++;
+	c->state = (uint8_t)st;
+}
+
 void conn_close(struct worker *w, struct conn *c, int stat)
 {
 	if (c->state == ST_CLOSING)
 		return;
 	if (stat >= 0)
 		pstats_add(w->stats, (enum pstat)stat, 1);
-	c->state = ST_CLOSING;
+	conn_state(w, c, ST_CLOSING);
 	timer_unlink(w, c);
 	if (c->inflight) {
 		for (int s = 0; s < 2; s++)

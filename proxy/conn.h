@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "common/log.h"
@@ -75,6 +76,21 @@ struct relay_dir {
 	uint32_t piped;		/* bytes in the pipe */
 };
 
+/*
+ * An address and port as accept or a PROXY header gives them, in 28
+ * bytes where a sockaddr_storage takes 128: the slab holds two per
+ * connection. AF_UNSPEC: unknown.
+ */
+union conn_addr {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
+
+/* Keeps sa when it is IPv4 or IPv6 (len bytes of it), else unknown. */
+void conn_addr_set(union conn_addr *a, const struct sockaddr *sa,
+		   socklen_t len);
+
 struct conn {
 	struct io_conn io;	/* slot, generation, sockets, requests */
 	uint8_t state;		/* enum conn_state */
@@ -86,8 +102,13 @@ struct conn {
 	bool said_all;		/* the client has no more bytes to send us */
 	bool nonblock;		/* both sockets O_NONBLOCK (splice needs it) */
 	uint16_t inflight;	/* operations started, not yet completed */
-	struct sockaddr_storage peer;	/* the client (from PROXY when trusted) */
-	struct sockaddr_storage local;	/* where the client connected to */
+	/*
+	 * The client, from accept (or a trusted PROXY header): the kernel
+	 * forgets it once the client resets, though its bytes may still be
+	 * relayed. local: where it connected to, asked for when needed.
+	 */
+	union conn_addr peer;
+	union conn_addr local;
 
 	/* Client input until the connection is answered or relayed. */
 	uint8_t *in;
@@ -138,9 +159,14 @@ struct conn *conn_alloc(struct worker *w);
  */
 void conn_close(struct worker *w, struct conn *c, int stat);
 
+/* Moves c to state st, keeping the worker's counts of each kind exact. */
+void conn_state(struct worker *w, struct conn *c, enum conn_state st);
+
 /* (Re)arms c's deadline on list tl; unlinks it from any other. */
 void timer_arm(struct worker *w, struct conn *c, enum timer_list tl);
 void timer_unlink(struct worker *w, struct conn *c);
+/* When c's deadline was last armed (it is on a list). */
+uint64_t timer_armed_at(const struct worker *w, const struct conn *c);
 
 /*
  * The only calls into the backend for a connection. later: the peer is
@@ -176,11 +202,9 @@ static inline void conn_consume(struct conn *c, size_t n)
 	c->in_len -= (uint32_t)n;
 }
 
-/*
- * The client's address, asked of the kernel only when something needs it
- * (a log line, a hit record, a PROXY header). Unknown (AF_UNSPEC) if the
- * client has already gone.
- */
-struct sockaddr *conn_peer(struct conn *c);
+static inline const struct sockaddr *conn_peer(const struct conn *c)
+{
+	return &c->peer.sa;
+}
 
 #endif

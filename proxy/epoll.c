@@ -627,10 +627,13 @@ static void accept_batch(struct ep *ep, struct elis *l)
 
 	lis_work(ep, l, false, l->ended);
 	for (unsigned i = 0; i < ACCEPT_BATCH && l->state == LS_ARMED; i++) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &len,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd >= 0) {
-			worker_accepted(w, l->li, fd);
+			worker_accepted(w, l->li, fd, (struct sockaddr *)&ss, len);
 			continue;
 		}
 		switch (errno) {

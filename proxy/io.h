@@ -42,7 +42,8 @@ enum side {
 
 /*
  * A request's user data: op:8 | side:1 | gen:IO_GEN_BITS | slot:32 (for
- * accepts, slot is the listener index). A connection slot's generation
+ * accepts, slot is the listener index and gen the backend's own). A
+ * connection slot's generation
  * goes up by one, modulo 2^IO_GEN_BITS, every time the slot is reused, so
  * that a completion of an earlier life of the slot is known to be stale.
  */
@@ -103,7 +104,10 @@ struct io_ops {
 	/* Sets up the backend for w; -errno and a one-line reason on failure. */
 	int (*init)(struct worker *w, char *err, size_t errlen);
 	void (*fini)(struct worker *w);
-	/* Arms accepting on listener li until disarmed or an error. */
+	/*
+	 * Arms accepting on listener li until disarmed or an error; every
+	 * connection accepted comes with its client's address.
+	 */
 	void (*accept)(struct worker *w, unsigned li);
 	/*
 	 * Receives into buf; with buf NULL, into a relay buffer the backend
@@ -155,7 +159,9 @@ int uring_probe(char *why, size_t len);
 
 /* ---- what a backend calls ---------------------------------------------- */
 
-void worker_accepted(struct worker *w, unsigned li, int fd);
+/* fd came with the client's address peer (len bytes), as accept gave it. */
+void worker_accepted(struct worker *w, unsigned li, int fd,
+		     const struct sockaddr *peer, socklen_t len);
 void worker_accept_failed(struct worker *w, unsigned li, int err);
 /* A listener's accept ended (multishot stopped); re-arms unless draining. */
 void worker_accept_ended(struct worker *w, unsigned li);

@@ -76,8 +76,10 @@ static bool peek_proxy_header(struct worker *w, struct conn *c)
 		return false;
 	}
 	if (!ph.local) {
-		c->peer = ph.src;
-		c->local = ph.dst;
+		conn_addr_set(&c->peer, (const struct sockaddr *)&ph.src,
+			      sizeof(ph.src));
+		conn_addr_set(&c->local, (const struct sockaddr *)&ph.dst,
+			      sizeof(ph.dst));
 	}
 	conn_consume(c, (size_t)r);
 	c->proxy_done = true;

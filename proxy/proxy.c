@@ -26,6 +26,7 @@
 #include "proxy/acme_tls.h"
 #include "common/edge.h"
 #include "common/log.h"
+#include "common/priv.h"
 #include "proxy/conn.h"
 #include "proxy/worker.h"
 
@@ -108,9 +109,9 @@ static int worker_setup(struct proxy *px, struct worker *w, unsigned id,
 	w->lc = live_cfg_get(px);
 	w->stats = pstats_worker(px->stats, id);
 	w->now_ms = clock_mono_ms();
-	w->reserve = cfg->proxy.max_connections / 16 < 64 ? 64
-			: cfg->proxy.max_connections / 16;
-	conn_slab_init(w, cfg->proxy.max_connections + w->reserve);
+	w->max_conns = cfg->proxy.max_connections;
+	w->reserve = w->max_conns / 16 < 64 ? 64 : w->max_conns / 16;
+	conn_slab_init(w, w->max_conns + 2 * w->reserve);
 
 	w->nlisteners = (unsigned)(cfg->proxy.nhttp + cfg->proxy.nhttps);
 	w->listeners = calloc(w->nlisteners ? w->nlisteners : 1,
@@ -199,7 +200,8 @@ static int open_store(struct proxy *px, const sigset_t *sigs)
 
 	for (;;) {
 		struct timespec ts = {0, 100 * 1000 * 1000};
-		int rc = store_open_reader(cfg->store.path, &px->store, err,
+		int rc = store_open_reader(cfg->store.path, priv_uid(PRIV_API),
+					   &px->store, err,
 					   sizeof(err));
 		if (rc == 0)
 			return 0;
@@ -302,7 +304,8 @@ int proxy_main(struct cfg *cfg, const char *cfg_path)
 	if (open_store(&px, &sigs) != 0)
 		goto out;
 	pstats_path(cfg->store.path, path, sizeof(path));
-	if (pstats_create(path, px.nworkers, io->name, &px.stats, err,
+	if (pstats_create(path, px.nworkers, io->name, priv_owner(PRIV_PROXY),
+			  &px.stats, err,
 			  sizeof(err)) != 0) {
 		log_err("proxy: statistics: %s", err);
 		goto out;

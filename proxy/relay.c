@@ -327,7 +327,7 @@ void relay_start(struct worker *w, struct conn *c, uint32_t n)
 {
 	c->dir[0].len = n;
 	c->dir[0].off = 0;
-	c->state = ST_RELAY;
+	conn_state(w, c, ST_RELAY);
 	timer_arm(w, c, TL_IDLE);
 	relay_pump(w, c, 0);
 	relay_pump(w, c, 1);

@@ -10,6 +10,7 @@
 #include "common/edge.h"
 #include "common/log.h"
 #include "proxy/answer.h"
+#include "proxy/evict.h"
 #include "proxy/relay.h"
 #include "wire/proxy_hdr.h"
 
@@ -23,16 +24,23 @@ static const struct cfg_addr *route_servers(const struct conn *c, size_t *n)
 	return c->https ? c->route->https : c->route->http;
 }
 
+/* No relay after all: an error page on :80; on :443 only a close says it. */
+static void no_relay(struct worker *w, struct conn *c, int code,
+		     const char *reason, int stat)
+{
+	if (c->https)
+		conn_close(w, c, stat);
+	else
+		answer_http_error(w, c, code, reason, stat);
+}
+
 static void upstream_failed(struct worker *w, struct conn *c)
 {
 	pstats_add(w->stats, PS_UPSTREAM_UNREACHABLE, 1);
 	log_ratelimited(&conn_lim_peer, LOG_LVL_WARN,
 			"proxy: every %s upstream of route %s failed",
 			c->https ? "https" : "http", c->route->name);
-	if (c->https)
-		conn_close(w, c, -1);
-	else
-		answer_http_error(w, c, 502, "Bad Gateway", -1);
+	no_relay(w, c, 502, "Bad Gateway", -1);
 }
 
 static void connect_next(struct worker *w, struct conn *c)
@@ -65,6 +73,22 @@ static void connect_next(struct worker *w, struct conn *c)
 }
 
 /*
+ * Both ends of the client's connection, for a PROXY header. The kernel
+ * still gives a socket's own address after a reset (unlike its peer's).
+ */
+static bool addresses_known(struct conn *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (c->local.sa.sa_family == AF_UNSPEC &&
+	    getsockname(c->io.fd[SIDE_CLIENT], (struct sockaddr *)&ss, &len) == 0)
+		conn_addr_set(&c->local, (const struct sockaddr *)&ss, len);
+	return c->peer.sa.sa_family != AF_UNSPEC &&
+	       c->local.sa.sa_family != AF_UNSPEC;
+}
+
+/*
  * The connection keeps a reference to the config snapshot the route lives
  * in, so a reload while it connects cannot free it.
  */
@@ -83,17 +107,26 @@ void upstream_forward(struct worker *w, struct conn *c, const char *name,
 		log_ratelimited(&conn_lim_peer, LOG_LVL_INFO,
 				"proxy: no %s upstream for \"%.*s\"",
 				c->https ? "https" : "http", (int)name_len, name);
-		if (c->https)
-			conn_close(w, c, PS_CLOSE_NO_ROUTE);
-		else
-			answer_http_error(w, c, 502, "Bad Gateway",
-					  PS_CLOSE_NO_ROUTE);
+		no_relay(w, c, 502, "Bad Gateway", PS_CLOSE_NO_ROUTE);
+		return;
+	}
+	if (c->route->proxy_protocol != PP_OFF && !addresses_known(c)) {
+		/* Relayed, the client would take the gateway's address. */
+		log_ratelimited(&conn_lim_peer, LOG_LVL_WARN,
+				"proxy: %s client of unknown address: route %s "
+				"wants a PROXY header: closed",
+				c->https ? "https" : "http", c->route->name);
+		conn_close(w, c, PS_CLOSE_RESET);
+		return;
+	}
+	if (!evict_for_relay(w)) {
+		no_relay(w, c, 503, "Service Unavailable", PS_CLOSE_OVER_CAP);
 		return;
 	}
 	/* Round-robin per worker: a shared counter would be a shared write. */
 	c->server_next = (uint32_t)(w->now_ms + c->io.slot) % (uint32_t)n;
 	c->attempts = 0;
-	c->state = ST_CONNECTING;
+	conn_state(w, c, ST_CONNECTING);
 	connect_next(w, c);
 }
 
@@ -108,15 +141,11 @@ static void on_connected(struct worker *w, struct conn *c)
 
 	pstats_add(w->stats, c->https ? PS_RELAYED_HTTPS : PS_RELAYED_HTTP, 1);
 	if (c->route->proxy_protocol != PP_OFF) {
-		socklen_t llen = sizeof(c->local);
-		if (c->local.ss_family == AF_UNSPEC)
-			getsockname(c->io.fd[SIDE_CLIENT],
-				    (struct sockaddr *)&c->local, &llen);
 		int r = c->route->proxy_protocol == PP_V1
 			? proxy_hdr_write_v1((char *)buf, RELAY_BUF, conn_peer(c),
-					     (struct sockaddr *)&c->local)
+					     &c->local.sa)
 			: proxy_hdr_write_v2(buf, RELAY_BUF, conn_peer(c),
-					     (struct sockaddr *)&c->local);
+					     &c->local.sa);
 		BUG_ON(r < 0);
 		n = (uint32_t)r;
 	}

@@ -38,6 +38,20 @@
 #define BGID 0
 #define BR_ENTRIES 256		/* slots of the buffer ring (a power of 2) */
 #define BR_STOCK_MIN 32		/* buffers kept in the ring at first */
+#define ACCEPT_DEPTH 16		/* accepts in flight per listener (<= 32) */
+
+/*
+ * One listener's accepts: ACCEPT_DEPTH single-shot requests, each with an
+ * address of its own. A multishot accept would be one request in all, but
+ * it writes every client's address to one place, overwritten before the
+ * completions are seen, and getpeername fails once a client has reset.
+ */
+struct uaccept {
+	uint32_t busy;			/* bit i: accept i in flight */
+	bool stopping;			/* stopped or failed: re-arm none */
+	socklen_t len[ACCEPT_DEPTH];
+	struct sockaddr_storage addr[ACCEPT_DEPTH];
+};
 
 struct uring {
 	struct io_uring ring;
@@ -49,6 +63,7 @@ struct uring {
 	uint16_t free_bids[BR_ENTRIES];	/* ids with no buffer behind them */
 	uint32_t nfree_bids;
 	void *bufs[BR_ENTRIES];		/* id -> the buffer given to the ring */
+	struct uaccept *acc;		/* by listener */
 };
 
 static struct io_uring_sqe *get_sqe(struct worker *w)
@@ -175,16 +190,15 @@ static int uring_init(struct worker *w, char *err, size_t errlen)
 		IORING_OP_CONNECT, IORING_OP_SHUTDOWN, IORING_OP_ASYNC_CANCEL,
 		IORING_OP_TIMEOUT, IORING_OP_POLL_ADD,
 		/*
-		 * Not used, but it arrived in 5.19 with multishot accept and
-		 * cancel by descriptor, which the probe cannot see directly:
-		 * without them accepts would fail at once and be re-armed
-		 * forever. Its absence sends auto to epoll.
+		 * Not used, but it arrived in 5.19 with cancel by descriptor,
+		 * which the probe cannot see directly and accept_stop needs.
+		 * Its absence sends auto to epoll.
 		 */
 		IORING_OP_SOCKET,
 	};
 	static const char *const names[] = {
 		"accept", "recv", "send", "connect", "shutdown", "async_cancel",
-		"timeout", "poll_add", "socket (5.19: multishot accept, cancel by fd)",
+		"timeout", "poll_add", "socket (5.19: cancel by fd)",
 	};
 	struct uring *u = calloc(1, sizeof(*u));
 	struct io_uring_params p;
@@ -243,6 +257,8 @@ static int uring_init(struct worker *w, char *err, size_t errlen)
 		free(u);
 		return rc == -EINVAL ? -ENOSYS : rc;
 	}
+	u->acc = calloc(w->nlisteners ? w->nlisteners : 1, sizeof(*u->acc));
+	BUG_ON(!u->acc);
 	io_uring_register_ring_fd(&u->ring);
 	w->io_priv = u;
 	return 0;
@@ -259,27 +275,74 @@ static void uring_fini(struct worker *w)
 		munmap(u->br, u->br_size);
 	for (uint32_t i = 0; i < BR_ENTRIES; i++)
 		free(u->bufs[i]);
+	free(u->acc);
 	free(u);
 	w->io_priv = NULL;
 }
 
-static void uring_accept(struct worker *w, unsigned li)
+/* Accept i of listener li; its index rides in the user data's gen. */
+static void accept_arm(struct worker *w, struct uaccept *a, unsigned li,
+		       unsigned i)
 {
 	struct io_uring_sqe *sqe = get_sqe(w);
 
-	io_uring_prep_multishot_accept(sqe, w->listeners[li].fd, NULL, NULL,
-				       SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, io_ud(IO_ACCEPT, 0, 0, li));
+	a->len[i] = sizeof(a->addr[i]);
+	io_uring_prep_accept(sqe, w->listeners[li].fd,
+			     (struct sockaddr *)&a->addr[i], &a->len[i],
+			     SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, io_ud(IO_ACCEPT, 0, i, li));
+	a->busy |= UINT32_C(1) << i;
+}
+
+static void uring_accept(struct worker *w, unsigned li)
+{
+	struct uring *u = w->io_priv;
+	struct uaccept *a = &u->acc[li];
+
+	a->stopping = false;
+	for (unsigned i = 0; i < ACCEPT_DEPTH; i++)
+		if (!(a->busy & UINT32_C(1) << i))
+			accept_arm(w, a, li, i);
 	w->listeners[li].armed = true;
 }
 
 static void uring_accept_stop(struct worker *w, unsigned li)
 {
+	struct uring *u = w->io_priv;
 	struct io_uring_sqe *sqe = get_sqe(w);
 
+	u->acc[li].stopping = true;
 	io_uring_prep_cancel_fd(sqe, w->listeners[li].fd, IORING_ASYNC_CANCEL_ALL);
 	/* Its own completion carries nothing we need. */
 	io_uring_sqe_set_data64(sqe, io_ud(IO_IGNORE, 0, 0, 0));
+}
+
+/*
+ * An error ends accepting on the listener, as it would end a multishot
+ * accept: the others are cancelled, and once none is in flight the worker
+ * hears that accepting ended.
+ */
+static void accept_done(struct worker *w, unsigned li, unsigned i, int res)
+{
+	struct uring *u = w->io_priv;
+	struct uaccept *a = &u->acc[li];
+
+	a->busy &= ~(UINT32_C(1) << i);
+	if (res >= 0) {
+		worker_accepted(w, li, res, (struct sockaddr *)&a->addr[i],
+				a->len[i]);
+		if (!a->stopping) {
+			accept_arm(w, a, li, i);
+			return;
+		}
+	} else if (res != -ECANCELED && res != -EINVAL) {
+		worker_accept_failed(w, li, res);
+		if (!a->stopping && a->busy)
+			uring_accept_stop(w, li);
+		a->stopping = true;
+	}
+	if (a->busy == 0)
+		worker_accept_ended(w, li);
 }
 
 /*
@@ -387,15 +450,8 @@ static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
 	if (op == IO_IGNORE)
 		return;
 	if (op == IO_ACCEPT) {
-		if (slot >= w->nlisteners)
-			return;
-		if (cqe->res >= 0) {
-			worker_accepted(w, slot, cqe->res);
-		} else if (cqe->res != -ECANCELED && cqe->res != -EINVAL) {
-			worker_accept_failed(w, slot, cqe->res);
-		}
-		if (!(cqe->flags & IORING_CQE_F_MORE))
-			worker_accept_ended(w, slot);
+		if (slot < w->nlisteners && io_ud_gen(ud) < ACCEPT_DEPTH)
+			accept_done(w, slot, io_ud_gen(ud), cqe->res);
 		return;
 	}
 	c = io_conn_at(w, slot, io_ud_gen(ud));

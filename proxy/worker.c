@@ -11,6 +11,7 @@
 #include "common/ident.h"
 #include "common/log.h"
 #include "proxy/conn.h"
+#include "proxy/evict.h"
 #include "proxy/peek.h"
 #include "proxy/worker.h"
 
@@ -26,33 +27,17 @@ static bool peer_trusted(const struct cfg *cfg, const struct sockaddr *sa)
 	return false;
 }
 
-/*
- * At the cap, the oldest connection still peeking makes room: it has not
- * shown itself to be anything yet, and a validator's connection must not
- * be starved by idle or slow ones. Relayed connections are never evicted.
- */
-static struct conn *evict_for(struct worker *w)
-{
-	struct conn *victim = w->timers[TL_PEEK].head;
-
-	while (victim && victim->state != ST_PEEK)
-		victim = victim->tnext;
-	if (victim)
-		conn_close(w, victim, PS_CLOSE_EVICTED);
-	return conn_alloc(w);
-}
-
-void worker_accepted(struct worker *w, unsigned li, int fd)
+void worker_accepted(struct worker *w, unsigned li, int fd,
+		     const struct sockaddr *peer, socklen_t len)
 {
 	const struct listener *l = &w->listeners[li];
 	struct conn *c;
 
 	pstats_add(w->stats, l->https ? PS_ACCEPTED_HTTPS : PS_ACCEPTED_HTTP, 1);
-	uint32_t cap = w->lc->cfg->proxy.max_connections;
-	if (cap > w->nconns_cap - w->reserve)
-		cap = w->nconns_cap - w->reserve;
-	c = w->active >= cap ? evict_for(w) : conn_alloc(w);
+	evict_for_accept(w);
+	c = conn_alloc(w);
 	if (!c) {
+		evict_refused(w);
 		pstats_add(w->stats, PS_CLOSE_OVER_CAP, 1);
 		close(fd);
 		return;
@@ -60,15 +45,11 @@ void worker_accepted(struct worker *w, unsigned li, int fd)
 	c->io.fd[SIDE_CLIENT] = fd;
 	c->https = l->https;
 	c->listener = (uint8_t)li;
-	c->state = ST_PEEK;
+	conn_state(w, c, ST_PEEK);
+	conn_addr_set(&c->peer, peer, len);
 	/* TCP_NODELAY comes from the listener: Linux copies it on accept. */
-	if (w->lc->cfg->proxy.ntrusted_proxies) {
-		if (conn_peer(c)->sa_family == AF_UNSPEC) {
-			conn_close(w, c, PS_CLOSE_RESET);
-			return;
-		}
+	if (w->lc->cfg->proxy.ntrusted_proxies)
 		c->trusted = peer_trusted(w->lc->cfg, conn_peer(c));
-	}
 	timer_arm(w, c, TL_PEEK);
 	peek_more(w, c);
 }
@@ -219,6 +200,7 @@ void *worker_main(void *arg)
 		}
 		w->io->wait(w, LOOP_TICK_MS);
 		worker_tick(w);
+		evict_log(w);
 		log_flush();
 	}
 	log_batch(false);

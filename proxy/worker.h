@@ -80,12 +80,20 @@ struct worker {
 	unsigned nlisteners;
 	bool accepting;
 
-	struct conn *conns;		/* slab: max_connections + reserve */
+	/* The slab: max_conns + reserve, and as many again closing (evict.h). */
+	struct conn *conns;
 	uint32_t nconns_cap;
-	uint32_t reserve;		/* slots kept for eviction at the cap */
+	uint32_t max_conns;		/* relays at most */
+	uint32_t reserve;		/* beside them, for connections at the peek */
 	uint32_t *free_slots;
 	uint32_t nfree;
-	uint32_t active;
+	uint32_t active;		/* slots taken, closing ones included */
+	uint32_t at_peek;		/* PEEK, ANSWER, ACME_TLS, LINGER */
+	uint32_t relaying;		/* CONNECTING, RELAY */
+	/* What the cap did since its last log line (evict.c). */
+	uint32_t cap_evicted[2];	/* at the peek, relays */
+	uint32_t cap_refused[2];	/* no free slot, no relay idle */
+	uint64_t cap_logged_ms;
 
 	struct timer_head timers[TL_COUNT];
 	uint64_t now_ms;		/* monotonic, refreshed each loop turn */

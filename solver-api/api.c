@@ -20,6 +20,8 @@
 
 #include "common/edge.h"
 #include "common/log.h"
+#include "common/priv.h"
+#include "solver-api/cluster.h"
 #include "solver-api/internal.h"
 
 /* ---- lifecycle -------------------------------------------------------- */
@@ -82,6 +84,8 @@ static void reload(struct api *api)
 	next->api.nlisten = nlisten;
 	api->cfg = next;
 	cfg_free(old);
+	if (api->cluster)
+		cluster_reload(api->cluster, next);
 	apply_limits(api);
 	arm_sweep(api);
 	log_info("api: reloaded %s: %zu client%s", api->cfg_path, next->nclients,
@@ -147,11 +151,13 @@ int api_main(struct cfg *cfg, const char *cfg_path)
 	signal(SIGPIPE, SIG_IGN);
 
 	int ret = store_open_writer(cfg->store.path, cfg->store.capacity,
+				    priv_owner(PRIV_API),
 				    &api->store, err, sizeof(err));
 	if (ret) {
 		log_err("api: token store: %s", err);
 		goto out;
 	}
+	quota_load(&api->quota, api->store, &api->scratch, clock_wall_ms());
 	api->base = event_base_new();
 	api->http = api->base ? evhttp_new(api->base) : NULL;
 	if (!api->http) {
@@ -176,11 +182,17 @@ int api_main(struct cfg *cfg, const char *cfg_path)
 		api->sig_ev[i] = evsignal_new(api->base, sigs[i], on_signal, api);
 		BUG_ON(!api->sig_ev[i] || event_add(api->sig_ev[i], NULL));
 	}
+	if (cfg->cluster.enabled) {
+		struct cluster_hooks hooks;
+		handlers_cluster_hooks(api, &hooks);
+		cluster_open(api->base, cfg, &hooks, &api->cluster);
+	}
 	log_info("api: ready: store %s, %u slots, %zu client%s", cfg->store.path,
 		 cfg->store.capacity, cfg->nclients, cfg->nclients == 1 ? "" : "s");
 	event_base_dispatch(api->base);
 	rc = 0;
 out:
+	cluster_close(api->cluster);
 	for (int i = 0; i < 3; i++)
 		if (api->sig_ev[i])
 			event_free(api->sig_ev[i]);
@@ -196,6 +208,7 @@ out:
 	if (api->base)
 		event_base_free(api->base);
 	store_close(api->store);
+	quota_free(&api->quota);
 	cfg_free(api->cfg);
 	free(api->bound);
 	free(api);

@@ -3,10 +3,11 @@
  * entries, and the listing. Each runs after the router authenticated the
  * client, and ends in exactly one reply.
  *
- * Every write to the store goes through apply_put()/apply_delete(): that
- * is the seam where replication to other nodes slots in, so nothing else
- * may call store_put or store_delete (both are static here for that
- * reason).
+ * Every write to the store goes through apply_put()/apply_delete(), so
+ * nothing else may call store_put or store_delete (both are static here
+ * for that reason). In a cluster (cluster.h) a handler hands its write to
+ * the cluster instead, and the cluster applies every node's writes, this
+ * node's included, through the same two functions (handlers_cluster_hooks).
  */
 #include <errno.h>
 #include <string.h>
@@ -18,21 +19,62 @@
 #include "common/edge.h"
 #include "common/log.h"
 #include "solver-api/certgen.h"
+#include "solver-api/cluster.h"
 #include "solver-api/internal.h"
 
 #define CERT_VALID_S (7 * 86400)
 
 /* ---- the write path: the only calls into the store's writer API ------- */
 
+/*
+ * The entry stored under e's kind and key, live or expired, into
+ * api->previous: what a put replaces or a delete removes.
+ */
+static bool find_previous(struct api *api, enum store_kind kind,
+			  const char *key, size_t key_len)
+{
+	return store_lookup(api->store, kind, key, key_len, INT64_MIN,
+			    &api->previous) == 0;
+}
+
 static int apply_put(struct api *api, struct store_entry *e)
 {
-	return store_put(api->store, e, clock_wall_ms());
+	bool had = find_previous(api, e->kind, e->key, e->key_len);
+	int ret = store_put(api->store, e, clock_wall_ms());
+
+	if (ret < 0)
+		return ret;
+	if (ret == 1 && had)
+		quota_note_free(&api->quota, api->previous.slot);
+	quota_note_put(&api->quota, e);
+	return ret;
 }
 
 static int apply_delete(struct api *api, enum store_kind kind, const char *key,
 			size_t key_len)
 {
-	return store_delete(api->store, kind, key, key_len);
+	bool had = find_previous(api, kind, key, key_len);
+	int ret = store_delete(api->store, kind, key, key_len);
+
+	if (ret == 0 && had)
+		quota_note_free(&api->quota, api->previous.slot);
+	return ret;
+}
+
+static int hook_put(void *arg, struct store_entry *e)
+{
+	return apply_put(arg, e);
+}
+
+static int hook_delete(void *arg, enum store_kind kind, const char *key,
+		       size_t key_len)
+{
+	return apply_delete(arg, kind, key, key_len);
+}
+
+void handlers_cluster_hooks(struct api *api, struct cluster_hooks *out)
+{
+	*out = (struct cluster_hooks){api, hook_put, hook_delete, api->store};
 }
 
 /* ---- reading and checking what a PUT carries ------------------------- */
@@ -155,20 +197,38 @@ static int check_keyauth(struct req_ctx *rc, const char *ka,
 
 /*
  * Refuses to replace an entry another client owns outside this client's
- * scope. Returns 0 (absent or ours to replace), or -1 after replying.
+ * scope, and to add one past the client's quota (replacing its own live
+ * entry adds none). Returns 0, or -1 after replying.
  */
 static int check_owner(struct req_ctx *rc, enum store_kind kind,
 		       const char *key, size_t key_len)
 {
 	struct api *api = rc->api;
+	const struct cfg_client *cl = rc->client;
+	int64_t now = clock_wall_ms();
+	unsigned held;
 
-	if (store_lookup(api->store, kind, key, key_len, clock_wall_ms(),
-			 &api->existing) != 0)
+	if (store_lookup(api->store, kind, key, key_len, now,
+			 &api->existing) == 0) {
+		if (!auth_may_touch(cl, &api->existing)) {
+			api_reply_error(rc, 403, "not_owner", "this %s challenge "
+					"belongs to another client",
+					store_kind_name(kind));
+			return -1;
+		}
+		if (strcmp(api->existing.client, cl->name) == 0)
+			return 0;
+	}
+	/* A quota of the whole store is none: store_full says it better. */
+	if (cl->max_entries >= api->cfg->store.capacity)
 		return 0;
-	if (auth_may_touch(rc->client, &api->existing))
+	held = quota_held(&api->quota, cl->name, now);
+	if (held < cl->max_entries)
 		return 0;
-	api_reply_error(rc, 403, "not_owner", "this %s challenge belongs to "
-			"another client", store_kind_name(kind));
+	api_reply_error(rc, 507, "quota_exceeded", "client %s holds %u "
+			"challenges, its quota ([client %s] max_entries = %u); "
+			"delete finished ones", cl->name, held, cl->name,
+			cl->max_entries);
 	return -1;
 }
 
@@ -206,10 +266,125 @@ static json_t *entry_json(const struct store_entry *e)
 			 "version", (json_int_t)e->version);
 }
 
+static void log_put(const struct cfg_client *cl, const struct store_entry *e)
+{
+	log_info("api: client %s put %s %s%s (expires in %llds)",
+		 cl->name, store_kind_name(e->kind),
+		 e->kind == STORE_HTTP01 ? "token for " : "", e->ident_len ? e->ident
+		 : (e->kind == STORE_HTTP01 ? "any name" : e->key),
+		 (long long)((e->expires_ms - e->created_ms) / 1000));
+}
+
+/* ---- writes that wait for the cluster --------------------------------- */
+
+/*
+ * A request whose reply waits for the cluster. It outlives the handler, so
+ * it holds copies: the client's name (a reload may free the config) and
+ * the request context (evhttp keeps the request until a reply is sent,
+ * even when the client went away meanwhile).
+ */
+struct deferred {
+	struct req_ctx rc;
+	struct cfg_client client;	/* the name only */
+	enum store_kind kind;
+	char key[STORE_KEY_MAX + 1];
+};
+
+static struct deferred *defer(struct req_ctx *rc)
+{
+	struct deferred *d = calloc(1, sizeof(*d));
+
+	BUG_ON(!d);
+	d->rc = *rc;
+	memcpy(d->client.name, rc->client->name, sizeof(d->client.name));
+	d->rc.client = &d->client;
+	return d;
+}
+
+/* The answers a replicated write gets when it did not complete. */
+static bool cluster_failed(struct req_ctx *rc, const struct cluster_result *r)
+{
+	json_t *nodes;
+
+	switch (r->outcome) {
+	case CLUSTER_ACKED:
+		return false;
+	case CLUSTER_TIMED_OUT:
+		nodes = json_array();
+		for (size_t i = 0; i < r->nmissing; i++)
+			json_array_append_new(nodes, json_string(r->missing[i]));
+		log_warn("api: %s from %s client %s: 504 ack_timeout (%u of %u "
+			 "needed confirmed)", metrics_route_name(rc->route), rc->peer,
+			 rc->client->name, r->acked, r->needed);
+		api_reply_json(rc, 504, json_pack("{s:s, s:s, s:o, s:i, s:i}",
+						  "error", "ack_timeout", "detail",
+						  r->detail, "nodes", nodes,
+						  "acknowledged", (int)r->acked,
+						  "needed", (int)r->needed));
+		return true;
+	case CLUSTER_STORE_FULL:
+		api_reply_error(rc, 507, "store_full", "%s", r->detail);
+		return true;
+	default:
+		api_reply_error(rc, 503, "cluster_unavailable", "%s", r->detail);
+		return true;
+	}
+}
+
+static void put_replicated(void *arg, const struct cluster_result *r)
+{
+	struct deferred *d = arg;
+
+	if (!cluster_failed(&d->rc, r)) {
+		log_put(d->rc.client, r->entry);
+		api_reply_json(&d->rc, r->store_ret == 1 ? 200 : 201,
+			       entry_json(r->entry));
+	}
+	free(d);
+}
+
+static void delete_replicated(void *arg, const struct cluster_result *r)
+{
+	struct deferred *d = arg;
+
+	if (!cluster_failed(&d->rc, r)) {
+		log_info("api: client %s deleted %s %s", d->client.name,
+			 store_kind_name(d->kind), d->key);
+		api_reply_raw(&d->rc, 204, NULL, NULL, 0);
+	}
+	free(d);
+}
+
+/* Hands a write to the cluster; its callback replies. */
+static void replicate(struct req_ctx *rc, const struct store_entry *put,
+		      enum store_kind kind, const char *key)
+{
+	struct deferred *d = defer(rc);
+	const char *why;
+	int ret;
+
+	d->kind = kind;
+	snprintf(d->key, sizeof(d->key), "%s", key);
+	ret = put ? cluster_put(rc->api->cluster, put, put_replicated, d, &why)
+		  : cluster_delete(rc->api->cluster, kind, key, strlen(key),
+				   rc->api->existing.expires_ms, delete_replicated,
+				   d, &why);
+	if (ret != 0) {
+		free(d);
+		api_reply_error(rc, 503, "cluster_unavailable", "%s", why);
+	}
+}
+
 /* Stores e and answers 201/200, or 507 when the store is full. */
 static void finish_put(struct req_ctx *rc, struct store_entry *e)
 {
-	int ret = apply_put(rc->api, e);
+	int ret;
+
+	if (rc->api->cluster) {
+		replicate(rc, e, (enum store_kind)e->kind, e->key);
+		return;
+	}
+	ret = apply_put(rc->api, e);
 
 	if (ret == -ENOSPC) {
 		api_reply_error(rc, 507, "store_full", "the token store holds %u "
@@ -222,11 +397,7 @@ static void finish_put(struct req_ctx *rc, struct store_entry *e)
 		api_reply_error(rc, 500, "store_error", "%s", strerror(-ret));
 		return;
 	}
-	log_info("api: client %s put %s %s%s (expires in %llds)",
-		 rc->client->name, store_kind_name(e->kind),
-		 e->kind == STORE_HTTP01 ? "token for " : "", e->ident_len ? e->ident
-		 : (e->kind == STORE_HTTP01 ? "any name" : e->key),
-		 (long long)((e->expires_ms - e->created_ms) / 1000));
+	log_put(rc->client, e);
 	api_reply_json(rc, ret == 1 ? 200 : 201, entry_json(e));
 }
 
@@ -424,6 +595,10 @@ static void delete_entry(struct req_ctx *rc, enum store_kind kind,
 				"to another client", store_kind_name(kind));
 		return;
 	}
+	if (api->cluster) {
+		replicate(rc, NULL, kind, key);
+		return;
+	}
 	if (apply_delete(api, kind, key, strlen(key)) != 0)
 		goto not_found;
 	log_info("api: client %s deleted %s %s", rc->client->name,
@@ -478,6 +653,7 @@ struct list_ctx {
 	const struct cfg_client *client;
 	json_t *arr;
 	const struct pstats *ps;	/* NULL when no proxy runs */
+	const struct cluster *cluster;	/* NULL without [cluster] */
 };
 
 static int list_one(const struct store_entry *e, void *arg)
@@ -491,12 +667,21 @@ static int list_one(const struct store_entry *e, void *arg)
 		return 0;
 	obj = entry_json(e);
 	/* "Did the CA reach us?": the newest request any worker saw for it. */
-	if (lc->ps && pstats_last_hit(lc->ps, e->kind, e->key, e->key_len, &hit)) {
+	bool local = lc->ps && pstats_last_hit(lc->ps, e->kind, e->key,
+					       e->key_len, &hit);
+	if (local) {
 		api_format_time(hit.time_ms, when, sizeof(when));
 		json_object_set_new(obj, "last_hit",
 				    json_pack("{s:s, s:s, s:s}", "time", when, "peer",
 					      hit.peer, "outcome",
 					      pstats_outcome_name(hit.outcome)));
+	}
+	/* In a cluster, also "which nodes did it reach?". */
+	if (lc->cluster) {
+		json_t *hits = cluster_hits_json(lc->cluster, e->kind, e->key,
+						 e->key_len, local ? &hit : NULL);
+		if (hits)
+			json_object_set_new(obj, "hits", hits);
 	}
 	json_array_append_new(lc->arr, obj);
 	return 0;
@@ -505,7 +690,7 @@ static int list_one(const struct store_entry *e, void *arg)
 void handle_list(struct req_ctx *rc)
 {
 	struct pstats *ps = metrics_open_pstats(rc->api);
-	struct list_ctx lc = {rc->client, json_array(), ps};
+	struct list_ctx lc = {rc->client, json_array(), ps, rc->api->cluster};
 
 	/* Private keys stay in the store: entry_json never reads the payload. */
 	store_iterate(rc->api->store, clock_wall_ms(), list_one, &lc,

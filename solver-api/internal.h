@@ -39,6 +39,18 @@ enum route_id {
 };
 
 #define METRIC_SLOTS 128
+#define CONN_BUCKETS 1024	/* open connections, hashed by source */
+
+struct conn;
+
+/* quota.c: who holds each store slot, until when (see there). */
+struct quota {
+	uint32_t *owner;		/* per slot: 1-based name id, 0: free */
+	int64_t *expires;		/* per slot, wall clock ms */
+	uint32_t nslots;
+	char (*names)[STORE_CLIENT_MAX + 1];
+	uint32_t nnames;
+};
 
 struct metric {
 	uint8_t route;
@@ -61,8 +73,14 @@ struct api {
 	struct metric metrics[METRIC_SLOTS];
 	size_t nmetrics;
 	uint64_t conns_refused;		/* times the cap paused accepting */
+	uint64_t conns_cut_deadline;	/* closed at request_timeout */
+	uint64_t conns_cut_source;	/* closed past max_connections_per_source */
+	struct conn *sources[CONN_BUCKETS];
+	struct quota quota;
 	struct store_entry scratch;	/* one request at a time: no reentry */
 	struct store_entry existing;
+	struct store_entry previous;	/* the write path's own */
+	struct cluster *cluster;	/* NULL without [cluster] */
 };
 
 /* What one request is about; filled step by step by the dispatcher. */
@@ -110,6 +128,25 @@ void handle_delete_http01(struct req_ctx *rc);
 void handle_put_tlsalpn01(struct req_ctx *rc);
 void handle_delete_tlsalpn01(struct req_ctx *rc);
 void handle_list(struct req_ctx *rc);
+/*
+ * The cluster applies other nodes' writes through the handlers' write
+ * path: these hooks are apply_put()/apply_delete() themselves.
+ */
+struct cluster_hooks;
+void handlers_cluster_hooks(struct api *api, struct cluster_hooks *out);
+
+/* ---- quota.c --------------------------------------------------------- */
+
+/* Fills q from every live entry of the store. */
+void quota_load(struct quota *q, const struct store *st,
+		struct store_entry *scratch, int64_t now);
+/* e was stored (e->slot, e->client, e->expires_ms set by the put). */
+void quota_note_put(struct quota *q, const struct store_entry *e);
+/* The store freed slot. */
+void quota_note_free(struct quota *q, uint32_t slot);
+/* Entries client holds that are live at now. */
+unsigned quota_held(const struct quota *q, const char *client, int64_t now);
+void quota_free(struct quota *q);
 
 /* ---- metrics.c -------------------------------------------------------- */
 
@@ -126,5 +163,7 @@ struct pstats *metrics_open_pstats(struct api *api);
 
 void router_handle(struct evhttp_request *req, void *arg);
 struct bufferevent *conn_new(struct event_base *base, void *arg);
+/* A request arrived whole: the next one has request_timeout from now. */
+void conn_request_started(struct api *api, struct evhttp_request *req);
 
 #endif

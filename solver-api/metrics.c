@@ -9,6 +9,8 @@
 #include <event2/http.h>
 
 #include "common/edge.h"
+#include "common/priv.h"
+#include "solver-api/cluster.h"
 #include "solver-api/internal.h"
 
 static const char *const route_names[R_COUNT] = {
@@ -45,7 +47,7 @@ struct pstats *metrics_open_pstats(struct api *api)
 	struct pstats *ps;
 
 	pstats_path(api->cfg->store.path, path, sizeof(path));
-	if (pstats_open(path, &ps, err, sizeof(err)) != 0)
+	if (pstats_open(path, priv_uid(PRIV_PROXY), &ps, err, sizeof(err)) != 0)
 		return NULL;
 	return ps;
 }
@@ -111,10 +113,18 @@ static void render_api(struct evbuffer *b, const struct api *api)
 		"# HELP acmeedge_api_connection_cap_hits_total Times the "
 		"connection cap paused accepting.\n"
 		"# TYPE acmeedge_api_connection_cap_hits_total counter\n"
-		"acmeedge_api_connection_cap_hits_total %llu\n",
+		"acmeedge_api_connection_cap_hits_total %llu\n"
+		"# HELP acmeedge_api_connections_cut_total Connections the API "
+		"closed: no whole request within request_timeout, or past "
+		"max_connections_per_source.\n"
+		"# TYPE acmeedge_api_connections_cut_total counter\n"
+		"acmeedge_api_connections_cut_total{reason=\"request_timeout\"} %llu\n"
+		"acmeedge_api_connections_cut_total{reason=\"per_source\"} %llu\n",
 		st.used_http01, st.used_tlsalpn01, st.used, st.capacity,
 		(unsigned long long)st.puts, api->nconns,
-		(unsigned long long)api->conns_refused);
+		(unsigned long long)api->conns_refused,
+		(unsigned long long)api->conns_cut_deadline,
+		(unsigned long long)api->conns_cut_source);
 }
 
 void handle_metrics(struct req_ctx *rc)
@@ -136,6 +146,8 @@ void handle_metrics(struct req_ctx *rc)
 		render_pstats(b, ps);
 		pstats_close(ps);
 	}
+	if (api->cluster)
+		cluster_metrics(api->cluster, b);
 	evhttp_add_header(evhttp_request_get_output_headers(rc->req), "Content-Type",
 			  "text/plain; version=0.0.4");
 	evhttp_send_reply(rc->req, 200, "OK", b);

@@ -31,6 +31,7 @@ static const char *reason_for(int code)
 	case 415: return "Unsupported Media Type";
 	case 500: return "Internal Server Error";
 	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
 	case 507: return "Insufficient Storage";
 	}
 	return "Status";

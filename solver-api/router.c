@@ -11,6 +11,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "common/edge.h"
+#include "solver-api/cluster.h"
 #include "solver-api/internal.h"
 
 struct route {
@@ -22,9 +23,24 @@ struct route {
 	void (*fn)(struct req_ctx *rc);
 };
 
+/*
+ * 200 {"status": "ok"}; in a cluster, 503 while the node is syncing (it
+ * may lack entries the others answer) or degraded (it misses new writes),
+ * so that a load balancer takes it out of rotation.
+ */
 static void handle_healthz(struct req_ctx *rc)
 {
-	api_reply_json(rc, 200, json_pack("{s:s}", "status", "ok"));
+	struct cluster *cl = rc->api->cluster;
+	enum cluster_state st;
+
+	if (!cl) {
+		api_reply_json(rc, 200, json_pack("{s:s}", "status", "ok"));
+		return;
+	}
+	st = cluster_state(cl, NULL);
+	api_reply_json(rc, st == CLUSTER_READY ? 200 : 503,
+		       json_pack("{s:s, s:o}", "status", cluster_state_name(st),
+				 "cluster", cluster_health_json(cl)));
 }
 
 static const struct route routes[] = {
@@ -149,6 +165,7 @@ void router_handle(struct evhttp_request *req, void *arg)
 	char allow[64];
 	int err;
 
+	conn_request_started(rc.api, req);
 	if (sa)
 		addr_format(sa, rc.peer, sizeof(rc.peer));
 	else

@@ -12,6 +12,7 @@
 #include "common/edge.h"
 #include "common/ident.h"
 #include "common/log.h"
+#include "common/shmfile.h"
 
 #define PSTATS_MAGIC "ACMEPST\0"
 
@@ -68,39 +69,41 @@ static size_t total_size(unsigned nworkers)
 }
 
 int pstats_create(const char *path, unsigned nworkers, const char *backend,
-		  struct pstats **out, char *err, size_t errlen)
+		  struct shm_owner own, struct pstats **out, char *err,
+		  size_t errlen)
 {
 	char tmp[4096];
 	struct pstats *ps;
+	const char *name;
 	size_t len = total_size(nworkers);
-	int fd, rc;
+	int dirfd, fd, rc;
 
 	if (nworkers == 0 || nworkers > PSTATS_WORKERS_MAX)
 		return -EINVAL;
-	snprintf(tmp, sizeof(tmp), "%s.new.%d", path, (int)getpid());
-	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	dirfd = shm_dir_open(path, own.uid, &name, err, errlen);
+	if (dirfd < 0)
+		return dirfd;
+	fd = shm_create_temp(dirfd, path, &own, tmp, sizeof(tmp), err, errlen);
 	if (fd < 0) {
-		rc = -errno;
-		err_set(err, errlen, "%s: %s", tmp, strerror(errno));
-		return rc;
+		close(dirfd);
+		return fd;
 	}
 	if (ftruncate(fd, (off_t)len) != 0) {
 		rc = -errno;
-		err_set(err, errlen, "%s: %s", tmp, strerror(errno));
-		close(fd);
-		unlink(tmp);
-		return rc;
+		err_set(err, errlen, "%s: cannot size %s: %s", path, tmp,
+			strerror(errno));
+		goto fail;
 	}
 	ps = calloc(1, sizeof(*ps));
 	BUG_ON(!ps);
 	ps->base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
 	if (ps->base == MAP_FAILED) {
 		rc = -errno;
+		err_set(err, errlen, "%s: mmap: %s", path, strerror(errno));
 		free(ps);
-		unlink(tmp);
-		return rc;
+		goto fail;
 	}
+	close(fd);
 	ps->len = len;
 	ps->hdr = (struct pstats_hdr *)ps->base;
 	ps->workers = (struct pstats_worker *)(ps->base + sizeof(struct pstats_hdr));
@@ -113,31 +116,46 @@ int pstats_create(const char *path, unsigned nworkers, const char *backend,
 	ps->hdr->pid = (int32_t)getpid();
 	snprintf(ps->hdr->backend, sizeof(ps->hdr->backend), "%s", backend);
 	keep_header(ps, ps->hdr);
-	/* Readers find a complete header or no file: rename last. */
-	if (rename(tmp, path) != 0) {
+	/*
+	 * Readers find a complete header or no file: rename last. Over
+	 * whatever has the name (a previous proxy's file, or anything else:
+	 * a symlink is replaced, never followed).
+	 */
+	if (renameat(dirfd, tmp, dirfd, name) != 0) {
 		rc = -errno;
 		err_set(err, errlen, "%s: %s", path, strerror(errno));
-		unlink(tmp);
+		unlinkat(dirfd, tmp, 0);
+		close(dirfd);
 		pstats_close(ps);
 		return rc;
 	}
+	close(dirfd);
 	*out = ps;
 	return 0;
+fail:
+	close(fd);
+	unlinkat(dirfd, tmp, 0);
+	close(dirfd);
+	return rc;
 }
 
-int pstats_open(const char *path, struct pstats **out, char *err, size_t errlen)
+int pstats_open(const char *path, uid_t writer, struct pstats **out,
+		char *err, size_t errlen)
 {
+	const struct shm_owner own = {.uid = writer, .gid = (gid_t)-1};
 	struct pstats_hdr hdr;
 	struct stat sb;
 	struct pstats *ps;
-	int fd, rc;
+	const char *name;
+	int dirfd, fd, rc;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		rc = -errno;
-		err_set(err, errlen, "%s: %s", path, strerror(errno));
-		return rc;
-	}
+	dirfd = shm_dir_open(path, writer, &name, err, errlen);
+	if (dirfd < 0)
+		return dirfd;
+	fd = shm_openat(dirfd, path, name, O_RDONLY, &own, 0, err, errlen);
+	close(dirfd);
+	if (fd < 0)
+		return fd;
 	if (fstat(fd, &sb) != 0 || (size_t)sb.st_size < sizeof(hdr) ||
 	    pread(fd, &hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) ||
 	    memcmp(hdr.magic, PSTATS_MAGIC, 8) != 0 ||
@@ -158,6 +176,7 @@ int pstats_open(const char *path, struct pstats **out, char *err, size_t errlen)
 	close(fd);
 	if (ps->base == MAP_FAILED) {
 		rc = -errno;
+		err_set(err, errlen, "%s: mmap: %s", path, strerror(errno));
 		free(ps);
 		return rc;
 	}
@@ -285,6 +304,19 @@ bool pstats_last_hit(const struct pstats *ps, uint8_t kind, const char *key,
 		}
 	}
 	return found;
+}
+
+void pstats_hits_since(const struct pstats *ps, int64_t since_ms,
+		       void (*fn)(const struct pstats_hit *h, void *arg),
+		       void *arg)
+{
+	struct pstats_hit h;
+
+	for (unsigned i = 0; i < ps->hdr->nworkers; i++)
+		for (unsigned j = 0; j < PSTATS_HITS; j++)
+			if (hit_read(&ps->workers[i].hits[j], &h) &&
+			    h.time_ms >= since_ms)
+				fn(&h, arg);
 }
 
 const char *pstats_outcome_name(uint8_t outcome)

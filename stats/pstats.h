@@ -17,6 +17,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
+
+#include "common/shmfile.h"
 
 #define PSTATS_LAYOUT_VERSION 4
 #define PSTATS_WORKERS_MAX 256
@@ -99,13 +102,22 @@ struct pstats_worker {
 
 struct pstats;
 
-/* The proxy: creates (replacing) the file. Returns 0 or -errno. */
+/*
+ * The proxy: creates the file (replacing the previous proxy's), owned by
+ * own.uid and readable by own.gid, in a directory nobody else may write
+ * (common/shmfile.h). Returns 0 or -errno with a message in err.
+ */
 int pstats_create(const char *path, unsigned nworkers, const char *backend,
-		  struct pstats **out, char *err, size_t errlen);
+		  struct shm_owner own, struct pstats **out, char *err,
+		  size_t errlen);
 
-/* The API: maps it read-only. -ENOENT when no proxy has created it. */
-int pstats_open(const char *path, struct pstats **out, char *err,
-		size_t errlen);
+/*
+ * The API: maps it read-only, once it is sure writer (the user the proxy
+ * runs as) wrote it and nobody else could (-EPERM). -ENOENT when no proxy
+ * has created it.
+ */
+int pstats_open(const char *path, uid_t writer, struct pstats **out,
+		char *err, size_t errlen);
 
 void pstats_close(struct pstats *ps);
 
@@ -139,6 +151,15 @@ const char *pstats_metric(enum pstat s);	/* "metric|labels" */
 /* The newest consistent hit record for kind+key; false when none. */
 bool pstats_last_hit(const struct pstats *ps, uint8_t kind, const char *key,
 		     size_t key_len, struct pstats_hit *out);
+
+/*
+ * Calls fn with every consistent hit record whose time is at or after
+ * since_ms, in no particular order: O(workers x PSTATS_HITS), whatever the
+ * number of entries. The cluster uses it to publish this node's hits.
+ */
+void pstats_hits_since(const struct pstats *ps, int64_t since_ms,
+		       void (*fn)(const struct pstats_hit *h, void *arg),
+		       void *arg);
 
 const char *pstats_outcome_name(uint8_t outcome);
 

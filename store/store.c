@@ -28,6 +28,15 @@
  * A killed writer leaves at worst one slot with an odd counter; the next
  * writer frees it and rebuilds the index from the slots, keeping the newest
  * version when a replace was interrupted with both versions in slots.
+ *
+ * Whoever can write the file decides which challenges the gateway answers,
+ * so the file is trusted only as far as its owner: it must belong to the
+ * writer's user, be writable by nobody else, and sit in a directory nobody
+ * else can change (common/shmfile.h checks all three on what it opened).
+ * It is created mode 0640, its group the readers'. Readers also take every
+ * offset and size from the header once, at open, into struct store, since
+ * the header stays writable by the writer: a value read twice from it may
+ * not be the value that was checked.
  */
 #include "store/store.h"
 
@@ -652,19 +661,27 @@ bad:
 	return -EPROTO;
 }
 
-int store_open_reader(const char *path, struct store **out, char *err,
-		      size_t errlen)
+int store_open_reader(const char *path, uid_t writer, struct store **out,
+		      char *err, size_t errlen)
 {
-	struct store *st = calloc(1, sizeof(*st));
-	int rc;
+	const struct shm_owner own = {.uid = writer, .gid = (gid_t)-1};
+	struct store *st;
+	const char *name;
+	int dirfd, rc;
 
-	if (!st)
+	dirfd = shm_dir_open(path, writer, &name, err, errlen);
+	if (dirfd < 0)
+		return dirfd;
+	st = calloc(1, sizeof(*st));
+	if (!st) {
+		close(dirfd);
 		return -ENOMEM;
+	}
 	st->lock_fd = -1;
-	st->fd = open(path, O_RDONLY | O_CLOEXEC);
+	st->fd = shm_openat(dirfd, path, name, O_RDONLY, &own, 0, err, errlen);
+	close(dirfd);
 	if (st->fd < 0) {
-		rc = -errno;
-		err_set(err, errlen, "%s: %s", path, strerror(errno));
+		rc = st->fd;
 		free(st);
 		return rc;
 	}
@@ -680,10 +697,12 @@ int store_open_reader(const char *path, struct store **out, char *err,
 }
 
 /*
- * Creates a fresh store beside the final path and renames it into place, so
- * a reader can never map a half-initialised file.
+ * Creates a fresh store beside the final path (under a name nobody can
+ * guess, so nobody can plant it first) and renames it into place, so a
+ * reader can never map a half-initialised file.
  */
-static int store_create(const char *path, uint32_t capacity, char *err,
+static int store_create(int dirfd, const char *path, const char *name,
+			uint32_t capacity, const struct shm_owner *own, char *err,
 			size_t errlen)
 {
 	char tmp[4096];
@@ -693,20 +712,14 @@ static int store_create(const char *path, uint32_t capacity, char *err,
 	size_t size = layout_size(capacity, nbuckets, &off0, &off1, &soff);
 	int fd, rc = 0;
 
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.new.%d", path, (int)getpid()) >=
-	    sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-	if (fd < 0) {
-		rc = -errno;
-		err_set(err, errlen, "%s: %s", tmp, strerror(errno));
-		return rc;
-	}
+	fd = shm_create_temp(dirfd, path, own, tmp, sizeof(tmp), err, errlen);
+	if (fd < 0)
+		return fd;
 	/* ftruncate gives zeroes: every slot free, both indexes empty. */
 	if (ftruncate(fd, (off_t)size) != 0) {
 		rc = -errno;
-		err_set(err, errlen, "%s: cannot size to %zu bytes: %s", tmp, size,
-			strerror(errno));
+		err_set(err, errlen, "%s: cannot size %s to %zu bytes: %s", path,
+			tmp, size, strerror(errno));
 		goto out;
 	}
 	memset(&hdr, 0, sizeof(hdr));
@@ -723,32 +736,35 @@ static int store_create(const char *path, uint32_t capacity, char *err,
 	if (getrandom(&hdr.hash_seed, sizeof(hdr.hash_seed), 0) !=
 	    (ssize_t)sizeof(hdr.hash_seed)) {
 		rc = -errno;
+		err_set(err, errlen, "%s: getrandom: %s", path, strerror(errno));
 		goto out;
 	}
 	atomic_init(&hdr.next_version, 1);
 	if (pwrite(fd, &hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) ||
 	    fsync(fd) != 0) {
 		rc = -EIO;
-		err_set(err, errlen, "%s: cannot write header", tmp);
+		err_set(err, errlen, "%s: cannot write the header of %s", path, tmp);
 		goto out;
 	}
-	if (rename(tmp, path) != 0) {
+	if (renameat(dirfd, tmp, dirfd, name) != 0) {
 		rc = -errno;
 		err_set(err, errlen, "%s: %s", path, strerror(errno));
 	}
 out:
 	close(fd);
 	if (rc)
-		unlink(tmp);
+		unlinkat(dirfd, tmp, 0);
 	return rc;
 }
 
-int store_open_writer(const char *path, uint32_t capacity, struct store **out,
-		      char *err, size_t errlen)
+int store_open_writer(const char *path, uint32_t capacity,
+		      struct shm_owner own, struct store **out, char *err,
+		      size_t errlen)
 {
-	char lock_path[4096];
+	char lock_path[4096], lock_name[4096];
 	struct store *st;
-	int rc;
+	const char *name;
+	int dirfd, rc;
 
 	if (capacity == 0 || capacity > STORE_CAPACITY_MAX) {
 		err_set(err, errlen, "capacity must be 1..%u", STORE_CAPACITY_MAX);
@@ -757,9 +773,15 @@ int store_open_writer(const char *path, uint32_t capacity, struct store **out,
 	if ((size_t)snprintf(lock_path, sizeof(lock_path), "%s.lock", path) >=
 	    sizeof(lock_path))
 		return -ENAMETOOLONG;
+	dirfd = shm_dir_open(path, own.uid, &name, err, errlen);
+	if (dirfd < 0)
+		return dirfd;
+	snprintf(lock_name, sizeof(lock_name), "%s.lock", name);
 	st = calloc(1, sizeof(*st));
-	if (!st)
+	if (!st) {
+		close(dirfd);
 		return -ENOMEM;
+	}
 	st->fd = -1;
 	st->writer = true;
 	/*
@@ -767,10 +789,10 @@ int store_open_writer(const char *path, uint32_t capacity, struct store **out,
 	 * store; flock dies with its holder, so a killed writer never blocks
 	 * the next one.
 	 */
-	st->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	st->lock_fd = shm_openat(dirfd, lock_path, lock_name, O_RDWR | O_CREAT,
+				 &own, 0600, err, errlen);
 	if (st->lock_fd < 0) {
-		rc = -errno;
-		err_set(err, errlen, "%s: %s", lock_path, strerror(errno));
+		rc = st->lock_fd;
 		goto fail;
 	}
 	if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
@@ -778,16 +800,16 @@ int store_open_writer(const char *path, uint32_t capacity, struct store **out,
 		err_set(err, errlen, "%s: another writer holds the store", path);
 		goto fail;
 	}
-	st->fd = open(path, O_RDWR | O_CLOEXEC);
-	if (st->fd < 0 && errno == ENOENT) {
-		rc = store_create(path, capacity, err, errlen);
+	st->fd = shm_openat(dirfd, path, name, O_RDWR, &own, 0, err, errlen);
+	if (st->fd == -ENOENT) {
+		rc = store_create(dirfd, path, name, capacity, &own, err, errlen);
 		if (rc)
 			goto fail;
-		st->fd = open(path, O_RDWR | O_CLOEXEC);
+		st->fd = shm_openat(dirfd, path, name, O_RDWR, &own, 0, err,
+				    errlen);
 	}
 	if (st->fd < 0) {
-		rc = -errno;
-		err_set(err, errlen, "%s: %s", path, strerror(errno));
+		rc = st->fd;
 		goto fail;
 	}
 	rc = map_store(st, PROT_READ | PROT_WRITE, err, errlen, path);
@@ -809,11 +831,13 @@ int store_open_writer(const char *path, uint32_t capacity, struct store **out,
 		rc = -ENOMEM;
 		goto fail;
 	}
+	close(dirfd);
 	index_rebuild(st, 0);
 	atomic_store(&st->hdr->writer_pid, (int32_t)getpid());
 	*out = st;
 	return 0;
 fail:
+	close(dirfd);
 	store_close(st);
 	return rc;
 }

@@ -18,6 +18,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+#include "common/shmfile.h"
 
 #define STORE_LAYOUT_VERSION 1
 #define STORE_KEY_MAX 255
@@ -64,22 +67,28 @@ struct store_stats {
 struct store;
 
 /*
- * Opens the store for writing, creating it when absent. Only one writer may
- * hold a store: a second one gets -EBUSY, and a clear message in err. An
+ * Opens the store for writing, creating it when absent (and its lock file,
+ * path + ".lock"), owned by own.uid and readable by own.gid. Only one
+ * writer may hold a store: a second one gets -EBUSY, and a clear message in
+ * err. A file or directory anyone but own.uid (or root, for the directory)
+ * could have written is refused (-EPERM; see common/shmfile.h). An
  * existing store whose layout or capacity differs from what is asked is
  * refused (-EPROTO, -EEXIST) rather than reinterpreted or wiped. Opening
  * repairs whatever a killed writer left behind. Returns 0 or -errno.
  */
-int store_open_writer(const char *path, uint32_t capacity, struct store **out,
-		      char *err, size_t errlen);
+int store_open_writer(const char *path, uint32_t capacity,
+		      struct shm_owner own, struct store **out, char *err,
+		      size_t errlen);
 
 /*
- * Maps an existing store read-only, checking its header (magic, layout
+ * Maps an existing store read-only, after checking that it belongs to
+ * writer (the user the writer runs as) and that nobody else could have
+ * written it or its directory (-EPERM), then its header (magic, layout
  * version, sizes) before trusting any offset. Returns 0 or -errno with a
  * message in err (-ENOENT: not created yet; -EPROTO: another layout).
  */
-int store_open_reader(const char *path, struct store **out, char *err,
-		      size_t errlen);
+int store_open_reader(const char *path, uid_t writer, struct store **out,
+		      char *err, size_t errlen);
 
 void store_close(struct store *st);
 

@@ -24,9 +24,6 @@
  * The region offsets come from the header of the file built at start-up,
  * read through the store's own layout (store/layout.h).
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE		/* memfd_create */
-#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -59,8 +56,8 @@ static uint8_t *image;		/* the pristine file */
 static size_t image_len;
 static uint64_t index_off[2], slots_off;
 static uint32_t cell_bytes;
-static int memfd = -1;
-static char fd_path[64];
+static int image_fd = -1;
+static char image_path[64];
 
 struct key {
 	enum store_kind kind;
@@ -106,6 +103,11 @@ static void put(struct store *st, enum store_kind kind, const char *key,
 	ASSERT(store_put(st, &e, T0) >= 0);
 }
 
+static void remove_image(void)
+{
+	unlink(image_path);
+}
+
 static void setup(void)
 {
 	char path[128], lock[140];
@@ -118,7 +120,9 @@ static void setup(void)
 		 (int)getpid());
 	snprintf(lock, sizeof(lock), "%s.lock", path);
 	unlink(path);
-	if (store_open_writer(path, CAPACITY, &st, err, sizeof(err)) != 0) {
+	if (store_open_writer(path, CAPACITY,
+			      (struct shm_owner){geteuid(), getegid()}, &st, err,
+			      sizeof(err)) != 0) {
 		fprintf(stderr, "fuzz_store: %s\n", err);
 		abort();
 	}
@@ -155,10 +159,16 @@ static void setup(void)
 	ASSERT(index_off[0] < index_off[1] && index_off[1] < slots_off);
 	ASSERT(slots_off + (uint64_t)NSLOTS * STORE_SLOT_SIZE == image_len);
 
-	memfd = memfd_create("fuzz-store", MFD_CLOEXEC);
-	ASSERT(memfd >= 0);
-	ASSERT(pwrite(memfd, image, image_len, 0) == (ssize_t)image_len);
-	snprintf(fd_path, sizeof(fd_path), "/proc/self/fd/%d", memfd);
+	/*
+	 * A real file, not a memfd: the reader opens by name and refuses
+	 * /proc/self/fd/N, a symlink.
+	 */
+	snprintf(image_path, sizeof(image_path), "/dev/shm/acme-edge-fuzz-image-%d",
+		 (int)getpid());
+	image_fd = open(image_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ASSERT(image_fd >= 0);
+	atexit(remove_image);
+	ASSERT(pwrite(image_fd, image, image_len, 0) == (ssize_t)image_len);
 }
 
 /* The invariants for any entry a reader hands out. */
@@ -273,7 +283,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		default:
 			at = ((size_t)(sel >> 2) << 16 | off) % image_len;
 			if ((sel & 0x80) && n == 0) {
-				ASSERT(ftruncate(memfd, (off_t)at) == 0);
+				ASSERT(ftruncate(image_fd, (off_t)at) == 0);
 				resized = true;
 				continue;
 			}
@@ -281,7 +291,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if (at + n > image_len)
 			n = image_len - at;
-		if (n && pwrite(memfd, data, n, (off_t)at) == (ssize_t)n) {
+		if (n && pwrite(image_fd, data, n, (off_t)at) == (ssize_t)n) {
 			undo[nundo].off = at;
 			undo[nundo].len = n;
 			nundo++;
@@ -290,7 +300,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size -= n;
 	}
 
-	if (store_open_reader(fd_path, &st, err, sizeof(err)) == 0) {
+	if (store_open_reader(image_path, geteuid(), &st, err, sizeof(err)) == 0) {
 		exercise(st);
 		store_close(st);
 	} else {
@@ -299,11 +309,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* Back to the pristine file for the next input. */
 	if (resized) {
-		ASSERT(ftruncate(memfd, (off_t)image_len) == 0);
-		ASSERT(pwrite(memfd, image, image_len, 0) == (ssize_t)image_len);
+		ASSERT(ftruncate(image_fd, (off_t)image_len) == 0);
+		ASSERT(pwrite(image_fd, image, image_len, 0) == (ssize_t)image_len);
 	} else {
 		for (size_t i = 0; i < nundo; i++)
-			ASSERT(pwrite(memfd, image + undo[i].off, undo[i].len,
+			ASSERT(pwrite(image_fd, image + undo[i].off, undo[i].len,
 				      (off_t)undo[i].off) == (ssize_t)undo[i].len);
 	}
 	return 0;

@@ -1535,6 +1535,222 @@ class ApiTest(unittest.TestCase):
                               client="certbot")
             self.assertIsNone(self.probe.lookup("http-01", tok))
 
+    def metrics_once_connections_close(self, within=3.0):
+        """/metrics once every connection but the scraper's is counted out."""
+        deadline = time.monotonic() + within
+        m = self.metrics()
+        while self.gauge(m, "acmeedge_api_connections") != 1 and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+            m = self.metrics()
+        self.assertEqual(self.gauge(m, "acmeedge_api_connections"), 1)
+        return m
+
+    def _slow_client(self, source, out, key, limit=8.0):
+        """Connects from source and sends a request head one byte every
+        0.2 s, never finishing it; out[key] = seconds until the server
+        closed the connection (None: still open after limit)."""
+        s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=5,
+                                     source_address=(source, 0))
+        self.closers.append(s.close)
+        head = b"PUT /v1/http-01/" + new_token().encode() + b" HTTP/1.1\r\n" + \
+            b"X-Pad: " + b"a" * 200
+        t0 = time.monotonic()
+        out[key] = None
+        for i in range(int(limit / 0.2)):
+            try:
+                s.send(head[i % len(head):i % len(head) + 1])
+                r, _, _ = select.select([s], [], [], 0.2)
+                if r and not s.recv(4096):
+                    out[key] = time.monotonic() - t0
+                    return
+            except OSError:
+                out[key] = time.monotonic() - t0
+                return
+
+    def _answered_from(self, source, within):
+        """GET /healthz from source; seconds until answered, or None."""
+        s = socket.create_connection(("127.0.0.1", self.srv.port), timeout=within,
+                                     source_address=(source, 0))
+        self.closers.append(s.close)
+        t0 = time.monotonic()
+        s.sendall(RawConn.build("GET", "/healthz"))
+        got = b""
+        try:
+            while b"\r\n\r\n" not in got:
+                d = s.recv(4096)
+                if not d:
+                    break
+                got += d
+        except (socket.timeout, OSError):
+            return None
+        finally:
+            s.close()
+        if not got.startswith(b"HTTP/1.1 200"):
+            return None
+        self.expected[("healthz", 200)] += 1
+        return time.monotonic() - t0
+
+    @config(max_connections="4", timeout="10s", request_timeout="2s",
+            max_connections_per_source="2")
+    def test_slow_clients_are_cut_at_the_request_deadline(self):
+        # Clients that send a byte now and then never trip the inactivity
+        # timeout (10 s here): four of them used to hold a 4-connection
+        # API for as long as they liked. Now a source holds at most 2
+        # connections, and a request must arrive whole within 2 s.
+        import threading
+        took = {}
+        threads = [threading.Thread(target=self._slow_client, args=(src, took, k))
+                   for k, src in (("a1", "127.0.0.2"), ("a2", "127.0.0.2"))]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        # a third connection from the same source is closed at once
+        third = socket.create_connection(("127.0.0.1", self.srv.port), timeout=3,
+                                         source_address=("127.0.0.2", 0))
+        self.closers.append(third.close)
+        t0 = time.monotonic()
+        try:
+            self.assertEqual(third.recv(100), b"", "a 3rd connection from one "
+                             "source was answered")
+        except ConnectionResetError:
+            pass
+        self.assertLess(time.monotonic() - t0, 1.5, "a 3rd connection from one "
+                        "source was kept open")
+        third.close()
+        # another source still gets answered at once: the cap is not full
+        self.assertIsNotNone(self._answered_from("127.0.0.3", 1.0))
+        # two more slow clients from a third source fill the cap; a fifth
+        # source waits, and is answered once the first two hit the deadline
+        more = [threading.Thread(target=self._slow_client, args=("127.0.0.4", took, k))
+                for k in ("b1", "b2")]
+        for t in more:
+            t.start()
+        time.sleep(0.3)
+        waited = self._answered_from("127.0.0.5", 6.0)
+        for t in threads + more:
+            t.join()
+        self.assertIsNotNone(waited, "a client of another source was never "
+                             "answered while slow clients held the API")
+        self.assertLess(waited, 3.5)
+        for k, v in sorted(took.items()):
+            self.assertIsNotNone(v, "%s: a slow client was never cut off" % k)
+            self.assertGreater(v, 1.5, "%s: cut before request_timeout" % k)
+            self.assertLess(v, 3.5, "%s: not cut at request_timeout" % k)
+        m = self.metrics_once_connections_close()
+        self.assertEqual(self.gauge(m, "acmeedge_api_connections_cut_total",
+                                    reason="request_timeout"), 4)
+        self.assertEqual(self.gauge(m, "acmeedge_api_connections_cut_total",
+                                    reason="per_source"), 1)
+
+    @config(capacity=800)
+    def test_quota_one_client_cannot_fill_the_store(self):
+        # One client used to be able to fill the store, and every other
+        # client then got 507. The default quota is a quarter of the store
+        # (200 of 800 here); past it a client is refused, the others not.
+        toks = []
+        for i in range(200):
+            t = new_token()
+            r = self.put_http01(t, client="certbot", identifier="q%d.example.com" % i)
+            self.assertEqual(r.status, 201, (i, r))
+            toks.append(t)
+        extra = new_token()
+        path = "/v1/http-01/%s?identifier=x.example.com" % extra
+        r = self.expect_error(507, "quota_exceeded", "PUT", path, body=keyauth(extra),
+                              client="certbot")
+        self.assertIn("certbot", r.json()["detail"])
+        self.assertIn("max_entries = 200", r.json()["detail"])
+        # tls-alpn-01 entries count against the same quota
+        self.expect_error(507, "quota_exceeded", "PUT", "/v1/tls-alpn-01/t.example.com",
+                          body=keyauth(extra), client="certbot")
+        # the other clients still have room
+        self.assertEqual(self.put_http01(extra, client="other",
+                                         identifier="www.other.org").status, 201)
+        # replacing one's own entry adds none
+        r = self.put_http01(toks[0], keyauth(toks[0], OTHER_THUMB), client="certbot",
+                            identifier="q0.example.com")
+        self.assertEqual(r.status, 200, r)
+        # a delete makes room, for one
+        self.assertEqual(self.request("DELETE", "/v1/http-01/" + toks[1],
+                                      client="certbot").status, 204)
+        t2, t3 = new_token(), new_token()
+        self.assertEqual(self.put_http01(t2, client="certbot",
+                                         identifier="y.example.com").status, 201)
+        self.expect_error(507, "quota_exceeded", "PUT",
+                          "/v1/http-01/%s?identifier=z.example.com" % t3,
+                          body=keyauth(t3), client="certbot")
+        # an entry another client takes over no longer counts for certbot
+        self.assertEqual(self.put_http01(toks[2], client="admin",
+                                         identifier="q2.example.com").status, 200)
+        self.assertEqual(self.put_http01(t3, client="certbot",
+                                         identifier="z.example.com").status, 201)
+        # an explicit quota, taken on reload
+        self.srv.clients["certbot"] = dict(CLIENTS["certbot"], max_entries="2")
+        self.srv.write_config()
+        os.kill(self.srv.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while self.srv.log().count("api: reloaded") < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        t4 = new_token()
+        r = self.expect_error(507, "quota_exceeded", "PUT",
+                              "/v1/http-01/%s?identifier=w.example.com" % t4,
+                              body=keyauth(t4), client="certbot")
+        self.assertIn("max_entries = 2", r.json()["detail"])
+        self.assertEqual(self.put_http01(t4, client="other",
+                                         identifier="w.other.org").status, 201)
+
+    def test_quota_counts_what_the_store_held_at_start(self):
+        # A restarted API counts the entries already in the store.
+        for i in range(3):
+            t = new_token()
+            self.assertEqual(self.put_http01(t, client="certbot",
+                                             identifier="s%d.example.com" % i).status, 201)
+        self.srv.stop()
+        clients = dict(CLIENTS, certbot=dict(CLIENTS["certbot"], max_entries="3"))
+        again = self.start_server(name="again", store=self.srv.store, clients=clients)
+        t = new_token()
+        r = self.request("PUT", "/v1/http-01/%s?identifier=s.example.com" % t,
+                         body=keyauth(t), client="certbot", srv=again)
+        self.assertEqual(r.status, 507, r)
+        self.assertEqual(r.json()["error"], "quota_exceeded", r)
+        r = self.request("PUT", "/v1/http-01/%s?identifier=s.other.org" % t,
+                         body=keyauth(t), client="other", srv=again)
+        self.assertEqual(r.status, 201, r)
+
+    def test_400_reverse_zone_names_are_not_identifiers(self):
+        # A name under in-addr.arpa or ip6.arpa is how a validator spells an
+        # IP identifier in SNI, and the store key of its tls-alpn-01 entry.
+        # Taken as a DNS identifier, it let a client allowed *.arpa hold the
+        # key of 192.0.2.7 and lock its owner out (403 not_owner).
+        clients = dict(CLIENTS, newbie={"identifiers": "*.arpa"})
+        srv = self.start_server(name="arpa", clients=clients)
+        tok = new_token()
+        for name in ("7.2.0.192.in-addr.arpa", "7.2.0.192.IN-ADDR.ARPA.",
+                     "in-addr.arpa", "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0."
+                     "8.b.d.0.1.0.0.2.ip6.arpa", "x.ip6.arpa"):
+            with self.subTest(name=name):
+                for client in ("newbie", "local"):
+                    r = self.request("PUT", "/v1/tls-alpn-01/" + name,
+                                     body=keyauth(tok), client=client, srv=srv)
+                    self.assertEqual(r.status, 400, (client, r))
+                    self.assert_json_error(r, "bad_identifier")
+                r = self.request("PUT", "/v1/http-01/%s?identifier=%s" % (tok, name),
+                                 body=keyauth(tok), client="local", srv=srv)
+                self.assertEqual(r.status, 400, r)
+                self.assert_json_error(r, "bad_identifier")
+                r = self.request("DELETE", "/v1/tls-alpn-01/" + name, client="local",
+                                 srv=srv)
+                self.assertEqual(r.status, 400, r)
+                self.assert_json_error(r, "bad_identifier")
+        # the owner of the address is not locked out
+        r = self.request("PUT", "/v1/tls-alpn-01/192.0.2.7", body=keyauth(tok),
+                         client="certbot", srv=srv)
+        self.assertEqual(r.status, 201, r)
+        # and names that only look alike are still names
+        r = self.request("PUT", "/v1/tls-alpn-01/home.arpa", body=keyauth(tok),
+                         client="newbie", srv=srv)
+        self.assertEqual(r.status, 201, r)
+
     # ==== PUT latency ========================================================================
 
     def test_put_latency(self):

@@ -38,12 +38,14 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import unittest
+import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 from harness import (ACME_OID, M, Gateway, RawConn, b64url, client_ctx, conf_text,  # noqa: E402
@@ -1611,6 +1613,40 @@ class RelayTest(GatewayCase):
             self.assertEqual((r["proxy"]["version"], r["proxy"]["src"], r["proxy"]["dport"]),
                              (version, "127.0.0.1", gw.https))
 
+    def test_proxy_protocol_after_client_reset(self):
+        # The client sends its request and resets at once: the kernel then
+        # refuses getpeername, but the request is still relayed, so its
+        # PROXY header must carry the client's address all the same; with
+        # trusted_proxies and without (the address is needed at accept, or
+        # only for the header).
+        gw = self.gw
+        try:
+            for trusted in ("127.0.0.0/8", None):
+                if trusted is None:
+                    gw.reload(proxy={"trusted_proxies": None})
+                for route, version in (("pp1.test", 1), ("pp2.test", 2)):
+                    for v6 in (False, True):
+                        self._reset_after_request(route, version, v6)
+        finally:
+            gw.reload()
+
+    def _reset_after_request(self, route, version, v6):
+        host = "::1" if v6 else "127.0.0.1"
+        port = self.gw.http6 if v6 else self.gw.http
+        tag = uuid.uuid4().hex
+        s = connect(port, host)
+        cport = s.getsockname()[1]
+        s.sendall(http_req("GET", "/rst/" + tag, route, close=False))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+        r = UP["pp-http"].wait_record(lambda r: any(tag.encode() in q for q in r["requests"]),
+                                      timeout=5)
+        p = r["proxy"]
+        self.assertEqual((p["version"], p.get("family"), p.get("src"), p.get("sport"),
+                          p.get("dst"), p.get("dport")),
+                         (version, "TCP6" if v6 else "TCP4", host, cport, host, port),
+                         "route %s" % route)
+
     def test_trusted_inbound_proxy_header(self):
         gw = self.gw
         # v1 in, v2 out (pp2) and v2 in, v1 out (pp1): the address is 203.0.113.7
@@ -1847,6 +1883,120 @@ class RelayTest(GatewayCase):
             gw.reload()
         code, h, _, _ = self.curl(self.url("/r"), host="new.test")
         self.assertEqual(h.get("x-upstream"), "default-http")
+
+
+# =====================================================================================
+# The cap: connections held in every way never keep a validator out (one worker)
+# =====================================================================================
+
+CAP = 16
+CAP_RESERVE = 64            # what a worker keeps beside max_connections, at least
+CAP_HELD = CAP + CAP_RESERVE + 16
+
+
+def read_http(sock, timeout=5.0):
+    """One HTTP response from sock (status, body), or (None, what came) at EOF."""
+    sock.settimeout(timeout)
+    buf = b""
+    while True:
+        try:
+            st, _, body, _ = parse_http(buf)
+            return st, body
+        except AssertionError:
+            pass
+        try:
+            d = sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            d = b""
+        if not d:
+            return None, buf
+        buf += d
+
+
+class CapTest(GatewayCase):
+    NAME = "cap"
+    PROXY = {"workers": "1", "max_connections": str(CAP), "peek_timeout": "20s",
+             "connect_timeout": "4s", "idle_timeout": "60s"}
+
+    def setUp(self):
+        super().setUp()
+        self.held = []
+        self.closers.append(self._release)
+
+    def _release(self):
+        for s in self.held:
+            s.close()
+        self.held = []
+        self.gw.wait_metric(M("acmeedge_proxy_connections_active"), lambda v: v == 0,
+                            timeout=15)
+
+    def _hold(self, port, data, wait=None):
+        """CAP_HELD connections, each sent data, one after the other, each
+        past the peek (wait(sock) returns, or a moment passed) before the
+        next: still at the peek, it would make room for the next itself."""
+        for _ in range(CAP_HELD):
+            s = connect(port)
+            self.held.append(s)
+            s.sendall(data)
+            if wait:
+                wait(s)
+            else:
+                time.sleep(0.01)
+
+    def _validators_answered(self, what):
+        gw = self.gw
+        tok = new_token()
+        gw.put_http01(tok)
+        ka = keyauth(new_token())
+        gw.put_tls("validator.test", ka)
+        t0 = time.monotonic()
+        got = exchange(gw.http, http_req("GET", "/.well-known/acme-challenge/" + tok,
+                                         "validator.test"), timeout=5)
+        self.count("http-01", "answered")
+        self.assertTrue(got, "%s: the http-01 validator was refused" % what)
+        self.assertEqual(parse_http(got)[:3:2], (200, keyauth(tok).encode()), what)
+        try:
+            s = self.tls_connect("validator.test", alpn=["acme-tls/1"], timeout=5)
+        except (OSError, ssl.SSLError) as e:
+            self.fail("%s: the tls-alpn-01 validator was refused: %r" % (what, e))
+        self.count("tls-alpn-01", "answered")
+        self.assertEqual(s.selected_alpn_protocol(), "acme-tls/1", what)
+        s.close()
+        dt = time.monotonic() - t0
+        self.assertLess(dt, 3.0, "%s: the validators waited %.1f s" % (what, dt))
+
+    def test_idle_relays(self):
+        self._hold(self.gw.http, http_req("GET", "/held", "app.test", close=False),
+                   wait=read_http)
+        self._validators_answered("idle relays")
+        # Past a second of silence, the relay idle longest makes room for a new one.
+        time.sleep(1.2)
+        m0 = self.gw.metrics()
+        s = connect(self.gw.http)
+        self.held.append(s)
+        s.sendall(http_req("GET", "/new", "app.test", close=False))
+        st, body = read_http(s)
+        self.assertEqual(st, 200, body)
+        self.assertEqual(json.loads(body)["upstream"], "app-http")
+        self.metric_deltas(m0, {M(REFUSED, reason="evicted_at_cap"): 1})
+
+    def test_slow_upstream_connects(self):
+        self._hold(self.gw.http, http_req("GET", "/held", "silent.test", close=False))
+        time.sleep(0.3)
+        self._validators_answered("slow upstream connects")
+
+    def test_lingering_closes(self):
+        # Each is answered 431 and lingers, its client neither sending the
+        # end of its head nor closing.
+        self._hold(self.gw.http, b"GET / HTTP/1.1\r\nX: " + b"x" * 9000, wait=read_http)
+        self._validators_answered("lingering closes")
+
+    def test_stalled_handshakes(self):
+        self.gw.put_tls("held.test", keyauth(new_token()))
+        flight = BioTls("held.test", alpn=["acme-tls/1"]).first_flight()
+        # The proxy's first flight arrives: the handshake waits for ours.
+        self._hold(self.gw.https, flight, wait=lambda s: closed_without_data(s, 5))
+        self._validators_answered("stalled acme-tls/1 handshakes")
 
 
 # =====================================================================================

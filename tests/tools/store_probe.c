@@ -2,8 +2,10 @@
  * store_probe: a read-only reader of the token store in its own process,
  * exactly as a proxy worker maps it, for the integration tests.
  *
- *   store_probe PATH
+ *   store_probe PATH [WRITER_UID]
  *
+ * (WRITER_UID: the user the store must belong to; this process's own by
+ * default)
  * then one command per line on stdin, one answer line per command on stdout
  * (flushed at once, so a test can drive it interactively):
  *
@@ -18,7 +20,9 @@
  * store cannot be opened.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "store/store.h"
@@ -50,11 +54,12 @@ int main(int argc, char **argv)
 	char err[512] = "";
 	char line[1024];
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: store_probe PATH\n");
+	if (argc != 2 && argc != 3) {
+		fprintf(stderr, "usage: store_probe PATH [WRITER_UID]\n");
 		return 2;
 	}
-	int rc = store_open_reader(argv[1], &st, err, sizeof(err));
+	uid_t writer = argc == 3 ? (uid_t)strtoul(argv[2], NULL, 10) : geteuid();
+	int rc = store_open_reader(argv[1], writer, &st, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "store_probe: cannot open %s: %s\n", argv[1],
 			err[0] ? err : strerror(-rc));

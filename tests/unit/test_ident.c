@@ -1020,6 +1020,61 @@ static void test_random_consistency(void)
 	CHECKF(accepted > 1000, "only %zu accepted", accepted);
 }
 
+/* ------------------------------------------------------- reverse zones */
+
+/*
+ * Names in or under in-addr.arpa and ip6.arpa spell IP identifiers in SNI:
+ * they are refused as DNS identifiers and patterns, and no pattern matches
+ * them on the wire, while other names that merely look alike are fine.
+ */
+static void test_reverse_zones(void)
+{
+	static const char *const refused[] = {
+		"in-addr.arpa", "IN-ADDR.ARPA.", "4.3.2.1.in-addr.arpa",
+		"1.0.0.127.In-Addr.Arpa", "x.y.in-addr.arpa.", "ip6.arpa",
+		"x.ip6.arpa", "Ip6.Arpa.",
+	};
+	static const char *const fine[] = {
+		"arpa", "home.arpa", "xin-addr.arpa", "myip6.arpa",
+		"in-addr.arpa.example.com", "ip6.arpa.net", "in-addr.arpaa",
+	};
+	static const char *const ips[] = { "1.2.3.4", "127.0.0.1", "::1",
+					   "2001:db8::7" };
+	struct ident_pattern p, any, arpa;
+	struct ident id;
+	char sni[IDENT_NAME_MAX + 1];
+
+	CHECK(pattern_str("*", &any) == 0);
+	CHECK(pattern_str("*.arpa", &arpa) == 0);
+	for (size_t i = 0; i < ARRAY_SIZE(refused); i++) {
+		const char *n = refused[i];
+		char star[IDENT_NAME_MAX + 3];
+
+		CHECKF(parse_g(n, strlen(n), &id) == -1, "accepted %s", n);
+		snprintf(star, sizeof(star), "*.%s", n);
+		CHECKF(pattern_str(n, &p) == -1, "pattern %s", n);
+		CHECKF(pattern_str(star, &p) == -1, "pattern %s", star);
+		CHECKF(!pattern_match_name(&any, check_guarded(n, strlen(n)),
+					   strlen(n)), "* ~ %s", n);
+		CHECKF(!pattern_match_name(&arpa, check_guarded(n, strlen(n)),
+					   strlen(n)), "*.arpa ~ %s", n);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(fine); i++) {
+		const char *n = fine[i];
+
+		CHECKF(parse_g(n, strlen(n), &id) == 0 && id.type == IDENT_DNS,
+		       "refused %s", n);
+		CHECKF(pattern_match_name(&any, check_guarded(n, strlen(n)),
+					  strlen(n)), "* !~ %s", n);
+	}
+	/* The SNI spelling of every IP identifier is no identifier itself. */
+	for (size_t i = 0; i < ARRAY_SIZE(ips); i++) {
+		CHECK(parse_g(ips[i], strlen(ips[i]), &id) == 0);
+		CHECK(ident_sni_name(&id, sni, sizeof(sni)) > 0);
+		CHECKF(parse_g(sni, strlen(sni), &id) == -1, "accepted %s", sni);
+	}
+}
+
 int main(void)
 {
 	test_ident_good();
@@ -1037,5 +1092,6 @@ int main(void)
 	test_cidr_match();
 	test_addr();
 	test_random_consistency();
+	test_reverse_zones();
 	return check_done();
 }

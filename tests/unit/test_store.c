@@ -8,6 +8,7 @@
  * The crash-repair and header tests reach into the file itself, through
  * the layout the store itself uses (store/layout.h).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -58,6 +59,12 @@ static void remove_files(void)
 		unlink(made[i]);
 		unlink(lock);
 	}
+}
+
+/* This process writes and reads every store of these tests. */
+static struct shm_owner self_owner(void)
+{
+	return (struct shm_owner){.uid = geteuid(), .gid = getegid()};
 }
 
 /* ---- entries ----------------------------------------------------------- */
@@ -147,7 +154,8 @@ static struct store *open_writer_ok(const char *path, uint32_t capacity)
 {
 	struct store *st = NULL;
 	char err[256] = "";
-	int rc = store_open_writer(path, capacity, &st, err, sizeof(err));
+	int rc = store_open_writer(path, capacity, self_owner(), &st, err,
+				   sizeof(err));
 
 	CHECKF(rc == 0, "store_open_writer(%s, %u) = %d: %s", path, capacity,
 	       rc, err);
@@ -160,7 +168,7 @@ static struct store *open_reader_ok(const char *path)
 {
 	struct store *st = NULL;
 	char err[256] = "";
-	int rc = store_open_reader(path, &st, err, sizeof(err));
+	int rc = store_open_reader(path, geteuid(), &st, err, sizeof(err));
 
 	CHECKF(rc == 0, "store_open_reader(%s) = %d: %s", path, rc, err);
 	if (rc)
@@ -843,20 +851,24 @@ static void test_open_writer_lock(void)
 	char err[256] = "";
 
 	w1 = open_writer_ok(path, 8);
-	CHECK(store_open_writer(path, 8, &w2, err, sizeof(err)) == -EBUSY);
+	CHECK(store_open_writer(path, 8, self_owner(), &w2, err, sizeof(err)) ==
+	      -EBUSY);
 	CHECK(w2 == NULL);
 	CHECKF(strstr(err, "another writer") != NULL, "message: %s", err);
 	/* Readers are never locked out. */
-	CHECK(store_open_reader(path, &r, err, sizeof(err)) == 0);
+	CHECK(store_open_reader(path, geteuid(), &r, err, sizeof(err)) == 0);
 	store_close(r);
 	store_close(w1);
 	err[0] = '\0';
-	CHECKF(store_open_writer(path, 8, &w2, err, sizeof(err)) == 0, "%s", err);
+	CHECKF(store_open_writer(path, 8, self_owner(), &w2, err, sizeof(err)) ==
+	       0, "%s", err);
 	store_close(w2);
 
 	w2 = NULL;
-	CHECK(store_open_writer(path, 0, &w2, err, sizeof(err)) == -EINVAL);
-	CHECK(store_open_writer(path, STORE_CAPACITY_MAX + 1, &w2, err,
+	CHECK(store_open_writer(path, 0, self_owner(), &w2, err, sizeof(err)) ==
+	      -EINVAL);
+	CHECK(store_open_writer(path, STORE_CAPACITY_MAX + 1, self_owner(), &w2,
+				err,
 				sizeof(err)) == -EINVAL);
 	CHECK(w2 == NULL);
 }
@@ -867,11 +879,11 @@ static void test_open_reader_missing(void)
 	struct store *r = NULL;
 	char err[256] = "";
 
-	CHECK(store_open_reader(path, &r, err, sizeof(err)) == -ENOENT);
+	CHECK(store_open_reader(path, geteuid(), &r, err, sizeof(err)) == -ENOENT);
 	CHECK(r == NULL);
 	CHECK(strstr(err, path) != NULL);
 	/* A NULL err buffer is allowed. */
-	CHECK(store_open_reader(path, &r, NULL, 0) == -ENOENT);
+	CHECK(store_open_reader(path, geteuid(), &r, NULL, 0) == -ENOENT);
 	/* The reader did not create it. */
 	CHECK(access(path, F_OK) != 0);
 }
@@ -976,12 +988,12 @@ static void test_headers(void)
 		uint8_t *snap = read_whole(copy, &len2);
 
 		err[0] = '\0';
-		int rc = store_open_reader(copy, &st, err, sizeof(err));
+		int rc = store_open_reader(copy, geteuid(), &st, err, sizeof(err));
 		CHECKF(rc == -EPROTO, "%s: reader got %d", k->what, rc);
 		CHECKF(st == st0, "%s: reader set *out on failure", k->what);
 		CHECKF(err[0] != '\0', "%s: reader gave no message", k->what);
 		err[0] = '\0';
-		rc = store_open_writer(copy, 8, &st, err, sizeof(err));
+		rc = store_open_writer(copy, 8, self_owner(), &st, err, sizeof(err));
 		CHECKF(rc == -EPROTO, "%s: writer got %d", k->what, rc);
 		CHECKF(st == st0, "%s: writer set *out on failure", k->what);
 		CHECKF(err[0] != '\0', "%s: writer gave no message", k->what);
@@ -1005,7 +1017,8 @@ static void test_headers(void)
 	/* Another capacity: -EEXIST, and the file is left alone. */
 	struct store *w2 = NULL;
 	err[0] = '\0';
-	CHECK(store_open_writer(path, 16, &w2, err, sizeof(err)) == -EEXIST);
+	CHECK(store_open_writer(path, 16, self_owner(), &w2, err, sizeof(err)) ==
+	      -EEXIST);
 	CHECK(w2 == NULL);
 	CHECKF(strstr(err, "capacity") != NULL, "message: %s", err);
 	after = read_whole(path, &len2);
@@ -1015,6 +1028,198 @@ static void test_headers(void)
 	w2 = open_writer_ok(path, 8);
 	store_close(w2);
 	free(orig);
+}
+
+/* ---- who may have written the file ------------------------------------- */
+
+#define OTHER_UID 65534		/* nobody: anyone but us */
+
+static char made_dirs[8][160];
+static int nmade_dirs;
+
+/* A fresh directory of mode and owner; removed (with what is in it) at exit. */
+static const char *test_dir(const char *what, mode_t mode, uid_t uid)
+{
+	char *d;
+
+	BUG_ON(nmade_dirs == (int)ARRAY_SIZE(made_dirs));
+	d = made_dirs[nmade_dirs++];
+	snprintf(d, sizeof(made_dirs[0]), "/dev/shm/acme-edge-test-store-%d-%s",
+		 (int)getpid(), what);
+	BUG_ON(mkdir(d, 0700) != 0 || chmod(d, mode) != 0 ||
+	       chown(d, uid, (gid_t)-1) != 0);
+	return d;
+}
+
+static void remove_dirs(void)
+{
+	for (int i = 0; i < nmade_dirs; i++) {
+		DIR *dir = opendir(made_dirs[i]);
+		struct dirent *de;
+
+		while (dir && (de = readdir(dir)) != NULL)
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+				unlinkat(dirfd(dir), de->d_name, 0);
+		if (dir)
+			closedir(dir);
+		rmdir(made_dirs[i]);
+	}
+}
+
+/*
+ * Both sides refuse path with -EPERM and a message naming it and saying
+ * why (want), and neither changes it.
+ */
+static void check_refused(const char *what, const char *path, const char *want)
+{
+	struct store *st = NULL;
+	char err[512] = "";
+	int rc;
+
+	rc = store_open_writer(path, 8, self_owner(), &st, err, sizeof(err));
+	CHECKF(rc == -EPERM && st == NULL, "%s: writer got %d", what, rc);
+	CHECKF(strstr(err, path) && strstr(err, want), "%s: writer said: %s",
+	       what, err);
+	err[0] = '\0';
+	rc = store_open_reader(path, geteuid(), &st, err, sizeof(err));
+	CHECKF(rc == -EPERM && st == NULL, "%s: reader got %d", what, rc);
+	CHECKF(strstr(err, path) && strstr(err, want), "%s: reader said: %s",
+	       what, err);
+}
+
+static void copy_file(const char *from, const char *to, mode_t mode, uid_t uid)
+{
+	size_t len;
+	void *buf = read_whole(from, &len);
+
+	unlink(to);
+	write_whole(to, buf, len);
+	free(buf);
+	BUG_ON(chmod(to, mode) != 0 || chown(to, uid, (gid_t)-1) != 0);
+}
+
+static void test_open_checks(void)
+{
+	const char *good = test_path("good");
+	const int64_t t0 = wall_ms();
+	struct store *w, *r;
+	char path[200], lock[220], err[512];
+	struct stat sb;
+
+	w = open_writer_ok(good, 8);
+	make_entry(&e_in, STORE_HTTP01, "planted?", 1, 60, t0 + 60000);
+	CHECK(store_put(w, &e_in, t0) == 0);
+	store_close(w);
+
+	/* What the writer creates: mode 0640, owner and group as asked. */
+	CHECK(stat(good, &sb) == 0 && (sb.st_mode & 07777) == 0640 &&
+	      sb.st_uid == geteuid() && sb.st_gid == getegid());
+	snprintf(lock, sizeof(lock), "%s.lock", good);
+	CHECK(stat(lock, &sb) == 0 && (sb.st_mode & 07777) == 0600);
+
+	/* A symlink to a good store, and a FIFO (must not hang the open). */
+	snprintf(path, sizeof(path), "%s-link", good);
+	BUG_ON(symlink(good, path) != 0);
+	check_refused("symlink", path, "symbolic link");
+	unlink(path);
+	BUG_ON(mkfifo(path, 0600) != 0);
+	check_refused("fifo", path, "not a regular file");
+	unlink(path);
+
+	/* A good store anyone may write. */
+	copy_file(good, path, 0666, geteuid());
+	check_refused("mode 0666", path, "mode 0666");
+	copy_file(good, path, 0620, geteuid());
+	check_refused("mode 0620", path, "mode 0620");
+	unlink(path);
+
+	/* A reader told the writer is another user. */
+	err[0] = '\0';
+	r = NULL;
+	CHECK(store_open_reader(good, OTHER_UID, &r, err, sizeof(err)) == -EPERM);
+	CHECKF(strstr(err, good) && strstr(err, "belongs to uid"), "%s", err);
+
+	if (geteuid() != 0) {
+		printf("not root: the cases with other owners are skipped\n");
+		return;
+	}
+	/* Planted by another user before the writer came: refused, untouched. */
+	copy_file(good, path, 0644, OTHER_UID);
+	check_refused("another owner", path, "belongs to uid 65534");
+	CHECK(stat(path, &sb) == 0 && sb.st_uid == OTHER_UID);
+	unlink(path);
+	snprintf(lock, sizeof(lock), "%s.lock", path);
+	copy_file(good, lock, 0600, OTHER_UID);
+	err[0] = '\0';
+	w = NULL;
+	CHECK(store_open_writer(path, 8, self_owner(), &w, err, sizeof(err)) ==
+	      -EPERM);
+	CHECKF(strstr(err, lock) && strstr(err, "belongs to uid"), "%s", err);
+	CHECK(access(path, F_OK) != 0);		/* nothing created */
+	unlink(lock);
+	/* A lock that is a symlink: refused, its target never created. */
+	snprintf(err, sizeof(err), "%s-target", path);
+	BUG_ON(symlink(err, lock) != 0);
+	CHECK(store_open_writer(path, 8, self_owner(), &w, NULL, 0) == -EPERM);
+	CHECK(access(err, F_OK) != 0);
+	unlink(lock);
+
+	/* Directories: who owns them and who may change their entries. */
+	const struct {
+		const char *what;
+		mode_t mode;
+		uid_t uid;
+		const char *want;	/* NULL: accepted */
+	} dirs[] = {
+		{ "d-private", 0750, 0, NULL },
+		{ "d-sticky", 01777, 0, NULL },
+		{ "d-world", 0777, 0, "not sticky" },
+		{ "d-group", 0770, 0, "not sticky" },
+		{ "d-other-owner", 0755, OTHER_UID, "belongs to uid 65534" },
+		{ "d-other-sticky", 01777, OTHER_UID, "belongs to uid 65534" },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
+		const char *d = test_dir(dirs[i].what, 0700, 0);
+
+		snprintf(path, sizeof(path), "%s/store", d);
+		copy_file(good, path, 0640, geteuid());
+		BUG_ON(chmod(d, dirs[i].mode) != 0 ||
+		       chown(d, dirs[i].uid, (gid_t)-1) != 0);
+		if (dirs[i].want) {
+			check_refused(dirs[i].what, path, dirs[i].want);
+			continue;
+		}
+		w = NULL;
+		err[0] = '\0';
+		CHECKF(store_open_writer(path, 8, self_owner(), &w, err,
+					 sizeof(err)) == 0, "%s: %s",
+		       dirs[i].what, err);
+		r = open_reader_ok(path);
+		CHECK(store_lookup(r, STORE_HTTP01, "planted?", 8, t0, &e_out) == 0);
+		store_close(r);
+		store_close(w);
+	}
+
+	/* Root creating the store for another user: theirs, from the start. */
+	const char *d = test_dir("d-for-other", 0750, 0);
+	struct shm_owner other = {.uid = OTHER_UID, .gid = OTHER_UID};
+
+	snprintf(path, sizeof(path), "%s/store", d);
+	w = NULL;
+	err[0] = '\0';
+	CHECKF(store_open_writer(path, 8, other, &w, err, sizeof(err)) == 0, "%s",
+	       err);
+	store_close(w);
+	CHECK(stat(path, &sb) == 0 && sb.st_uid == OTHER_UID &&
+	      sb.st_gid == OTHER_UID && (sb.st_mode & 07777) == 0640);
+	snprintf(lock, sizeof(lock), "%s.lock", path);
+	CHECK(stat(lock, &sb) == 0 && sb.st_uid == OTHER_UID &&
+	      (sb.st_mode & 07777) == 0600);
+	/* ... which a reader expecting that user opens, and one expecting us not. */
+	r = NULL;
+	CHECK(store_open_reader(path, OTHER_UID, &r, NULL, 0) == 0);
+	store_close(r);
+	CHECK(store_open_reader(path, geteuid(), &r, NULL, 0) == -EPERM);
 }
 
 /* ---- crash repair ------------------------------------------------------- */
@@ -1252,7 +1457,7 @@ static void test_repair_keeps_serving(void)
 		static struct store_entry got;
 
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (store_open_reader(path, &r, NULL, 0) != 0)
+		if (store_open_reader(path, geteuid(), &r, NULL, 0) != 0)
 			_exit(2);
 		atomic_store(&sh->started, 1);
 		while (!atomic_load(&sh->stop)) {
@@ -1458,6 +1663,7 @@ int main(void)
 		rng_state = strtoull(seed, NULL, 0) | 1;
 	printf("seed %#" PRIx64 "\n", rng_state);
 	atexit(remove_files);
+	atexit(remove_dirs);
 	test_basic();
 	test_expiry();
 	test_full();
@@ -1466,6 +1672,7 @@ int main(void)
 	test_open_writer_lock();
 	test_open_reader_missing();
 	test_headers();
+	test_open_checks();
 	test_crash_repair();
 	test_repair_keeps_serving();
 	test_scribbled_header();

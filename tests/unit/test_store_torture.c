@@ -338,7 +338,9 @@ static void writer_main(int gen, int ready_fd)
 	struct adopt a = { gen, 0 };
 	int rc;
 
-	rc = store_open_writer(store_path, CAPACITY, &st, err, sizeof(err));
+	rc = store_open_writer(store_path, CAPACITY,
+			       (struct shm_owner){geteuid(), getegid()}, &st, err,
+			       sizeof(err));
 	if (rc) {
 		fprintf(stderr, "writer %d: open: %d: %s\n", gen, rc, err);
 		_exit(EXIT_OPEN);
@@ -500,7 +502,7 @@ static void reader_main(int id, int result_fd)
 	int rc;
 
 	memset(&res, 0, sizeof(res));
-	rc = store_open_reader(store_path, &st, err, sizeof(err));
+	rc = store_open_reader(store_path, geteuid(), &st, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "reader %d: open: %d: %s\n", id, rc, err);
 		_exit(EXIT_OPEN);

@@ -1,0 +1,68 @@
+#include "proxy/evict.h"
+
+#include "common/log.h"
+#include "proxy/conn.h"
+
+#define CAP_LOG_MS 1000
+
+/* Of the heads of two timer lists, the one armed first (NULL: none). */
+static struct conn *oldest(struct worker *w, enum timer_list a,
+			   enum timer_list b)
+{
+	struct conn *x = w->timers[a].head, *y = w->timers[b].head;
+
+	if (!x || !y)
+		return x ? x : y;
+	return timer_armed_at(w, x) <= timer_armed_at(w, y) ? x : y;
+}
+
+void evict_for_accept(struct worker *w)
+{
+	struct conn *victim;
+
+	if (w->at_peek + w->relaying < w->max_conns || w->at_peek < w->reserve)
+		return;
+	/* Every connection at the peek is on one of these two lists. */
+	victim = oldest(w, TL_PEEK, TL_LINGER);
+	if (victim) {
+		w->cap_evicted[0]++;
+		conn_close(w, victim, PS_CLOSE_EVICTED);
+	}
+}
+
+bool evict_for_relay(struct worker *w)
+{
+	struct conn *victim;
+
+	if (w->relaying < w->max_conns)
+		return true;
+	/* Every relay is on one of these, in the order it last moved a byte. */
+	victim = oldest(w, TL_IDLE, TL_CONNECT);
+	if (!victim || timer_armed_at(w, victim) + RELAY_IDLE_EVICT_MS > w->now_ms) {
+		w->cap_refused[1]++;
+		return false;
+	}
+	w->cap_evicted[1]++;
+	conn_close(w, victim, PS_CLOSE_EVICTED);
+	return true;
+}
+
+void evict_refused(struct worker *w)
+{
+	w->cap_refused[0]++;
+}
+
+void evict_log(struct worker *w)
+{
+	if (!(w->cap_evicted[0] | w->cap_evicted[1] | w->cap_refused[0] |
+	      w->cap_refused[1]) || w->now_ms < w->cap_logged_ms + CAP_LOG_MS)
+		return;
+	log_warn("proxy: at the cap (%u relays, %u at the peek): closed %u at "
+		 "the peek and %u relays idle %u ms or more; refused %u with no "
+		 "free slot and %u relays with none idle", w->relaying,
+		 w->at_peek, w->cap_evicted[0], w->cap_evicted[1],
+		 RELAY_IDLE_EVICT_MS, w->cap_refused[0], w->cap_refused[1]);
+	w->cap_evicted[0] = w->cap_evicted[1] = 0;
+	w->cap_refused[0] = w->cap_refused[1] = 0;
+	w->cap_logged_ms = w->now_ms;
+}

@@ -1,0 +1,1955 @@
+/*
+ * Cluster mode over Redis (docs/cluster.md has the whole design; the
+ * invariants the code keeps are stated where they are kept).
+ *
+ * Two connections per node, both on the API's event base: "cmd" for
+ * commands and "sub" for the subscription (a subscribed connection can
+ * issue nothing else). Redis holds the authority: one hash per entry
+ * (tombstones included), written by one Lua script that also assigns the
+ * cluster-wide version and publishes the same bytes on the event channel,
+ * all atomically. Every node applies an event only when its version is
+ * newer than the one it holds for that key, so every node converges on the
+ * highest version whatever order or duplicates it sees; pub/sub may lose
+ * messages while a node is disconnected, which a full resync (subscribe
+ * first, then scan) covers.
+ *
+ * Bounds: writes waiting for acks (PENDING_MAX), commands awaiting a reply
+ * on "cmd" (INFLIGHT_MAX), keys remembered (capacity-derived KEYS_MAX),
+ * live nodes (NODES_MAX), hit records per key (HITS_PER_KEY), hit writes
+ * per interval (HIT_WRITES_MAX), scan batches (one batch in flight),
+ * republishing (REPUBLISH_BATCH in flight), reconnect back-off
+ * (BACKOFF_MAX_MS).
+ */
+#include "solver-api/cluster.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "common/edge.h"
+#include "common/log.h"
+#include "common/priv.h"
+#include "solver-api/cluster_codec.h"
+
+#define HEARTBEAT_MS 500
+#define LIVE_MS (3 * HEARTBEAT_MS)	/* live: a heartbeat fresher than this */
+#define HB_STALL_BEATS 6		/* a heartbeat unanswered this long: Redis is stuck */
+#define NODE_FORGET_MS (3600 * 1000)	/* the live set forgets long-dead nodes */
+#define NODES_MAX 64
+#define PENDING_MAX 1024
+#define INFLIGHT_MAX 4096
+#define CONNECT_TIMEOUT_MS 2000
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+#define HIT_INTERVAL_MS 1000		/* at most one hit write per key per node per interval */
+#define HIT_LOOKBACK_MS 5000
+#define HIT_WRITES_MAX 256
+#define HITS_PER_KEY 16
+#define SCAN_COUNT "256"
+#define REPUBLISH_BATCH 128
+#define TOMB_MIN_MS 60000		/* a tombstone outlives even an entry about to expire */
+#define LAT_BUCKETS 14
+
+static const double lat_bounds[LAT_BUCKETS] = {
+	0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+	1, 2.5, 5,
+};
+
+/* ---- the scripts ------------------------------------------------------ */
+
+/*
+ * The write. KEYS: the entry's hash, the version counter. ARGV: mode ("w"
+ * a new write: assign a version; "r" a republish: keep ARGV[2] unless the
+ * hash already holds as new), version floor or version, expiry (ms), "1"
+ * for a tombstone, the body, the event channel. Versions are at least
+ * Redis's clock in microseconds-like units (ms * 1000) and above every
+ * version the caller has seen, so they keep increasing across a FLUSHALL
+ * or a restart without persistence. Returns {1, version} written,
+ * {0, version held} when a republish is not newer, {-1, 0} when already
+ * expired.
+ */
+static const char script_write[] =
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"local x = tonumber(ARGV[3])\n"
+	"local v\n"
+	"if ARGV[1] == 'w' then\n"
+	"  v = redis.call('INCR', KEYS[2])\n"
+	"  local lo = math.max(now * 1000, tonumber(ARGV[2]) + 1)\n"
+	"  if v < lo then v = lo; redis.call('SET', KEYS[2], string.format('%.0f', v)) end\n"
+	"  if ARGV[4] == '1' then\n"
+	"    local old = tonumber(redis.call('HGET', KEYS[1], 'x') or '0') or 0\n"
+	"    if old > x then x = old end\n"
+	"  end\n"
+	"else\n"
+	"  v = tonumber(ARGV[2])\n"
+	"  local cur = tonumber(redis.call('HGET', KEYS[1], 'v') or '0') or 0\n"
+	"  if cur >= v then return {0, cur} end\n"
+	"  local c = tonumber(redis.call('GET', KEYS[2]) or '0') or 0\n"
+	"  if c < v then redis.call('SET', KEYS[2], string.format('%.0f', v)) end\n"
+	"end\n"
+	"if x <= now then return {-1, 0} end\n"
+	"local vs = string.format('%.0f', v)\n"
+	"local msg = vs .. ':' .. ARGV[5]\n"
+	"redis.call('HSET', KEYS[1], 'v', vs, 'x', string.format('%.0f', x), 'm', msg)\n"
+	"redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', x))\n"
+	"redis.call('PUBLISH', ARGV[6], msg)\n"
+	"return {1, v}\n";
+
+/*
+ * The heartbeat. KEYS: the live set, the epoch, the version counter. ARGV:
+ * this node, the live window (ms), this node's highest version, an epoch
+ * to set if none is (a new random one each call, so that two data losses
+ * in a row are both seen). Returns {epoch, {live nodes}}.
+ */
+static const char script_beat[] =
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"redis.call('ZADD', KEYS[1], now, ARGV[1])\n"
+	"redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - " "3600000" ")\n"
+	"local e = redis.call('GET', KEYS[2])\n"
+	"if not e then redis.call('SET', KEYS[2], ARGV[4]); e = ARGV[4] end\n"
+	"local c = tonumber(redis.call('GET', KEYS[3]) or '0') or 0\n"
+	"if c < tonumber(ARGV[3]) then redis.call('SET', KEYS[3], ARGV[3]) end\n"
+	"return {e, redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[2]), '+inf')}\n";
+
+/* A hit record. KEYS: the entry's hit hash. ARGV: node, message, expiry, channel. */
+static const char script_hit[] =
+	"redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
+	"redis.call('PEXPIREAT', KEYS[1], ARGV[3])\n"
+	"redis.call('PUBLISH', ARGV[4], ARGV[2])\n"
+	"return 1\n";
+
+enum script_id { SC_WRITE, SC_BEAT, SC_HIT, SC_COUNT };
+
+static const char *const scripts[SC_COUNT] = {script_write, script_beat, script_hit};
+
+/* ---- state ------------------------------------------------------------ */
+
+struct cl_hit {
+	char node[CLC_NODE_MAX + 1];
+	char peer[CLC_PEER_MAX + 1];
+	int64_t time_ms;
+	uint8_t outcome;
+};
+
+/* What this node knows of one key: the version it holds, tombstones too. */
+struct cl_key {
+	struct cl_key *next;
+	uint64_t version;
+	int64_t expires_ms;		/* the entry's, or the tombstone's */
+	int64_t hit_sent_ms;		/* when this node last wrote its hit */
+	int64_t hit_sent_time;		/* the time of the hit it wrote */
+	struct cl_hit cand;		/* this node's newest unsent hit */
+	struct cl_hit *hits;		/* per node, at most HITS_PER_KEY */
+	uint8_t nhits;
+	uint8_t kind;
+	uint8_t key_len;
+	bool deleted;
+	bool mine;			/* written through this node: it republishes it */
+	bool cand_listed;
+	char key[STORE_KEY_MAX + 1];
+};
+
+struct cl_write {
+	struct cl_write *next;
+	struct cluster *cl;
+	uint64_t id;
+	cluster_done_fn done;
+	void *arg;
+	uint64_t started_us;
+	struct event *timer;
+	bool is_delete;
+	bool script_done;
+	bool applied_self;
+	int store_ret;
+	uint64_t version;
+	unsigned nnodes, needed;
+	uint64_t acked;			/* bit i: nodes[i] confirmed */
+	uint64_t gone;			/* bit i: nodes[i] stopped cleanly meanwhile */
+	char nodes[NODES_MAX][CLC_NODE_MAX + 1];
+	uint8_t kind;
+	uint8_t key_len;
+	int64_t expires_ms;
+	char key[STORE_KEY_MAX + 1];
+	struct store_entry entry;	/* a put */
+};
+
+struct cluster {
+	struct event_base *base;
+	struct cluster_hooks hooks;
+	/* [cluster] as loaded; ack and ack_timeout_ms follow reloads. */
+	char node[CFG_NAME_MAX + 1];
+	struct cfg_hostport redis;
+	struct cfg_hostport sentinels[CFG_SENTINELS_MAX];
+	size_t nsentinels;
+	char master[CFG_NAME_MAX + 1];
+	char user[CFG_NAME_MAX + 1];
+	char password[CFG_SECRET_MAX + 1];
+	enum cfg_ack ack;
+	uint32_t ack_timeout_ms;
+	char store_path[CFG_PATH_MAX + 1];
+	/* Redis names */
+	char prefix[CFG_PREFIX_MAX + 1];
+	char k_ver[CFG_PREFIX_MAX + 8], k_nodes[CFG_PREFIX_MAX + 8],
+	     k_epoch[CFG_PREFIX_MAX + 8], ch_events[CFG_PREFIX_MAX + 8],
+	     ch_acks[CFG_PREFIX_MAX + CLC_NODE_MAX + 8], ch_members[CFG_PREFIX_MAX + 8],
+	     scan_match[2 * CFG_PREFIX_MAX + 4];
+	char sha[SC_COUNT][41];
+	/* connection */
+	redisAsyncContext *cmd, *sub, *sentinel;
+	size_t sentinel_next;
+	struct cfg_hostport target;	/* the master in use */
+	enum cluster_state state;
+	char cause[256];
+	bool redis_up;			/* both connections up and authenticated */
+	bool subscribed;
+	bool ever_ready;
+	bool drop_logged;		/* once per outage, not once per retry */
+	unsigned inflight;
+	unsigned hb_outstanding;
+	uint32_t backoff_ms;
+	struct event *reconnect_ev, *connect_to_ev, *beat_ev, *hit_ev;
+	uint64_t sync_started_ms;
+	unsigned sync_outstanding;
+	bool scan_done;
+	char scan_cursor[32];
+	unsigned synced;
+	/* membership */
+	char epoch[64];
+	char live[NODES_MAX][CLC_NODE_MAX + 1];
+	unsigned nlive;
+	bool live_known;
+	/* keys */
+	struct cl_key **buckets;
+	size_t nbuckets, nkeys, keys_max;
+	uint64_t max_version;
+	unsigned beats;
+	/* republishing after Redis lost its data */
+	bool republishing;
+	size_t repub_bucket;
+	uint64_t repub_count;		/* this round */
+	unsigned repub_inflight;
+	/* writes */
+	struct cl_write *pending;
+	unsigned npending;
+	uint64_t next_id;
+	/* hits */
+	struct cl_key *hit_list[HIT_WRITES_MAX];
+	unsigned nhit_list;
+	/* scratch: one at a time, the loop is single-threaded */
+	uint8_t body[CLC_BODY_MAX];
+	struct store_entry scratch;
+	/* metrics */
+	uint64_t m_acked, m_timed_out, m_failed, m_refused, m_resyncs,
+		 m_applied, m_bad, m_republished, m_hit_writes, m_reconnects,
+		 m_lat_count, m_lat_bucket[LAT_BUCKETS];
+	double m_lat_sum;
+};
+
+static void cl_drop(struct cluster *cl, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void cl_connect(struct cluster *cl);
+static void ask_sentinel(struct cluster *cl);
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void arm(struct event *ev, uint32_t ms)
+{
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+	event_add(ev, &tv);
+}
+
+const char *cluster_state_name(enum cluster_state st)
+{
+	switch (st) {
+	case CLUSTER_READY: return "ok";
+	case CLUSTER_DEGRADED: return "degraded";
+	default: return "syncing";
+	}
+}
+
+/* ---- keys ------------------------------------------------------------- */
+
+static size_t key_hash(const struct cluster *cl, uint8_t kind, const char *key,
+		       size_t len)
+{
+	uint64_t h = 1469598103934665603ull ^ kind;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (uint8_t)key[i]) * 1099511628211ull;
+	return (size_t)(h & (cl->nbuckets - 1));
+}
+
+static struct cl_key *key_find(const struct cluster *cl, uint8_t kind,
+			       const char *key, size_t len)
+{
+	struct cl_key *k = cl->buckets[key_hash(cl, kind, key, len)];
+
+	for (; k; k = k->next)
+		if (k->kind == kind && k->key_len == len && !memcmp(k->key, key, len))
+			return k;
+	return NULL;
+}
+
+static void key_free(struct cluster *cl, struct cl_key **link)
+{
+	struct cl_key *k = *link;
+
+	*link = k->next;
+	free(k->hits);
+	free(k);
+	cl->nkeys--;
+}
+
+/* Forgets keys whose entry or tombstone expired; returns how many. */
+static size_t keys_sweep(struct cluster *cl, int64_t now)
+{
+	size_t n = 0;
+
+	for (size_t b = 0; b < cl->nbuckets; b++) {
+		struct cl_key **link = &cl->buckets[b];
+		while (*link) {
+			if ((*link)->expires_ms <= now && !(*link)->cand_listed) {
+				key_free(cl, link);
+				n++;
+			} else {
+				link = &(*link)->next;
+			}
+		}
+	}
+	return n;
+}
+
+/*
+ * Room for one more key: expired ones go first; at the bound, the key
+ * closest to its expiry (a tombstone, most likely) is forgotten. Losing a
+ * tombstone early only matters if an older write for that key shows up
+ * later, which a live entry's own TTL bounds anyway.
+ */
+static void keys_make_room(struct cluster *cl, int64_t now)
+{
+	struct cl_key **victim = NULL;
+
+	if (cl->nkeys < cl->keys_max || keys_sweep(cl, now) > 0)
+		return;
+	for (size_t b = 0; b < cl->nbuckets; b++)
+		for (struct cl_key **l = &cl->buckets[b]; *l; l = &(*l)->next)
+			if (!(*l)->cand_listed &&
+			    (!victim || (*l)->expires_ms < (*victim)->expires_ms))
+				victim = l;
+	if (victim)
+		key_free(cl, victim);
+}
+
+static struct cl_key *key_get(struct cluster *cl, uint8_t kind, const char *key,
+			      size_t len, int64_t now)
+{
+	struct cl_key *k = key_find(cl, kind, key, len);
+	size_t b;
+
+	if (k)
+		return k;
+	keys_make_room(cl, now);
+	k = calloc(1, sizeof(*k));
+	BUG_ON(!k);
+	k->kind = kind;
+	k->key_len = (uint8_t)len;
+	memcpy(k->key, key, len);
+	b = key_hash(cl, kind, key, len);
+	k->next = cl->buckets[b];
+	cl->buckets[b] = k;
+	cl->nkeys++;
+	return k;
+}
+
+/* ---- Redis plumbing --------------------------------------------------- */
+
+static void entry_key(const struct cluster *cl, char *buf, size_t cap,
+		      char type, uint8_t kind, const char *key)
+{
+	snprintf(buf, cap, "%s%c:%u:%s", cl->prefix, type, kind, key);
+}
+
+/*
+ * Every reply callback on "cmd" starts here: NULL when the context is being
+ * torn down (cl_drop cleared its data first) or the reply is missing.
+ */
+static struct cluster *reply_begin(redisAsyncContext *ac, void *reply)
+{
+	struct cluster *cl = ac->data;
+
+	if (!cl)
+		return NULL;
+	if (ac == cl->cmd && cl->inflight > 0)
+		cl->inflight--;
+	return reply ? cl : NULL;
+}
+
+/* For commands whose reply only counts down inflight. */
+static void on_ignored(redisAsyncContext *ac, void *reply, void *priv)
+{
+	(void)priv;
+	reply_begin(ac, reply);
+}
+
+/* Sends on "cmd"; -1 when not connected or too many replies are awaited. */
+static int cmd_send(struct cluster *cl, redisCallbackFn *fn, void *priv,
+		    int argc, const char **argv, const size_t *lens)
+{
+	if (!cl->cmd || cl->inflight >= INFLIGHT_MAX)
+		return -1;
+	if (redisAsyncCommandArgv(cl->cmd, fn, priv, argc, argv, lens) != REDIS_OK)
+		return -1;
+	cl->inflight++;
+	return 0;
+}
+
+static bool is_error(const redisReply *r, char *buf, size_t cap)
+{
+	if (r->type != REDIS_REPLY_ERROR)
+		return false;
+	snprintf(buf, cap, "%.*s", (int)(r->len > 200 ? 200 : r->len), r->str);
+	return true;
+}
+
+/* A reply that is an integer, or a decimal string of one. */
+static bool reply_u64(const redisReply *r, uint64_t *out)
+{
+	char buf[32];
+	char *end;
+
+	if (r->type == REDIS_REPLY_INTEGER) {
+		if (r->integer < 0)
+			return false;
+		*out = (uint64_t)r->integer;
+		return true;
+	}
+	if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len >= sizeof(buf))
+		return false;
+	memcpy(buf, r->str, r->len);
+	buf[r->len] = '\0';
+	errno = 0;
+	*out = strtoull(buf, &end, 10);
+	return !errno && *end == '\0' && buf[0] >= '0' && buf[0] <= '9';
+}
+
+/* ---- writes: completion ----------------------------------------------- */
+
+static struct cl_write *write_find(struct cluster *cl, uint64_t id)
+{
+	for (struct cl_write *w = cl->pending; w; w = w->next)
+		if (w->id == id)
+			return w;
+	return NULL;
+}
+
+static void write_finish(struct cl_write *w, enum cluster_outcome outcome,
+			 const char *detail)
+{
+	struct cluster *cl = w->cl;
+	const char *missing[NODES_MAX];
+	struct cluster_result r = {0};
+	unsigned acked = 0;
+
+	for (struct cl_write **l = &cl->pending; *l; l = &(*l)->next) {
+		if (*l == w) {
+			*l = w->next;
+			break;
+		}
+	}
+	cl->npending--;
+	for (unsigned i = 0; i < w->nnodes; i++) {
+		if (w->acked & (1ull << i))
+			acked++;
+		else
+			missing[r.nmissing++] = w->nodes[i];
+	}
+	if (outcome == CLUSTER_ACKED) {
+		double s = (double)(now_us() - w->started_us) / 1e6;
+		cl->m_acked++;
+		cl->m_lat_count++;
+		cl->m_lat_sum += s;
+		for (int i = 0; i < LAT_BUCKETS; i++)
+			if (s <= lat_bounds[i])
+				cl->m_lat_bucket[i]++;
+		/* The reply shows the entry as this node's store holds it. */
+		if (!w->is_delete)
+			store_lookup(cl->hooks.store, w->entry.kind, w->entry.key,
+				     w->entry.key_len, clock_wall_ms(), &w->entry);
+	} else if (outcome == CLUSTER_TIMED_OUT) {
+		cl->m_timed_out++;
+	} else {
+		cl->m_failed++;
+	}
+	r.outcome = outcome;
+	r.store_ret = w->store_ret;
+	r.entry = w->is_delete ? NULL : &w->entry;
+	r.detail = detail;
+	r.missing = missing;
+	r.acked = acked;
+	r.needed = w->needed;
+	r.live = w->nnodes;
+	if (w->timer)
+		event_free(w->timer);
+	w->done(w->arg, &r);
+	free(w);
+}
+
+/* What a write needs: of the nodes it waits for, less those that left. */
+static unsigned write_needed(const struct cl_write *w, enum cfg_ack ack)
+{
+	unsigned n = w->nnodes - (unsigned)__builtin_popcountll(w->gone);
+
+	return ack == ACK_ALL ? n : n / 2 + 1;
+}
+
+static void write_check(struct cl_write *w)
+{
+	unsigned acked = 0;
+
+	if (!w->script_done || !w->applied_self)
+		return;
+	for (unsigned i = 0; i < w->nnodes; i++)
+		if (w->acked & ~w->gone & (1ull << i))
+			acked++;
+	if (acked >= w->needed)
+		write_finish(w, CLUSTER_ACKED, "applied");
+}
+
+static void write_acked_by(struct cl_write *w, const char *node)
+{
+	for (unsigned i = 0; i < w->nnodes; i++) {
+		if (strcmp(w->nodes[i], node) == 0) {
+			w->acked |= 1ull << i;
+			write_check(w);
+			return;
+		}
+	}
+}
+
+static void on_write_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct cl_write *w = arg;
+
+	(void)fd;
+	(void)what;
+	if (!w->script_done)
+		write_finish(w, CLUSTER_FAILED, "Redis did not answer within "
+			     "ack_timeout_ms; the write may or may not be stored");
+	else if (!w->applied_self)
+		write_finish(w, CLUSTER_STORE_FULL, "stored in the cluster, but "
+			     "this node's token store refused it");
+	else
+		write_finish(w, CLUSTER_TIMED_OUT, "stored in the cluster, but not "
+			     "every node confirmed it within ack_timeout_ms");
+}
+
+/* ---- applying events -------------------------------------------------- */
+
+/*
+ * The ordering rule, for every event from any source (our own script's
+ * reply, the channel, the resync scan): apply only a version newer than
+ * the one held for the key, tombstones included. Returns 0 when the key
+ * now holds this version or a newer one, or the store's -errno.
+ */
+static int apply_event(struct cluster *cl, const struct clc_event *ev,
+		       struct store_entry *e)
+{
+	int64_t now = clock_wall_ms();
+	struct cl_key *k = key_find(cl, ev->kind, ev->key, ev->key_len);
+	bool tomb = ev->op == CLC_DEL || ev->expires_ms <= now;
+	int ret = 0;
+
+	if (k && k->version >= ev->version)
+		return 0;
+	if (!tomb) {
+		ret = cl->hooks.apply_put(cl->hooks.arg, e);
+		if (ret < 0)
+			return ret;
+	} else {
+		cl->hooks.apply_delete(cl->hooks.arg, ev->kind, ev->key, ev->key_len);
+	}
+	k = key_get(cl, ev->kind, ev->key, ev->key_len, now);
+	k->version = ev->version;
+	k->deleted = tomb;
+	k->mine = strcmp(ev->origin, cl->node) == 0;
+	k->expires_ms = tomb && ev->expires_ms < now + TOMB_MIN_MS
+				? now + TOMB_MIN_MS : ev->expires_ms;
+	if (tomb) {
+		FREE_NULL(k->hits);
+		k->nhits = 0;
+	}
+	if (ev->version > cl->max_version)
+		cl->max_version = ev->version;
+	cl->m_applied++;
+	return ret;
+}
+
+static void hit_store(struct cl_key *k, const char *node, int64_t time_ms,
+		      uint8_t outcome, const char *peer)
+{
+	struct cl_hit *h = NULL;
+
+	for (unsigned i = 0; i < k->nhits; i++)
+		if (strcmp(k->hits[i].node, node) == 0)
+			h = &k->hits[i];
+	if (!h && !k->hits) {
+		k->hits = calloc(HITS_PER_KEY, sizeof(*k->hits));
+		BUG_ON(!k->hits);
+	}
+	if (!h && k->nhits < HITS_PER_KEY)
+		h = &k->hits[k->nhits++];
+	if (!h) {
+		/* Full: the node with the oldest record makes room. */
+		h = &k->hits[0];
+		for (unsigned i = 1; i < k->nhits; i++)
+			if (k->hits[i].time_ms < h->time_ms)
+				h = &k->hits[i];
+	} else if (h->node[0] && h->time_ms >= time_ms) {
+		return;
+	}
+	snprintf(h->node, sizeof(h->node), "%s", node);
+	snprintf(h->peer, sizeof(h->peer), "%s", peer);
+	h->time_ms = time_ms;
+	h->outcome = outcome;
+}
+
+static void ack_send(struct cluster *cl, const struct clc_event *ev)
+{
+	char ch[sizeof(cl->ch_acks)], msg[CLC_ACK_MAX + 1];
+	const char *argv[3] = {"PUBLISH", ch, msg};
+	size_t lens[3];
+
+	snprintf(ch, sizeof(ch), "%sack:%s", cl->prefix, ev->origin);
+	lens[0] = 7;
+	lens[1] = strlen(ch);
+	lens[2] = clc_ack_encode(ev->write_id, cl->node, msg, sizeof(msg));
+	if (lens[2] == 0)
+		return;
+	/* Fire and forget: the reply only counts down inflight. */
+	cmd_send(cl, on_ignored, NULL, 3, argv, lens);
+}
+
+/* One message from the event channel, a hash, or a hit hash. */
+static void handle_message(struct cluster *cl, const char *data, size_t len,
+			   bool live)
+{
+	static struct log_limit lim;
+	struct clc_event ev;
+	struct cl_key *k;
+	int ret;
+
+	if (clc_decode((const uint8_t *)data, len, &ev, &cl->scratch) != 0) {
+		cl->m_bad++;
+		log_ratelimited(&lim, LOG_LVL_WARN, "cluster: ignored a malformed "
+				"message of %zu bytes from Redis", len);
+		return;
+	}
+	if (ev.op == CLC_HIT) {
+		k = key_find(cl, ev.kind, ev.key, ev.key_len);
+		if (k && !k->deleted)
+			hit_store(k, ev.origin, ev.hit_ms, ev.outcome, ev.peer);
+		return;
+	}
+	ret = apply_event(cl, &ev, &cl->scratch);
+	if (ret < 0) {
+		log_ratelimited(&lim, LOG_LVL_ERR, "cluster: cannot apply %s %s "
+				"from %s: %s", ev.op == CLC_PUT ? "put" : "delete",
+				ev.key, ev.origin, strerror(-ret));
+		return;
+	}
+	if (ev.write_id == 0)
+		return;
+	/*
+	 * Acked from the resync scan too: a node that restarts while a write
+	 * waits for it gets that write from the scan, never from the channel.
+	 * An ack nobody waits for any more is dropped by its origin.
+	 */
+	if (!live && strcmp(ev.origin, cl->node) == 0)
+		return;
+	if (strcmp(ev.origin, cl->node) == 0) {
+		struct cl_write *w = write_find(cl, ev.write_id);
+		if (w && !w->applied_self) {
+			w->applied_self = true;
+			w->store_ret = ret;
+			write_acked_by(w, cl->node);
+		}
+		return;
+	}
+	ack_send(cl, &ev);
+}
+
+/* ---- membership and heartbeats ---------------------------------------- */
+
+static bool in_list(char (*list)[CLC_NODE_MAX + 1], unsigned n, const char *s)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (strcmp(list[i], s) == 0)
+			return true;
+	return false;
+}
+
+static void update_live(struct cluster *cl, const redisReply *arr)
+{
+	char next[NODES_MAX][CLC_NODE_MAX + 1];
+	unsigned n = 0;
+
+	for (size_t i = 0; i < arr->elements && n < NODES_MAX; i++) {
+		const redisReply *e = arr->element[i];
+		if (e->type != REDIS_REPLY_STRING || !clc_node_valid(e->str, e->len))
+			continue;
+		memcpy(next[n], e->str, e->len);
+		next[n++][e->len] = '\0';
+	}
+	for (unsigned i = 0; cl->live_known && i < n; i++)
+		if (!in_list(cl->live, cl->nlive, next[i]))
+			log_info("cluster: node %s joined (%u live)", next[i], n);
+	for (unsigned i = 0; cl->live_known && i < cl->nlive; i++)
+		if (!in_list(next, n, cl->live[i]))
+			log_warn("cluster: node %s left: no heartbeat for %d ms "
+				 "(%u live)", cl->live[i], LIVE_MS, n);
+	if (!cl->live_known)
+		log_info("cluster: %u node%s live", n, n == 1 ? "" : "s");
+	memcpy(cl->live, next, sizeof(next[0]) * n);
+	cl->nlive = n;
+	cl->live_known = true;
+}
+
+static void republish_step(struct cluster *cl);
+static void scan_next(struct cluster *cl);
+
+/*
+ * A node that became ready says so: writes started from now on wait for
+ * it, without waiting for this node's next heartbeat to see it.
+ */
+static void node_joined(struct cluster *cl, const char *node)
+{
+	if (!cl->live_known || in_list(cl->live, cl->nlive, node) ||
+	    cl->nlive >= NODES_MAX)
+		return;
+	strcpy(cl->live[cl->nlive++], node);
+	log_info("cluster: node %s joined (%u live)", node, cl->nlive);
+}
+
+/*
+ * A node that stopped cleanly said so: it leaves the live set now, and no
+ * write waits for it any more (one that dies without a word is waited for
+ * until ack_timeout_ms: the writer cannot tell a dead node from a slow one).
+ */
+static void node_left(struct cluster *cl, const char *node)
+{
+	unsigned j = 0;
+
+	if (strcmp(node, cl->node) == 0)
+		return;
+	for (unsigned i = 0; i < cl->nlive; i++)
+		if (strcmp(cl->live[i], node) != 0)
+			memmove(cl->live[j++], cl->live[i], sizeof(cl->live[0]));
+	if (j != cl->nlive)
+		log_info("cluster: node %s left: it stopped (%u live)", node, j);
+	cl->nlive = j;
+	for (struct cl_write *w = cl->pending, *next; w; w = next) {
+		next = w->next;
+		for (unsigned i = 0; i < w->nnodes; i++) {
+			if (strcmp(w->nodes[i], node) == 0 && !(w->acked & (1ull << i))) {
+				w->gone |= 1ull << i;
+				w->needed = write_needed(w, cl->ack);
+				write_check(w);
+				break;
+			}
+		}
+	}
+}
+
+static void on_beat(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct cluster *cl = reply_begin(ac, reply);
+	redisReply *r = reply;
+	char err[256];
+
+	(void)priv;
+	if (!cl)
+		return;
+	cl->hb_outstanding = 0;
+	if (is_error(r, err, sizeof(err))) {
+		cl_drop(cl, "heartbeat refused: %s", err);
+		return;
+	}
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_STRING ||
+	    r->element[0]->len >= sizeof(cl->epoch) ||
+	    r->element[1]->type != REDIS_REPLY_ARRAY) {
+		cl_drop(cl, "heartbeat: unexpected reply");
+		return;
+	}
+	if (cl->epoch[0] && (strlen(cl->epoch) != r->element[0]->len ||
+			     memcmp(cl->epoch, r->element[0]->str, r->element[0]->len))) {
+		/*
+		 * The live set was lost with the rest: the others re-register
+		 * within a beat. Until then, keep the nodes known, so that
+		 * writes still wait for them and no one is logged as leaving.
+		 */
+		cl->live_known = false;
+		cl->repub_count = 0;
+		log_warn("cluster: Redis lost its data (restarted without "
+			 "persistence, or flushed): re-publishing the entries "
+			 "written through this node");
+		cl->republishing = true;
+		cl->repub_bucket = 0;
+		republish_step(cl);
+	} else {
+		update_live(cl, r->element[1]);
+	}
+	memcpy(cl->epoch, r->element[0]->str, r->element[0]->len);
+	cl->epoch[r->element[0]->len] = '\0';
+	if (cl->state == CLUSTER_SYNCING && !cl->scan_done &&
+	    cl->sync_outstanding == 0 && !cl->scan_cursor[0]) {
+		strcpy(cl->scan_cursor, "0");
+		scan_next(cl);
+	}
+}
+
+static void beat(struct cluster *cl)
+{
+	char live[16], floor[24], proposal[33];
+	uint8_t rnd[16];
+	const char *argv[10];
+	size_t lens[10];
+
+	if (!cl->subscribed)
+		return;
+	if (cl->hb_outstanding) {
+		if (++cl->hb_outstanding > HB_STALL_BEATS)
+			cl_drop(cl, "Redis has not answered a heartbeat for %d ms",
+				HB_STALL_BEATS * HEARTBEAT_MS);
+		return;
+	}
+	snprintf(live, sizeof(live), "%d", LIVE_MS);
+	snprintf(floor, sizeof(floor), "%llu", (unsigned long long)cl->max_version);
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		memset(rnd, 0, sizeof(rnd));
+	for (int i = 0; i < 16; i++)
+		snprintf(proposal + 2 * i, 3, "%02x", rnd[i]);
+	argv[0] = "EVALSHA";
+	argv[1] = cl->sha[SC_BEAT];
+	argv[2] = "3";
+	argv[3] = cl->k_nodes;
+	argv[4] = cl->k_epoch;
+	argv[5] = cl->k_ver;
+	argv[6] = cl->node;
+	argv[7] = live;
+	argv[8] = floor;
+	argv[9] = proposal;
+	for (int i = 0; i < 10; i++)
+		lens[i] = strlen(argv[i]);
+	if (cmd_send(cl, on_beat, NULL, 10, argv, lens) == 0)
+		cl->hb_outstanding = 1;
+}
+
+/* ---- the full resync: subscribed first, then every key scanned -------- */
+
+static void announce(struct cluster *cl)
+{
+	char msg[CLC_NODE_MAX + 2];
+	const char *argv[3] = {"PUBLISH", cl->ch_members, msg};
+	size_t lens[3];
+
+	snprintf(msg, sizeof(msg), "+%s", cl->node);
+	for (int i = 0; i < 3; i++)
+		lens[i] = strlen(argv[i]);
+	cmd_send(cl, on_ignored, NULL, 3, argv, lens);
+}
+
+static void sync_maybe_done(struct cluster *cl)
+{
+	if (cl->state != CLUSTER_SYNCING || !cl->scan_done || cl->sync_outstanding)
+		return;
+	cl->state = CLUSTER_READY;
+	cl->cause[0] = '\0';
+	cl->backoff_ms = BACKOFF_MIN_MS;
+	cl->m_resyncs++;
+	log_info("cluster: node %s ready: %u entr%s loaded from Redis %s:%u in "
+		 "%llu ms, %u node%s live", cl->node, cl->synced,
+		 cl->synced == 1 ? "y" : "ies", cl->target.host, cl->target.port,
+		 (unsigned long long)(clock_mono_ms() - cl->sync_started_ms),
+		 cl->nlive, cl->nlive == 1 ? "" : "s");
+	cl->ever_ready = true;
+	cl->drop_logged = false;
+	announce(cl);
+	/* A re-publishing cut short by the connection starts over. */
+	if (cl->republishing) {
+		cl->repub_bucket = 0;
+		republish_step(cl);
+	}
+}
+
+static void on_sync_entry(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct cluster *cl = reply_begin(ac, reply);
+	redisReply *r = reply;
+
+	(void)priv;
+	if (!cl)
+		return;
+	cl->sync_outstanding--;
+	if (r->type == REDIS_REPLY_STRING) {
+		handle_message(cl, r->str, r->len, false);
+		cl->synced++;
+	} else if (r->type == REDIS_REPLY_ARRAY) {
+		/* A hit hash: node, message, node, message... */
+		for (size_t i = 1; i < r->elements; i += 2)
+			if (r->element[i]->type == REDIS_REPLY_STRING)
+				handle_message(cl, r->element[i]->str,
+					       r->element[i]->len, false);
+	}
+	if (cl->sync_outstanding == 0) {
+		if (!cl->scan_done)
+			scan_next(cl);
+		sync_maybe_done(cl);
+	}
+}
+
+static void on_scan(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct cluster *cl = reply_begin(ac, reply);
+	redisReply *r = reply;
+	size_t plen;
+	char err[256];
+
+	(void)priv;
+	if (!cl)
+		return;
+	if (is_error(r, err, sizeof(err)) || r->type != REDIS_REPLY_ARRAY ||
+	    r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+	    r->element[0]->len >= sizeof(cl->scan_cursor) ||
+	    r->element[1]->type != REDIS_REPLY_ARRAY) {
+		cl_drop(cl, "SCAN failed: %s", r->type == REDIS_REPLY_ERROR ? err
+			: "unexpected reply");
+		return;
+	}
+	memcpy(cl->scan_cursor, r->element[0]->str, r->element[0]->len);
+	cl->scan_cursor[r->element[0]->len] = '\0';
+	cl->scan_done = strcmp(cl->scan_cursor, "0") == 0;
+	plen = strlen(cl->prefix);
+	for (size_t i = 0; i < r->element[1]->elements; i++) {
+		const redisReply *k = r->element[1]->element[i];
+		const char *argv[3];
+		size_t lens[3];
+
+		if (k->type != REDIS_REPLY_STRING || k->len < plen + 2)
+			continue;
+		if (k->str[plen] == 'e' && k->str[plen + 1] == ':') {
+			argv[0] = "HGET";
+			argv[2] = "m";
+		} else if (k->str[plen] == 'h' && k->str[plen + 1] == ':') {
+			argv[0] = "HGETALL";
+		} else {
+			continue;
+		}
+		argv[1] = k->str;
+		lens[0] = strlen(argv[0]);
+		lens[1] = k->len;
+		lens[2] = 1;
+		if (cmd_send(cl, on_sync_entry, NULL, argv[0][1] == 'G' ? 3 : 2,
+			     argv, lens) == 0)
+			cl->sync_outstanding++;
+	}
+	if (cl->sync_outstanding == 0) {
+		if (!cl->scan_done)
+			scan_next(cl);
+		sync_maybe_done(cl);
+	}
+}
+
+static void scan_next(struct cluster *cl)
+{
+	const char *argv[6] = {"SCAN", cl->scan_cursor, "MATCH", cl->scan_match,
+			       "COUNT", SCAN_COUNT};
+	size_t lens[6];
+
+	for (int i = 0; i < 6; i++)
+		lens[i] = strlen(argv[i]);
+	if (cmd_send(cl, on_scan, NULL, 6, argv, lens) != 0)
+		cl_drop(cl, "cannot send SCAN");
+}
+
+/* ---- republishing what this node wrote, after Redis lost it ------------ */
+
+static void on_republished(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct cluster *cl = reply_begin(ac, reply);
+
+	(void)priv;
+	if (!cl)
+		return;
+	if (cl->repub_inflight)
+		cl->repub_inflight--;
+	if (cl->repub_inflight == 0)
+		republish_step(cl);
+}
+
+static int send_write(struct cluster *cl, char mode, uint64_t version,
+		      const char *hkey, int64_t expires, bool tomb,
+		      size_t blen, redisCallbackFn *fn, void *priv)
+{
+	char ver[24], exp[24];
+	const char *argv[11] = {"EVALSHA", cl->sha[SC_WRITE], "2", hkey, cl->k_ver,
+				mode == 'w' ? "w" : "r", ver, exp,
+				tomb ? "1" : "0", (const char *)cl->body,
+				cl->ch_events};
+	size_t lens[11];
+
+	snprintf(ver, sizeof(ver), "%llu", (unsigned long long)version);
+	snprintf(exp, sizeof(exp), "%lld", (long long)expires);
+	for (int i = 0; i < 11; i++)
+		lens[i] = i == 9 ? blen : strlen(argv[i]);
+	return cmd_send(cl, fn, priv, 11, argv, lens);
+}
+
+static void republish_step(struct cluster *cl)
+{
+	int64_t now = clock_wall_ms();
+	char hkey[CFG_PREFIX_MAX + STORE_KEY_MAX + 8];
+
+	while (cl->republishing && cl->repub_bucket < cl->nbuckets &&
+	       cl->repub_inflight < REPUBLISH_BATCH) {
+		for (struct cl_key *k = cl->buckets[cl->repub_bucket]; k; k = k->next) {
+			size_t blen;
+
+			if (!k->mine || k->expires_ms <= now)
+				continue;
+			if (k->deleted) {
+				blen = clc_encode_del(cl->node, 0, k->kind, k->key,
+						      k->key_len, k->expires_ms,
+						      cl->body, sizeof(cl->body));
+			} else if (store_lookup(cl->hooks.store, k->kind, k->key,
+						k->key_len, now, &cl->scratch) == 0) {
+				blen = clc_encode_put(cl->node, 0, &cl->scratch,
+						      cl->body, sizeof(cl->body));
+			} else {
+				continue;
+			}
+			entry_key(cl, hkey, sizeof(hkey), 'e', k->kind, k->key);
+			if (blen && send_write(cl, 'r', k->version, hkey, k->expires_ms,
+					       k->deleted, blen, on_republished,
+					       NULL) == 0) {
+				cl->repub_inflight++;
+				cl->repub_count++;
+				cl->m_republished++;
+			}
+		}
+		cl->repub_bucket++;
+	}
+	if (cl->repub_bucket >= cl->nbuckets && cl->republishing &&
+	    cl->repub_inflight == 0) {
+		cl->republishing = false;
+		log_info("cluster: re-published %llu entr%s written through "
+			 "this node", (unsigned long long)cl->repub_count,
+			 cl->repub_count == 1 ? "y" : "ies");
+	}
+}
+
+/* ---- the subscription ------------------------------------------------- */
+
+static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct cluster *cl = ac->data;
+	redisReply *r = reply;
+	const redisReply *type, *ch, *payload;
+
+	(void)priv;
+	if (!cl || !r)
+		return;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+		char err[256];
+		if (is_error(r, err, sizeof(err)))
+			cl_drop(cl, "SUBSCRIBE refused: %s", err);
+		return;
+	}
+	type = r->element[0];
+	ch = r->element[1];
+	payload = r->element[2];
+	if (type->type != REDIS_REPLY_STRING || ch->type != REDIS_REPLY_STRING)
+		return;
+	if (type->len == 9 && memcmp(type->str, "subscribe", 9) == 0) {
+		if (payload->type == REDIS_REPLY_INTEGER && payload->integer == 3 &&
+		    !cl->subscribed) {
+			/* Nothing published from now on is missed: scan after the beat. */
+			cl->subscribed = true;
+			cl->redis_up = true;
+			cl->state = CLUSTER_SYNCING;
+			snprintf(cl->cause, sizeof(cl->cause), "loading the "
+				 "cluster's entries from Redis");
+			event_del(cl->connect_to_ev);
+			beat(cl);
+		}
+		return;
+	}
+	if (type->len != 7 || memcmp(type->str, "message", 7) != 0 ||
+	    payload->type != REDIS_REPLY_STRING)
+		return;
+	if (ch->len == strlen(cl->ch_events) &&
+	    memcmp(ch->str, cl->ch_events, ch->len) == 0) {
+		handle_message(cl, payload->str, payload->len, true);
+	} else if (ch->len == strlen(cl->ch_acks) &&
+		   memcmp(ch->str, cl->ch_acks, ch->len) == 0) {
+		char node[CLC_NODE_MAX + 1];
+		uint64_t id;
+		struct cl_write *w;
+
+		if (clc_ack_decode(payload->str, payload->len, &id, node) != 0) {
+			cl->m_bad++;
+			return;
+		}
+		w = write_find(cl, id);
+		if (w)
+			write_acked_by(w, node);
+	} else if (ch->len == strlen(cl->ch_members) &&
+		   memcmp(ch->str, cl->ch_members, ch->len) == 0 &&
+		   payload->len > 1 && (payload->str[0] == '+' || payload->str[0] == '-') &&
+		   clc_node_valid(payload->str + 1, payload->len - 1)) {
+		char node[CLC_NODE_MAX + 1];
+
+		memcpy(node, payload->str + 1, payload->len - 1);
+		node[payload->len - 1] = '\0';
+		if (payload->str[0] == '+')
+			node_joined(cl, node);
+		else
+			node_left(cl, node);
+	}
+}
+
+/* ---- connecting ------------------------------------------------------- */
+
+static void free_ctx(redisAsyncContext **slot)
+{
+	redisAsyncContext *ac = *slot;
+
+	if (!ac)
+		return;
+	*slot = NULL;
+	ac->data = NULL;	/* its callbacks, run by the free, see no cluster */
+	redisAsyncFree(ac);
+}
+
+static void cl_drop(struct cluster *cl, const char *fmt, ...)
+{
+	va_list ap;
+	bool was_ready = cl->state == CLUSTER_READY;
+
+	va_start(ap, fmt);
+	vsnprintf(cl->cause, sizeof(cl->cause), fmt, ap);
+	va_end(ap);
+	free_ctx(&cl->cmd);
+	free_ctx(&cl->sub);
+	free_ctx(&cl->sentinel);
+	event_del(cl->connect_to_ev);
+	cl->redis_up = false;
+	cl->subscribed = false;
+	cl->inflight = 0;
+	cl->hb_outstanding = 0;
+	cl->repub_inflight = 0;
+	cl->sync_outstanding = 0;
+	cl->live_known = false;
+	for (unsigned i = 0; i < cl->nhit_list; i++)
+		cl->hit_list[i]->cand_listed = false;
+	cl->nhit_list = 0;
+	/* Writes whose script reply is lost may or may not be in Redis. */
+	for (struct cl_write *w = cl->pending, *next; w; w = next) {
+		next = w->next;
+		if (!w->script_done)
+			write_finish(w, CLUSTER_FAILED, "lost the connection to "
+				     "Redis; the write may or may not be stored");
+	}
+	if (was_ready || !cl->drop_logged)
+		log_err("cluster: %s: %s; serving what this node holds, refusing "
+			"writes, reconnecting", cl->ever_ready ? "degraded"
+			: "not ready", cl->cause);
+	cl->drop_logged = true;
+	/* A node that never loaded the set is still syncing, not degraded. */
+	cl->state = cl->ever_ready ? CLUSTER_DEGRADED : CLUSTER_SYNCING;
+	arm(cl->reconnect_ev, cl->backoff_ms);
+	cl->backoff_ms = cl->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
+							    : cl->backoff_ms * 2;
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+	struct cluster *cl = ac->data;
+
+	if (!cl || status == REDIS_OK)
+		return;
+	/* hiredis frees a context whose connect failed: forget it first. */
+	((redisAsyncContext *)ac)->data = NULL;
+	if (ac == cl->cmd) {
+		cl->cmd = NULL;
+	} else if (ac == cl->sub) {
+		cl->sub = NULL;
+	} else if (ac == cl->sentinel) {
+		cl->sentinel = NULL;
+		log_warn("cluster: sentinel %s:%u: %s", cl->target.host,
+			 cl->target.port, ac->errstr);
+		cl->sentinel_next++;
+		ask_sentinel(cl);
+		return;
+	}
+	cl_drop(cl, "cannot connect to Redis %s:%u: %s", cl->target.host,
+		cl->target.port, ac->errstr[0] ? ac->errstr : "error");
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct cluster *cl = ac->data;
+
+	(void)status;
+	if (!cl)
+		return;
+	((redisAsyncContext *)ac)->data = NULL;
+	if (ac == cl->cmd)
+		cl->cmd = NULL;
+	else if (ac == cl->sub)
+		cl->sub = NULL;
+	else if (ac == cl->sentinel)
+		cl->sentinel = NULL;
+	cl_drop(cl, "lost the connection to Redis %s:%u%s%s", cl->target.host,
+		cl->target.port, ac->errstr[0] ? ": " : "", ac->errstr);
+}
+
+static redisAsyncContext *open_ctx(struct cluster *cl, const char *host,
+				   uint16_t port)
+{
+	redisAsyncContext *ac = redisAsyncConnect(host, port);
+
+	if (!ac)
+		return NULL;
+	if (ac->err) {
+		snprintf(cl->cause, sizeof(cl->cause), "%s", ac->errstr);
+		redisAsyncFree(ac);
+		return NULL;
+	}
+	ac->data = cl;
+	redisLibeventAttach(ac, cl->base);
+	redisAsyncSetConnectCallback(ac, on_connect);
+	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	return ac;
+}
+
+/* Any error on the way up (AUTH, ROLE, SCRIPT LOAD) drops the connection. */
+static void on_setup(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct cluster *cl = reply_begin(ac, reply);
+	redisReply *r = reply;
+	const char *what = priv;
+	char err[256];
+
+	if (!cl)
+		return;
+	if (is_error(r, err, sizeof(err))) {
+		cl_drop(cl, "Redis %s:%u refused %s: %s", cl->target.host,
+			cl->target.port, what, err);
+		return;
+	}
+	if (strcmp(what, "ROLE") == 0) {
+		if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+		    r->element[0]->type != REDIS_REPLY_STRING ||
+		    strcmp(r->element[0]->str, "master") != 0)
+			cl_drop(cl, "Redis %s:%u is not a master", cl->target.host,
+				cl->target.port);
+		return;
+	}
+	if (strncmp(what, "SCRIPT", 6) == 0) {
+		int i = what[6] - '0';
+		if (r->type != REDIS_REPLY_STRING || r->len != 40 ||
+		    memcmp(r->str, cl->sha[i], 40) != 0)
+			cl_drop(cl, "SCRIPT LOAD returned another digest");
+		return;
+	}
+	if (strcmp(what, "AUTH") == 0 && ac == cl->cmd)
+		log_debug("cluster: authenticated to Redis");
+}
+
+static void send_auth(struct cluster *cl, redisAsyncContext *ac)
+{
+	const char *argv[3] = {"AUTH"};
+	size_t lens[3] = {4};
+	int argc = 1;
+
+	if (!cl->password[0])
+		return;
+	if (cl->user[0]) {
+		argv[argc] = cl->user;
+		lens[argc++] = strlen(cl->user);
+	}
+	argv[argc] = cl->password;
+	lens[argc++] = strlen(cl->password);
+	if (ac == cl->cmd)
+		cmd_send(cl, on_setup, (void *)"AUTH", argc, argv, lens);
+	else
+		redisAsyncCommandArgv(ac, on_setup, (void *)"AUTH", argc, argv, lens);
+}
+
+static void connect_master(struct cluster *cl)
+{
+	static const char *const load_names[SC_COUNT] = {"SCRIPT0", "SCRIPT1",
+							  "SCRIPT2"};
+	const char *argv[3];
+	size_t lens[3];
+
+	cl->cmd = open_ctx(cl, cl->target.host, cl->target.port);
+	cl->sub = cl->cmd ? open_ctx(cl, cl->target.host, cl->target.port) : NULL;
+	if (!cl->cmd || !cl->sub) {
+		char why[256];
+		snprintf(why, sizeof(why), "%s", cl->cause);
+		cl_drop(cl, "cannot connect to Redis %s:%u: %s", cl->target.host,
+			cl->target.port, why);
+		return;
+	}
+	/* hiredis queues these until the connection is up, in this order. */
+	send_auth(cl, cl->cmd);
+	send_auth(cl, cl->sub);
+	argv[0] = "ROLE";
+	lens[0] = 4;
+	cmd_send(cl, on_setup, (void *)"ROLE", 1, argv, lens);
+	for (int i = 0; i < SC_COUNT; i++) {
+		argv[0] = "SCRIPT";
+		argv[1] = "LOAD";
+		argv[2] = scripts[i];
+		for (int j = 0; j < 3; j++)
+			lens[j] = strlen(argv[j]);
+		cmd_send(cl, on_setup, (void *)load_names[i], 3, argv, lens);
+	}
+	const char *sub[4] = {"SUBSCRIBE", cl->ch_events, cl->ch_acks, cl->ch_members};
+	size_t sublens[4];
+	for (int j = 0; j < 4; j++)
+		sublens[j] = strlen(sub[j]);
+	redisAsyncCommandArgv(cl->sub, on_sub, NULL, 4, sub, sublens);
+}
+
+/* Sentinel: ask each in turn where the master is, then connect to it. */
+
+static void on_sentinel(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct cluster *cl = ac->data;
+	redisReply *r = reply;
+	uint64_t port;
+
+	(void)priv;
+	if (!cl || !r)
+		return;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[0]->type == REDIS_REPLY_STRING &&
+	    r->element[0]->len > 0 && r->element[0]->len <= CFG_HOST_MAX &&
+	    reply_u64(r->element[1], &port) && port > 0 && port < 65536) {
+		memcpy(cl->target.host, r->element[0]->str, r->element[0]->len);
+		cl->target.host[r->element[0]->len] = '\0';
+		cl->target.port = (uint16_t)port;
+		/* Freed from inside its own callback: hiredis defers it. */
+		free_ctx(&cl->sentinel);
+		connect_master(cl);
+		return;
+	}
+	free_ctx(&cl->sentinel);
+	cl->sentinel_next++;
+	ask_sentinel(cl);
+}
+
+static void ask_sentinel(struct cluster *cl)
+{
+	const struct cfg_hostport *s;
+	const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", cl->master};
+	size_t lens[3];
+
+	if (cl->sentinel_next >= cl->nsentinels) {
+		cl->sentinel_next = 0;
+		cl_drop(cl, "no sentinel knows master %s", cl->master);
+		return;
+	}
+	s = &cl->sentinels[cl->sentinel_next];
+	cl->target = *s;	/* what on_connect names if this one fails */
+	cl->sentinel = open_ctx(cl, s->host, s->port);
+	if (!cl->sentinel) {
+		cl->sentinel_next++;
+		ask_sentinel(cl);
+		return;
+	}
+	for (int i = 0; i < 3; i++)
+		lens[i] = strlen(argv[i]);
+	redisAsyncCommandArgv(cl->sentinel, on_sentinel, NULL, 3, argv, lens);
+}
+
+static void cl_connect(struct cluster *cl)
+{
+	cl->scan_done = false;
+	cl->scan_cursor[0] = '\0';
+	cl->synced = 0;
+	cl->sync_started_ms = clock_mono_ms();
+	arm(cl->connect_to_ev, CONNECT_TIMEOUT_MS);
+	if (cl->nsentinels) {
+		cl->sentinel_next = 0;
+		ask_sentinel(cl);
+	} else {
+		cl->target = cl->redis;
+		connect_master(cl);
+	}
+}
+
+static void on_reconnect(evutil_socket_t fd, short what, void *arg)
+{
+	struct cluster *cl = arg;
+
+	(void)fd;
+	(void)what;
+	cl->m_reconnects++;
+	cl_connect(cl);
+}
+
+static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct cluster *cl = arg;
+
+	(void)fd;
+	(void)what;
+	if (!cl->subscribed)
+		cl_drop(cl, "Redis %s:%u did not answer within %d ms",
+			cl->target.host, cl->target.port, CONNECT_TIMEOUT_MS);
+}
+
+static void on_beat_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct cluster *cl = arg;
+
+	(void)fd;
+	(void)what;
+	beat(cl);
+	if (++cl->beats % 20 == 0)
+		keys_sweep(cl, clock_wall_ms());
+}
+
+/* ---- hit records ------------------------------------------------------ */
+
+static void collect_hit(const struct pstats_hit *h, void *arg)
+{
+	struct cluster *cl = arg;
+	struct cl_key *k = key_find(cl, h->kind, h->key, h->key_len);
+
+	if (!k || k->deleted || h->time_ms <= k->hit_sent_time ||
+	    h->time_ms <= k->cand.time_ms)
+		return;
+	if (!k->cand_listed) {
+		if (cl->nhit_list >= HIT_WRITES_MAX)
+			return;
+		cl->hit_list[cl->nhit_list++] = k;
+		k->cand_listed = true;
+	}
+	snprintf(k->cand.peer, sizeof(k->cand.peer), "%s", h->peer);
+	k->cand.time_ms = h->time_ms;
+	k->cand.outcome = h->outcome;
+}
+
+static void on_hit_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct cluster *cl = arg;
+	char path[CFG_PATH_MAX + 16], err[256];
+	char hkey[CFG_PREFIX_MAX + STORE_KEY_MAX + 8], exp[24];
+	char msg[CLC_VERSION_DIGITS + 2 + 600];
+	struct pstats *ps;
+	int64_t now = clock_wall_ms();
+	unsigned keep = 0;
+
+	(void)fd;
+	(void)what;
+	if (cl->state != CLUSTER_READY)
+		return;
+	pstats_path(cl->store_path, path, sizeof(path));
+	if (pstats_open(path, priv_uid(PRIV_PROXY), &ps, err, sizeof(err)) != 0)
+		return;
+	pstats_hits_since(ps, now - HIT_LOOKBACK_MS, collect_hit, cl);
+	pstats_close(ps);
+	for (unsigned i = 0; i < cl->nhit_list; i++) {
+		struct cl_key *k = cl->hit_list[i];
+		size_t n, blen;
+
+		if (k->deleted) {
+			k->cand_listed = false;
+			continue;
+		}
+		/* Coalesced: one write per key per interval, the newest hit. */
+		if (now - k->hit_sent_ms < HIT_INTERVAL_MS) {
+			cl->hit_list[keep++] = k;
+			continue;
+		}
+		k->cand_listed = false;
+		hit_store(k, cl->node, k->cand.time_ms, k->cand.outcome, k->cand.peer);
+		n = clc_version_prefix(0, msg, sizeof(msg));
+		blen = clc_encode_hit(cl->node, k->kind, k->key, k->key_len,
+				      k->cand.time_ms, k->cand.outcome, k->cand.peer,
+				      (uint8_t *)msg + n, sizeof(msg) - n);
+		k->hit_sent_ms = now;
+		k->hit_sent_time = k->cand.time_ms;
+		if (!blen)
+			continue;
+		entry_key(cl, hkey, sizeof(hkey), 'h', k->kind, k->key);
+		snprintf(exp, sizeof(exp), "%lld", (long long)k->expires_ms);
+		const char *argv[8] = {"EVALSHA", cl->sha[SC_HIT], "1", hkey,
+				       cl->node, msg, exp, cl->ch_events};
+		size_t lens[8];
+		for (int j = 0; j < 8; j++)
+			lens[j] = strlen(argv[j]);
+		lens[5] = n + blen;
+		if (cmd_send(cl, on_ignored, NULL, 8, argv,
+			     lens) == 0)
+			cl->m_hit_writes++;
+	}
+	cl->nhit_list = keep;
+}
+
+/* ---- the API's side --------------------------------------------------- */
+
+static void sha1_hex(const char *s, char out[41])
+{
+	uint8_t d[SHA_DIGEST_LENGTH];
+
+	SHA1((const unsigned char *)s, strlen(s), d);
+	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+		snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+int cluster_open(struct event_base *base, const struct cfg *cfg,
+		 const struct cluster_hooks *hooks, struct cluster **out)
+{
+	struct cluster *cl = calloc(1, sizeof(*cl));
+	uint8_t rnd[4];
+
+	BUG_ON(!cl);
+	cl->base = base;
+	cl->hooks = *hooks;
+	snprintf(cl->node, sizeof(cl->node), "%s", cfg->cluster.node);
+	cl->redis = cfg->cluster.redis;
+	memcpy(cl->sentinels, cfg->cluster.sentinels, sizeof(cl->sentinels));
+	cl->nsentinels = cfg->cluster.nsentinels;
+	snprintf(cl->master, sizeof(cl->master), "%s", cfg->cluster.master);
+	snprintf(cl->user, sizeof(cl->user), "%s", cfg->cluster.user);
+	memcpy(cl->password, cfg->cluster.password, sizeof(cl->password));
+	snprintf(cl->store_path, sizeof(cl->store_path), "%s", cfg->store.path);
+	snprintf(cl->prefix, sizeof(cl->prefix), "%s", cfg->cluster.prefix);
+	cluster_reload(cl, cfg);
+	snprintf(cl->k_ver, sizeof(cl->k_ver), "%sver", cl->prefix);
+	snprintf(cl->k_nodes, sizeof(cl->k_nodes), "%snodes", cl->prefix);
+	snprintf(cl->k_epoch, sizeof(cl->k_epoch), "%sepoch", cl->prefix);
+	snprintf(cl->ch_events, sizeof(cl->ch_events), "%sevents", cl->prefix);
+	snprintf(cl->ch_acks, sizeof(cl->ch_acks), "%sack:%s", cl->prefix, cl->node);
+	snprintf(cl->ch_members, sizeof(cl->ch_members), "%smembers", cl->prefix);
+	/* MATCH takes a glob: the prefix's own glob characters are escaped. */
+	size_t m = 0;
+	for (const char *p = cl->prefix; *p; p++) {
+		if (strchr("*?[]\\", *p))
+			cl->scan_match[m++] = '\\';
+		cl->scan_match[m++] = *p;
+	}
+	strcpy(cl->scan_match + m, "*");
+	for (int i = 0; i < SC_COUNT; i++)
+		sha1_hex(scripts[i], cl->sha[i]);
+	cl->keys_max = (size_t)cfg->store.capacity * 4 + 1024;
+	for (cl->nbuckets = 1024; cl->nbuckets < cl->keys_max; cl->nbuckets *= 2)
+		;
+	cl->buckets = calloc(cl->nbuckets, sizeof(*cl->buckets));
+	BUG_ON(!cl->buckets);
+	/* Write ids start at random: a restarted node never takes a stale ack. */
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		memset(rnd, 0, sizeof(rnd));
+	cl->next_id = ((uint64_t)rnd[0] << 48 | (uint64_t)rnd[1] << 40 |
+		       (uint64_t)rnd[2] << 32 | (uint64_t)rnd[3] << 24) + 1;
+	cl->backoff_ms = BACKOFF_MIN_MS;
+	cl->state = CLUSTER_SYNCING;
+	snprintf(cl->cause, sizeof(cl->cause), "loading the cluster's entries "
+		 "from Redis");
+	cl->reconnect_ev = evtimer_new(base, on_reconnect, cl);
+	cl->connect_to_ev = evtimer_new(base, on_connect_timeout, cl);
+	cl->beat_ev = event_new(base, -1, EV_PERSIST, on_beat_timer, cl);
+	cl->hit_ev = event_new(base, -1, EV_PERSIST, on_hit_timer, cl);
+	BUG_ON(!cl->reconnect_ev || !cl->connect_to_ev || !cl->beat_ev || !cl->hit_ev);
+	arm(cl->beat_ev, HEARTBEAT_MS);
+	arm(cl->hit_ev, HIT_INTERVAL_MS);
+	log_info("cluster: node %s, %s %s:%u, ack %s, ack_timeout_ms %u, "
+		 "prefix \"%s\"%s", cl->node, cl->nsentinels ? "sentinel" : "redis",
+		 cl->nsentinels ? cl->sentinels[0].host : cl->redis.host,
+		 cl->nsentinels ? cl->sentinels[0].port : cl->redis.port,
+		 cl->ack == ACK_ALL ? "all" : "quorum", cl->ack_timeout_ms,
+		 cl->prefix, cl->password[0] ? ", with a password" : "");
+	cl_connect(cl);
+	*out = cl;
+	return 0;
+}
+
+void cluster_reload(struct cluster *cl, const struct cfg *cfg)
+{
+	if (!cfg->cluster.enabled)
+		return;
+	cl->ack = cfg->cluster.ack;
+	cl->ack_timeout_ms = cfg->cluster.ack_timeout_ms;
+	if (strcmp(cfg->cluster.node, cl->node) ||
+	    strcmp(cfg->cluster.prefix, cl->prefix) ||
+	    strcmp(cfg->cluster.redis.host, cl->redis.host) ||
+	    cfg->cluster.redis.port != cl->redis.port)
+		log_warn("cluster: node, prefix, redis and sentinel changes take "
+			 "effect only on restart");
+}
+
+/* Leaves the live set now, so that no write waits for a node that stopped. */
+static void leave(struct cluster *cl)
+{
+	struct timeval tv = {0, 300 * 1000};
+	redisContext *c;
+	redisReply *r;
+
+	if (!cl->redis_up)
+		return;
+	c = redisConnectWithTimeout(cl->target.host, cl->target.port, tv);
+	if (!c || c->err) {
+		if (c)
+			redisFree(c);
+		return;
+	}
+	redisSetTimeout(c, tv);
+	if (cl->password[0]) {
+		r = cl->user[0] ? redisCommand(c, "AUTH %s %s", cl->user, cl->password)
+				: redisCommand(c, "AUTH %s", cl->password);
+		freeReplyObject(r);
+	}
+	r = redisCommand(c, "ZREM %s %s", cl->k_nodes, cl->node);
+	freeReplyObject(r);
+	r = redisCommand(c, "PUBLISH %s -%s", cl->ch_members, cl->node);
+	freeReplyObject(r);
+	redisFree(c);
+}
+
+void cluster_close(struct cluster *cl)
+{
+	if (!cl)
+		return;
+	leave(cl);
+	while (cl->pending)
+		write_finish(cl->pending, CLUSTER_FAILED, "the node is stopping");
+	free_ctx(&cl->cmd);
+	free_ctx(&cl->sub);
+	free_ctx(&cl->sentinel);
+	event_free(cl->reconnect_ev);
+	event_free(cl->connect_to_ev);
+	event_free(cl->beat_ev);
+	event_free(cl->hit_ev);
+	for (size_t b = 0; b < cl->nbuckets; b++)
+		while (cl->buckets[b])
+			key_free(cl, &cl->buckets[b]);
+	free(cl->buckets);
+	explicit_bzero(cl->password, sizeof(cl->password));
+	free(cl);
+}
+
+enum cluster_state cluster_state(const struct cluster *cl, const char **cause)
+{
+	if (cause)
+		*cause = cl->cause;
+	return cl->state;
+}
+
+static struct cl_write *write_start(struct cluster *cl, cluster_done_fn done,
+				    void *arg, const char **why)
+{
+	struct cl_write *w;
+
+	if (cl->state != CLUSTER_READY) {
+		cl->m_refused++;
+		*why = cl->cause;
+		return NULL;
+	}
+	if (cl->npending >= PENDING_MAX || cl->inflight >= INFLIGHT_MAX) {
+		cl->m_refused++;
+		*why = "too many writes are waiting for the cluster; retry";
+		return NULL;
+	}
+	w = calloc(1, sizeof(*w));
+	BUG_ON(!w);
+	w->cl = cl;
+	w->id = cl->next_id++;
+	w->done = done;
+	w->arg = arg;
+	w->started_us = now_us();
+	/* Those live now must confirm; self always counts. */
+	for (unsigned i = 0; i < cl->nlive; i++)
+		strcpy(w->nodes[w->nnodes++], cl->live[i]);
+	if (!in_list(w->nodes, w->nnodes, cl->node) && w->nnodes < NODES_MAX)
+		strcpy(w->nodes[w->nnodes++], cl->node);
+	w->needed = write_needed(w, cl->ack);
+	return w;
+}
+
+static void on_write_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct cluster *cl = reply_begin(ac, reply);
+	redisReply *r = reply;
+	struct cl_write *w;
+	uint64_t id = (uint64_t)(uintptr_t)priv, v;
+	struct clc_event ev = {0};
+	char err[256];
+	int ret;
+
+	if (!cl || !(w = write_find(cl, id)))
+		return;
+	if (is_error(r, err, sizeof(err))) {
+		if (!strncmp(err, "READONLY", 8) || !strncmp(err, "NOSCRIPT", 8)) {
+			write_finish(w, CLUSTER_FAILED, "Redis refused the write; "
+				     "reconnecting");
+			cl_drop(cl, "write refused: %s", err);
+			return;
+		}
+		write_finish(w, CLUSTER_FAILED, "Redis refused the write");
+		return;
+	}
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_INTEGER ||
+	    !reply_u64(r->element[1], &v)) {
+		write_finish(w, CLUSTER_FAILED, "unexpected reply from Redis");
+		return;
+	}
+	if (r->element[0]->integer != 1) {
+		write_finish(w, CLUSTER_FAILED, "the entry expired before it was "
+			     "written");
+		return;
+	}
+	w->script_done = true;
+	w->version = v;
+	if (!w->applied_self) {
+		ev.version = v;
+		ev.op = w->is_delete ? CLC_DEL : CLC_PUT;
+		ev.kind = w->kind;
+		ev.key_len = w->key_len;
+		memcpy(ev.key, w->key, (size_t)w->key_len + 1);
+		snprintf(ev.origin, sizeof(ev.origin), "%s", cl->node);
+		ev.write_id = w->id;
+		ev.expires_ms = w->expires_ms;
+		/* apply_put fills version and slot: apply a copy, keep ours. */
+		if (!w->is_delete)
+			memcpy(&cl->scratch, &w->entry, sizeof(cl->scratch));
+		ret = apply_event(cl, &ev, &cl->scratch);
+		if (ret >= 0) {
+			w->applied_self = true;
+			w->store_ret = ret;
+			write_acked_by(w, cl->node);
+			return;
+		}
+		if (ret == -ENOSPC) {
+			write_finish(w, CLUSTER_STORE_FULL, "stored in the cluster, "
+				     "but this node's token store is full");
+			return;
+		}
+	}
+	write_check(w);
+}
+
+static int write_send(struct cluster *cl, struct cl_write *w, size_t blen,
+		      const char **why)
+{
+	char hkey[CFG_PREFIX_MAX + STORE_KEY_MAX + 8];
+
+	entry_key(cl, hkey, sizeof(hkey), 'e', w->kind, w->key);
+	if (!blen || send_write(cl, 'w', cl->max_version, hkey, w->expires_ms,
+				w->is_delete, blen, on_write_reply,
+				(void *)(uintptr_t)w->id) != 0) {
+		free(w);
+		cl->m_refused++;
+		*why = "cannot send the write to Redis";
+		return -1;
+	}
+	w->timer = evtimer_new(cl->base, on_write_timeout, w);
+	BUG_ON(!w->timer);
+	arm(w->timer, cl->ack_timeout_ms);
+	w->next = cl->pending;
+	cl->pending = w;
+	cl->npending++;
+	return 0;
+}
+
+int cluster_put(struct cluster *cl, const struct store_entry *e,
+		cluster_done_fn done, void *arg, const char **why)
+{
+	struct cl_write *w = write_start(cl, done, arg, why);
+
+	if (!w)
+		return -1;
+	memcpy(&w->entry, e, offsetof(struct store_entry, payload) + e->payload_len);
+	w->kind = e->kind;
+	w->key_len = e->key_len;
+	memcpy(w->key, e->key, (size_t)e->key_len + 1);
+	w->expires_ms = e->expires_ms;
+	return write_send(cl, w, clc_encode_put(cl->node, w->id, e, cl->body,
+						sizeof(cl->body)), why);
+}
+
+int cluster_delete(struct cluster *cl, enum store_kind kind, const char *key,
+		   size_t key_len, int64_t expires_ms, cluster_done_fn done,
+		   void *arg, const char **why)
+{
+	struct cl_write *w = write_start(cl, done, arg, why);
+
+	if (!w)
+		return -1;
+	w->is_delete = true;
+	w->kind = (uint8_t)kind;
+	w->key_len = (uint8_t)key_len;
+	memcpy(w->key, key, key_len);
+	w->key[key_len] = '\0';
+	/* The tombstone outlives the entry, so no older write can revive it. */
+	w->expires_ms = expires_ms + TOMB_MIN_MS;
+	return write_send(cl, w, clc_encode_del(cl->node, w->id, (uint8_t)kind, key,
+						key_len, w->expires_ms, cl->body,
+						sizeof(cl->body)), why);
+}
+
+/* ---- observability ---------------------------------------------------- */
+
+void cluster_metrics(const struct cluster *cl, struct evbuffer *b)
+{
+	static const char *const states[3] = {"syncing", "ready", "degraded"};
+	uint64_t cum = 0;
+
+	evbuffer_add_printf(b,
+		"# HELP acmeedge_cluster_info This node's name and ack mode.\n"
+		"# TYPE acmeedge_cluster_info gauge\n"
+		"acmeedge_cluster_info{node=\"%s\",ack=\"%s\"} 1\n"
+		"# HELP acmeedge_cluster_redis_up Whether this node is connected "
+		"to Redis and subscribed.\n"
+		"# TYPE acmeedge_cluster_redis_up gauge\nacmeedge_cluster_redis_up %d\n"
+		"# HELP acmeedge_cluster_state 1 for the state this node is in.\n"
+		"# TYPE acmeedge_cluster_state gauge\n",
+		cl->node, cl->ack == ACK_ALL ? "all" : "quorum", cl->redis_up);
+	for (int i = 0; i < 3; i++)
+		evbuffer_add_printf(b, "acmeedge_cluster_state{state=\"%s\"} %d\n",
+				    states[i], (int)cl->state == i);
+	evbuffer_add_printf(b,
+		"# HELP acmeedge_cluster_nodes_live Nodes with a fresh heartbeat, "
+		"this one included.\n# TYPE acmeedge_cluster_nodes_live gauge\n"
+		"acmeedge_cluster_nodes_live %u\n"
+		"# HELP acmeedge_cluster_writes_total Replicated writes started "
+		"here, by result.\n# TYPE acmeedge_cluster_writes_total counter\n"
+		"acmeedge_cluster_writes_total{result=\"acknowledged\"} %llu\n"
+		"acmeedge_cluster_writes_total{result=\"timed_out\"} %llu\n"
+		"acmeedge_cluster_writes_total{result=\"failed\"} %llu\n"
+		"acmeedge_cluster_writes_total{result=\"refused\"} %llu\n"
+		"# HELP acmeedge_cluster_resyncs_total Full loads of the entry set "
+		"from Redis (start and every reconnect).\n"
+		"# TYPE acmeedge_cluster_resyncs_total counter\n"
+		"acmeedge_cluster_resyncs_total %llu\n"
+		"# HELP acmeedge_cluster_reconnects_total Reconnection attempts.\n"
+		"# TYPE acmeedge_cluster_reconnects_total counter\n"
+		"acmeedge_cluster_reconnects_total %llu\n"
+		"# HELP acmeedge_cluster_events_applied_total Versions applied to "
+		"this node's store.\n"
+		"# TYPE acmeedge_cluster_events_applied_total counter\n"
+		"acmeedge_cluster_events_applied_total %llu\n"
+		"# HELP acmeedge_cluster_messages_malformed_total Messages from "
+		"Redis that did not decode.\n"
+		"# TYPE acmeedge_cluster_messages_malformed_total counter\n"
+		"acmeedge_cluster_messages_malformed_total %llu\n"
+		"# HELP acmeedge_cluster_republished_total Entries re-published "
+		"after Redis lost its data.\n"
+		"# TYPE acmeedge_cluster_republished_total counter\n"
+		"acmeedge_cluster_republished_total %llu\n"
+		"# HELP acmeedge_cluster_hit_writes_total Hit records written to "
+		"Redis (coalesced).\n"
+		"# TYPE acmeedge_cluster_hit_writes_total counter\n"
+		"acmeedge_cluster_hit_writes_total %llu\n"
+		"# HELP acmeedge_cluster_ack_seconds From a write's start to its "
+		"acknowledgement by enough nodes.\n"
+		"# TYPE acmeedge_cluster_ack_seconds histogram\n",
+		cl->nlive, (unsigned long long)cl->m_acked,
+		(unsigned long long)cl->m_timed_out, (unsigned long long)cl->m_failed,
+		(unsigned long long)cl->m_refused, (unsigned long long)cl->m_resyncs,
+		(unsigned long long)cl->m_reconnects,
+		(unsigned long long)cl->m_applied, (unsigned long long)cl->m_bad,
+		(unsigned long long)cl->m_republished,
+		(unsigned long long)cl->m_hit_writes);
+	for (int i = 0; i < LAT_BUCKETS; i++) {
+		cum = cl->m_lat_bucket[i];
+		evbuffer_add_printf(b, "acmeedge_cluster_ack_seconds_bucket{le=\"%g\"} "
+				    "%llu\n", lat_bounds[i], (unsigned long long)cum);
+	}
+	evbuffer_add_printf(b,
+		"acmeedge_cluster_ack_seconds_bucket{le=\"+Inf\"} %llu\n"
+		"acmeedge_cluster_ack_seconds_sum %.6f\n"
+		"acmeedge_cluster_ack_seconds_count %llu\n",
+		(unsigned long long)cl->m_lat_count, cl->m_lat_sum,
+		(unsigned long long)cl->m_lat_count);
+}
+
+json_t *cluster_health_json(const struct cluster *cl)
+{
+	json_t *live = json_array();
+
+	for (unsigned i = 0; i < cl->nlive; i++)
+		json_array_append_new(live, json_string(cl->live[i]));
+	return json_pack("{s:s, s:o, s:s, s:s?}", "node", cl->node, "live", live,
+			 "redis", cl->redis_up ? "up" : "down", "cause",
+			 cl->state == CLUSTER_READY ? NULL : cl->cause);
+}
+
+static json_t *hit_json(const char *node, int64_t time_ms, const char *peer,
+			uint8_t outcome)
+{
+	char when[32];
+	time_t t = (time_t)(time_ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return json_pack("{s:s, s:s, s:s, s:s}", "node", node, "time", when,
+			 "peer", peer, "outcome", pstats_outcome_name(outcome));
+}
+
+json_t *cluster_hits_json(const struct cluster *cl, uint8_t kind,
+			  const char *key, size_t key_len,
+			  const struct pstats_hit *local)
+{
+	const struct cl_key *k = key_find(cl, kind, key, key_len);
+	json_t *arr = json_array();
+	bool self_done = false;
+
+	for (unsigned i = 0; k && i < k->nhits; i++) {
+		const struct cl_hit *h = &k->hits[i];
+		/* This node's own: the proxy's record is fresher than the coalesced one. */
+		if (local && strcmp(h->node, cl->node) == 0) {
+			self_done = true;
+			if (local->time_ms > h->time_ms) {
+				json_array_append_new(arr, hit_json(cl->node, local->time_ms,
+								    local->peer,
+								    local->outcome));
+				continue;
+			}
+		}
+		json_array_append_new(arr, hit_json(h->node, h->time_ms, h->peer,
+						    h->outcome));
+	}
+	if (local && !self_done)
+		json_array_append_new(arr, hit_json(cl->node, local->time_ms,
+						    local->peer, local->outcome));
+	if (json_array_size(arr) == 0) {
+		json_decref(arr);
+		return NULL;
+	}
+	return arr;
+}
