@@ -70,6 +70,12 @@ struct cfg_client {
 	char (*thumbprints)[THUMBPRINT_LEN + 1];	/* empty: any account */
 	size_t nthumbprints;
 	uint32_t max_entries;		/* live challenges it may hold at once */
+	/*
+	 * rest_responder = yes: the client may also PUT and DELETE its
+	 * http-01 challenges on the challenge path itself, through port 80
+	 * (the proxy hands them to the API's REST listener). Needs cidrs.
+	 */
+	bool rest_responder;
 	unsigned line;			/* where the section starts, for messages */
 };
 
@@ -121,6 +127,12 @@ struct cfg {
 		uint32_t max_connections;
 		uint32_t max_connections_per_source;
 		uint32_t sweep_interval_ms;
+		/*
+		 * The REST responder's listener: a Unix socket, rest_listen or
+		 * "<store path>.rest"; AF_UNSPEC when that is too long and no
+		 * client needs it.
+		 */
+		struct cfg_addr rest_listen;
 	} api;
 	struct cfg_client *clients;
 	size_t nclients;
@@ -146,6 +158,11 @@ struct cfg {
 	size_t nroutes;
 	struct cfg_stateless *stateless;	/* in file order */
 	size_t nstateless;
+	/*
+	 * Where the proxy hands REST responder requests: [api] rest_listen, a
+	 * PROXY v2 header first. Not a [route]: no name leads to it.
+	 */
+	struct cfg_route rest_route;
 	struct {
 		enum log_level level;
 	} log;

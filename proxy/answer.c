@@ -74,18 +74,23 @@ static void out_putu(struct conn *c, uint64_t v)
 
 /*
  * Queues an HTTP answer; keep decides whether the connection returns to
- * PEEK after it. Made without printf: it runs once per challenge answered.
+ * PEEK after it; extra: more header lines, each ending in CRLF, or NULL.
+ * Made without printf: it runs once per challenge answered.
  */
-static void http_answer(struct worker *w, struct conn *c, int code,
-			const char *reason, const char *ctype, const char *body,
-			size_t body_len, bool head_only, bool keep)
+static void http_answer_with(struct worker *w, struct conn *c, int code,
+			     const char *reason, const char *extra,
+			     const char *ctype, const char *body,
+			     size_t body_len, bool head_only, bool keep)
 {
 	out_reset(c);
 	out_puts(c, "HTTP/1.1 ");
 	out_putu(c, (uint64_t)code);
 	out_puts(c, " ");
 	out_puts(c, reason);
-	out_puts(c, "\r\nServer: acme-edge\r\nContent-Type: ");
+	out_puts(c, "\r\n");
+	if (extra)
+		out_puts(c, extra);
+	out_puts(c, "Server: acme-edge\r\nContent-Type: ");
 	out_puts(c, ctype);
 	out_puts(c, "\r\nContent-Length: ");
 	out_putu(c, body_len);
@@ -97,6 +102,30 @@ static void http_answer(struct worker *w, struct conn *c, int code,
 	conn_state(w, c, ST_ANSWER);
 	timer_arm(w, c, TL_PEEK);
 	out_flush(w, c);
+}
+
+static void http_answer(struct worker *w, struct conn *c, int code,
+			const char *reason, const char *ctype, const char *body,
+			size_t body_len, bool head_only, bool keep)
+{
+	http_answer_with(w, c, code, reason, NULL, ctype, body, body_len,
+			 head_only, keep);
+}
+
+void answer_http_json_error(struct worker *w, struct conn *c, int code,
+			    const char *reason, const char *what,
+			    const char *detail, int stat)
+{
+	char body[512];
+	int n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"detail\":\"%s\"}",
+			 what, detail);
+
+	BUG_ON(n < 0 || (size_t)n >= sizeof(body));
+	if (stat >= 0)
+		pstats_add(w->stats, (enum pstat)stat, 1);
+	http_answer_with(w, c, code, reason, code == 401 ?
+			 "WWW-Authenticate: Bearer realm=\"acme-edge\"\r\n" : NULL,
+			 "application/json", body, (size_t)n, false, false);
 }
 
 void answer_http_error(struct worker *w, struct conn *c, int code,

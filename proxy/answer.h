@@ -18,6 +18,15 @@ void answer_http_error(struct worker *w, struct conn *c, int code,
 		       const char *reason, int stat);
 
 /*
+ * The same as {"error": what, "detail": detail}, the solver API's form
+ * (both ours, never peer bytes: they are not escaped); a 401 carries the
+ * Bearer challenge.
+ */
+void answer_http_json_error(struct worker *w, struct conn *c, int code,
+			    const char *reason, const char *what,
+			    const char *detail, int stat);
+
+/*
  * Acts on what the policy decided for request h: counts and logs a
  * challenge asked, answers it (from entry e, or from the [stateless] rule;
  * a miss with 404) and consumes its head. false: the connection is the

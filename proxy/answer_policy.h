@@ -68,6 +68,48 @@ size_t policy_stateless_body(const struct http01_ask *ask,
 			     const struct cfg_stateless *rule,
 			     char buf[STATELESS_BODY_MAX]);
 
+/*
+ * The REST responder: a PUT or DELETE of the challenge path is a client
+ * storing or removing its challenge (simple-acme's REST validation). The
+ * proxy never writes: it hands such a request, with a PROXY v2 header
+ * carrying the client's address, to the API's REST listener, which makes
+ * every check again. What the proxy decides here is only whether the
+ * request may go there at all, so that no one without the bearer token of
+ * a client allowed to use it reaches the API from port 80, and no PUT or
+ * DELETE of a challenge path ever reaches an upstream.
+ */
+struct rest_ask {
+	bool asks;		/* PUT or DELETE of the challenge path */
+	bool put;
+	struct slice token;	/* the path's last segment, in h's buffer */
+};
+
+void policy_rest_ask(const struct http_head *h, struct rest_ask *ask);
+
+/* The largest body a REST PUT may carry: the reference responder's. */
+#define REST_BODY_MAX 500
+
+enum rest_verdict {
+	REST_HAND_OFF = 0,	/* to the API's REST listener */
+	REST_NO_BEARER,		/* 401: not one Authorization: Bearer field */
+	REST_UNKNOWN_TOKEN,	/* 401: no client has that token */
+	REST_SOURCE_REFUSED,	/* 403: the peer is outside the client's cidrs */
+	REST_NOT_ENABLED,	/* 403: the client has no rest_responder */
+	REST_BAD_BODY,		/* 400: a PUT body not of 1..REST_BODY_MAX bytes */
+};
+
+/*
+ * In the order the API checks the same things, so that both give one
+ * answer. bearer: the request carries one Authorization field and it is
+ * Bearer credentials; cl: the client those name (NULL: none); peer: the
+ * client's address. A body, PUT or DELETE, must have a Content-Length
+ * (no chunked) of at most REST_BODY_MAX; a PUT's at least 1.
+ */
+enum rest_verdict policy_rest(const struct rest_ask *ask,
+			      const struct http_head *h, bool bearer,
+			      const struct cfg_client *cl,
+			      const struct sockaddr *peer);
+
 /* What a ClientHello asks of the store. */
 struct tls_ask {
 	bool asks;		/* offers acme-tls/1 with a name */

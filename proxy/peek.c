@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "proxy/answer.h"
 #include "proxy/answer_policy.h"
+#include "proxy/rest.h"
 #include "proxy/upstream.h"
 #include "wire/http_head.h"
 #include "wire/proxy_hdr.h"
@@ -123,6 +124,7 @@ static void peek_request(struct worker *w, struct conn *c)
 	const struct cfg_stateless *rule;
 	struct http_head h;
 	struct http01_ask ask;
+	struct rest_ask rest;
 	int r = http_head_parse(c->in, c->in_len, &h);
 
 	if (r == WIRE_PARTIAL && c->in_len < IN_MAX_HTTP) {
@@ -140,6 +142,12 @@ static void peek_request(struct worker *w, struct conn *c)
 		log_ratelimited(&conn_lim_peer, LOG_LVL_INFO,
 				"proxy: http from %s: malformed request head", peer);
 		answer_http_error(w, c, 400, "Bad Request", PS_CLOSE_BAD_REQUEST);
+		return;
+	}
+	/* PUT and DELETE of a challenge path: the gateway's, never relayed. */
+	policy_rest_ask(&h, &rest);
+	if (rest.asks) {
+		rest_request(w, c, &h, &rest);
 		return;
 	}
 	policy_http01_ask(&h, &ask);

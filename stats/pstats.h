@@ -67,7 +67,9 @@
 	X(RELAY_BUFFERS, "acmeedge_proxy_relay_buffers_held|")                   \
 	X(RELAY_PIPES, "acmeedge_proxy_relay_pipes_held|")                       \
 	X(BYTES_SPLICED, "acmeedge_proxy_spliced_bytes_total|")                  \
-	X(HTTP01_STATELESS, "acmeedge_proxy_challenges_total|kind=\"http-01\",result=\"stateless\"")
+	X(HTTP01_STATELESS, "acmeedge_proxy_challenges_total|kind=\"http-01\",result=\"stateless\"") \
+	X(REST_HANDED_OFF, "acmeedge_proxy_rest_requests_total|result=\"handed_off\"") \
+	X(REST_REFUSED, "acmeedge_proxy_rest_requests_total|result=\"refused\"")
 
 enum pstat {
 #define PSTAT_ENUM(id, name) PS_##id,

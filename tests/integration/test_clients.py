@@ -1,9 +1,12 @@
 #!/usr/bin/python3
 """
-The gateway as the ACME clients that push nothing through the solver API
+The gateway as ACME clients that do not use the solver API's own routes
 see it: [stateless NAME] rules (acme.sh --stateless) answered by the proxy
-from the account thumbprint alone, and the checks `acme-edge check` makes
-of them.
+from the account thumbprint alone; the REST responder on port 80 (what
+simple-acme's REST validation speaks: PUT and DELETE of the challenge URL
+with a bearer token), handed by the proxy to the API's REST listener with a
+PROXY v2 header, with its whole refusal matrix; and the checks `acme-edge
+check` makes of the new sections and keys.
 
 Each class starts its own `acme-edge run` on free loopback ports, with a
 recording upstream behind [route default] (a thread of this process that
@@ -16,6 +19,8 @@ PROXY_IO_BACKEND (optional: written as io_backend in [proxy]; unset means
 io_backend = auto), so that ctest runs the suite on both backends.
 """
 import collections
+import concurrent.futures
+import http.client
 import http.server
 import json
 import os
@@ -29,7 +34,6 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 from harness import (M, Gateway, RawConn, b64url, conf_text, env_path, free_port,  # noqa: E402
@@ -43,6 +47,10 @@ ADMIN = b64url(32)
 THUMB_A = b64url(32)
 THUMB_B = b64url(32)
 THUMB_C = b64url(32)
+REST = b64url(32)              # bearer of [client rest]: rest_responder = yes
+REST_OTHER = b64url(32)        # [client other]: rest_responder, other names
+NOREST = b64url(32)            # [client norest]: the same names, no rest_responder
+V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 
 
 # ---- the recording upstream ------------------------------------------------------
@@ -92,13 +100,16 @@ class ClientsGateway(Gateway):
         super().__init__(tmpdir, name, ADMIN, store_path("cl", name))
         self.upstream_port = upstream_port
         self.stateless = collections.OrderedDict()
+        self.clients = collections.OrderedDict()
 
     def config_text(self):
         sections = [
             ("store", {"path": self.store, "capacity": 64}),
             ("api", {"listen": "127.0.0.1:%d" % self.api_port, "timeout": "10s",
                      "sweep_interval": "1s"}),
-            ("client admin", {"token_sha256": sha256_hex(ADMIN), "identifiers": "*"}),
+            ("client admin", {"token_sha256": sha256_hex(ADMIN), "identifiers": "*"})]
+        sections += [("client " + n, keys) for n, keys in self.clients.items()]
+        sections += [
             ("proxy", {"http": "127.0.0.1:%d" % self.http,
                        "https": "127.0.0.1:%d" % self.https, "workers": 2,
                        "io_backend": IO_BACKEND or "auto", "http_miss": "forward",
@@ -297,6 +308,305 @@ class StatelessReloadTest(ClientsCase):
         self.assertEqual(len(self.upstream.take()), 2)
 
 
+# ---- the REST responder ----------------------------------------------------------------
+
+def rest(port, method, token, host, bearer=REST, body=None, src="127.0.0.1", headers=(),
+         path=None, chunked=False):
+    """One request as simple-acme's REST plugin sends it (bearer, Accept:
+    application/json, the key authorization as text/plain; charset=utf-8)
+    to the gateway's port 80 with Host set, from source address src:
+    (status, lowercase headers, body)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=20, source_address=(src, 0))
+    try:
+        c.putrequest(method, path or CHALLENGE + token, skip_host=True,
+                     skip_accept_encoding=True)
+        c.putheader("Host", host)
+        if bearer is not None:
+            c.putheader("Authorization", "Bearer " + bearer)
+        c.putheader("Accept", "application/json")
+        for k, v in headers:
+            c.putheader(k, v)
+        if isinstance(body, str):
+            body = body.encode()
+        if body is not None:
+            c.putheader("Content-Type", "text/plain; charset=utf-8")
+            if chunked:
+                c.putheader("Transfer-Encoding", "chunked")
+                c.endheaders()
+                c.send(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+            else:
+                c.putheader("Content-Length", str(len(body)))
+                c.endheaders(body)
+        else:
+            c.endheaders()
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+class RestTest(ClientsCase):
+    NAME = "rest"
+
+    @classmethod
+    def configure(cls, gw):
+        gw.clients["rest"] = {"token_sha256": sha256_hex(REST),
+                              "identifiers": "rest.test *.rest.test",
+                              "cidrs": "127.0.0.1/32 ::1/128", "rest_responder": "yes"}
+        gw.clients["other"] = {"token_sha256": sha256_hex(REST_OTHER),
+                               "identifiers": "*.other.test", "cidrs": "127.0.0.0/8",
+                               "rest_responder": "yes"}
+        gw.clients["norest"] = {"token_sha256": sha256_hex(NOREST),
+                                "identifiers": "*.rest.test", "cidrs": "127.0.0.0/8"}
+
+    def stored(self):
+        st, _, body = self.gw.api("GET", "/v1/challenges")
+        self.assertEqual(st, 200)
+        return {c["token"]: c for c in json.loads(body)["challenges"] if c["kind"] == "http-01"}
+
+    def test_put_answer_replace_delete(self):
+        """The reference responder's cycle: PUT 201 (bound to Host, the
+        client's default TTL), answered to the CA, PUT again 201, DELETE 204,
+        DELETE again 404; no PUT or DELETE ever reaches the upstream."""
+        t = new_token()
+        ka = keyauth(t)
+        st, h, body = rest(self.gw.http, "PUT", t, "www.rest.test", body=ka)
+        self.assertEqual(st, 201, body)
+        self.assertEqual(h.get("content-type"), "application/json")
+        self.assertEqual(h.get("connection"), "close")
+        e = self.stored()[t]
+        self.assertEqual((e["identifier"], e["client"]), ("www.rest.test", "rest"))
+        r = http_get(self.gw.http, t, "www.rest.test")
+        self.assertEqual((r.status, r.body), (200, ka.encode()))
+        r = http_get(self.gw.http, t, "other.rest.test")
+        self.assertEqual(r.body, b"upstream", "bound to its Host: another Host misses")
+        ka2 = keyauth(t, THUMB_C)
+        st, _, body = rest(self.gw.http, "PUT", t, "WWW.rest.test:80", body=ka2)
+        self.assertEqual(st, 201, "a replace is 201 too: %r" % body)
+        r = http_get(self.gw.http, t, "www.rest.test")
+        self.assertEqual(r.body, ka2.encode())
+        st, _, body = rest(self.gw.http, "DELETE", t, "www.rest.test")
+        self.assertEqual(st, 204, body)
+        self.assertNotIn(t, self.stored())
+        st, _, body = rest(self.gw.http, "DELETE", t, "www.rest.test")
+        self.assertEqual(st, 404, body)
+        r = http_get(self.gw.http, t, "www.rest.test")
+        self.assertEqual(r.body, b"upstream")
+        seen = self.upstream.take()
+        self.assertEqual([m for m, _, _, _ in seen], ["GET", "GET"], seen)
+        log = self.gw.log()
+        self.assertRegex(log, r"proxy: REST PUT handed to the API: client 127\.0\.0\.1:\d+ "
+                              r"\(rest\), identifier www\.rest\.test, key %s" % re.escape(t))
+        self.assertRegex(log, r"api: client rest put http-01 token for www\.rest\.test "
+                              r"\(expires in 3600s\)")
+
+    def test_refusals(self):
+        """Every refusal with its status; none stores anything, none reaches
+        the upstream."""
+        t = new_token()
+        ka = keyauth(t)
+        big = "x" * 501
+        before = self.stored()
+        cases = [
+            ("no bearer", dict(bearer=None, body=ka), 401, "unauthorized"),
+            ("unknown token", dict(bearer=b64url(32), body=ka), 401, "unauthorized"),
+            ("two Authorization fields",
+             dict(body=ka, headers=[("Authorization", "Bearer " + REST)]), 401, "unauthorized"),
+            ("not Bearer", dict(bearer=None, body=ka,
+                                headers=[("Authorization", "Basic cmVzdDpyZXN0")]),
+             401, "unauthorized"),
+            ("client without rest_responder", dict(bearer=NOREST, body=ka), 403,
+             "rest_not_enabled"),
+            ("outside its cidrs", dict(body=ka, src="127.0.0.2"), 403, "source_not_allowed"),
+            ("Host outside its scope", dict(body=ka, host="www.elsewhere.test"), 403,
+             "identifier_not_allowed"),
+            ("another client's names", dict(body=ka, host="a.other.test"), 403,
+             "identifier_not_allowed"),
+            ("body over 500 bytes", dict(body=big), 400, "bad_body"),
+            ("empty body", dict(body=""), 400, "bad_body"),
+            ("no body", dict(), 400, "bad_body"),
+            ("chunked body", dict(body=ka, chunked=True), 400, "bad_body"),
+            ("not token.thumbprint", dict(body="hello"), 400, "bad_key_authorization"),
+            ("another token's key authorization", dict(body=keyauth(new_token())), 400,
+             "bad_key_authorization"),
+            ("the key authorization with a newline", dict(body=ka + "\n"), 400,
+             "bad_key_authorization"),
+            ("JSON body", dict(body=json.dumps({"key_authorization": ka})), 400,
+             "bad_key_authorization"),
+            ("a token too short", dict(token="short", body="short." + THUMB_A), 400,
+             "bad_token"),
+            ("Host an IP literal outside its scope", dict(body=ka, host="192.0.2.1"), 403,
+             "identifier_not_allowed"),
+        ]
+        got = []
+        for name, kw, want, word in cases:
+            kw = dict(kw)
+            method = kw.pop("method", "PUT")
+            st, h, body = rest(self.gw.http, method, kw.pop("token", t),
+                               kw.pop("host", "www.rest.test"), **kw)
+            got.append(st)
+            self.assertEqual(st, want, "%s: %d %r" % (name, st, body))
+            self.assertEqual(json.loads(body)["error"], word, name)
+            if st == 401:
+                self.assertIn("Bearer", h.get("www-authenticate", ""), name)
+        sys.stderr.write("\n[matrix] %s\n" % ", ".join(
+            "%s: %d" % (c[0], s) for c, s in zip(cases, got)))
+        self.assertEqual(self.stored(), before, "a refusal stored something")
+        # DELETEs: out of scope, unknown, another Host's, not enabled.
+        st, _, _ = rest(self.gw.http, "PUT", t, "a.rest.test", body=ka)
+        self.assertEqual(st, 201)
+        for name, kw, want in [
+                ("DELETE without bearer", dict(bearer=None), 401),
+                ("DELETE without rest_responder", dict(bearer=NOREST), 403),
+                ("DELETE outside cidrs", dict(src="127.0.0.3"), 403),
+                ("DELETE outside scope", dict(host="x.other.test"), 403),
+                ("DELETE under another Host", dict(host="b.rest.test"), 404),
+                ("DELETE of another client's names", dict(bearer=REST_OTHER,
+                                                          host="a.other.test"), 404),
+                ("DELETE with a large body", dict(body="y" * 501), 400)]:
+            st, _, body = rest(self.gw.http, "DELETE", t, kw.pop("host", "a.rest.test"), **kw)
+            self.assertEqual(st, want, "%s: %r" % (name, body))
+        self.assertIn(t, self.stored(), "a refused DELETE removed the entry")
+        st, _, _ = rest(self.gw.http, "DELETE", t, "a.rest.test")
+        self.assertEqual(st, 204)
+        self.assertEqual(self.upstream.take(), [], "a PUT or DELETE reached the upstream")
+
+    def test_other_clients_entry(self):
+        """A REST PUT may not replace another client's challenge: the API's
+        ownership rule, the same as on /v1/."""
+        t = new_token()
+        self.gw.put_http01(t, keyauth(t), identifier="www.elsewhere.test")
+        st, _, body = rest(self.gw.http, "PUT", t, "www.rest.test", body=keyauth(t))
+        self.assertEqual(st, 403, body)
+        self.assertEqual(json.loads(body)["error"], "not_owner")
+        self.assertEqual(self.stored()[t]["identifier"], "www.elsewhere.test")
+        self.gw.api("DELETE", "/v1/http-01/" + t)
+
+    def test_parallel_puts_then_deletes(self):
+        """As simple-acme does for an order: every PUT at once, each on its
+        own connection, then every DELETE at once."""
+        names = ["n%d.rest.test" % i for i in range(12)]
+        tokens = {n: new_token() for n in names}
+        with concurrent.futures.ThreadPoolExecutor(len(names)) as ex:
+            puts = list(ex.map(lambda n: rest(self.gw.http, "PUT", tokens[n], n,
+                                              body=keyauth(tokens[n]))[0], names))
+        self.assertEqual(puts, [201] * len(names))
+        for n in names:
+            r = http_get(self.gw.http, tokens[n], n)
+            self.assertEqual(r.body, keyauth(tokens[n]).encode())
+        with concurrent.futures.ThreadPoolExecutor(len(names)) as ex:
+            dels = list(ex.map(lambda n: rest(self.gw.http, "DELETE", tokens[n], n)[0], names))
+        self.assertEqual(dels, [204] * len(names))
+        stored = self.stored()
+        self.assertFalse([t for t in tokens.values() if t in stored])
+        self.assertEqual(self.upstream.take(), [])
+
+    def test_metrics(self):
+        m0 = self.gw.metrics()
+        t = new_token()
+        rest(self.gw.http, "PUT", t, "m.rest.test", body=keyauth(t))
+        rest(self.gw.http, "PUT", t, "m.rest.test", bearer=None, body=keyauth(t))
+        rest(self.gw.http, "DELETE", t, "m.rest.test")
+        m = self.gw.metrics()
+
+        def d(k):
+            return m.get(k, 0) - m0.get(k, 0)
+        self.assertEqual(d(M("acmeedge_proxy_rest_requests_total", result="handed_off")), 2)
+        self.assertEqual(d(M("acmeedge_proxy_rest_requests_total", result="refused")), 1)
+        routes = {k: v - m0.get(k, 0) for k, v in m.items()
+                  if k[0] == "acmeedge_api_requests_total" and "rest" in str(k)}
+        self.assertEqual(sorted((dict(k[1])["route"], dict(k[1])["code"], int(v))
+                                for k, v in routes.items() if v),
+                         [("rest_delete", "204", 1), ("rest_put", "201", 1)])
+
+
+class RestListenerTest(ClientsCase):
+    """The API's REST listener itself: it takes a PROXY v2 header naming the
+    client and nothing else, and judges by the address in it; the API's
+    own listener never takes one."""
+    NAME = "rest-listener"
+
+    @classmethod
+    def configure(cls, gw):
+        gw.clients["rest"] = {"token_sha256": sha256_hex(REST),
+                              "identifiers": "*.rest.test", "cidrs": "192.0.2.0/24",
+                              "rest_responder": "yes"}
+
+    def socket_path(self):
+        return self.gw.store + ".rest"
+
+    def direct(self, head):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(15)
+        s.connect(self.socket_path())
+        try:
+            s.sendall(head)
+            out = b""
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    return out
+                out += d
+        finally:
+            s.close()
+
+    @staticmethod
+    def v2(src, dst=("127.0.0.1", 80), local=False):
+        ver_cmd = 0x20 if local else 0x21
+        addrs = socket.inet_aton(src[0]) + socket.inet_aton(dst[0]) + \
+            src[1].to_bytes(2, "big") + dst[1].to_bytes(2, "big")
+        return V2_SIG + bytes([ver_cmd, 0x11]) + len(addrs).to_bytes(2, "big") + addrs
+
+    def put(self, token):
+        ka = keyauth(token)
+        return ("PUT %s%s HTTP/1.1\r\nHost: a.rest.test\r\nAuthorization: Bearer %s\r\n"
+                "Content-Length: %d\r\n\r\n%s" % (CHALLENGE, token, REST, len(ka), ka)).encode()
+
+    def test_socket_mode(self):
+        st = os.stat(self.socket_path())
+        self.assertEqual(st.st_mode & 0o777, 0o660)
+        self.assertEqual(st.st_uid, os.geteuid())
+
+    def test_judged_by_the_header(self):
+        t = new_token()
+        out = self.direct(self.v2(("192.0.2.9", 4000)) + self.put(t))
+        self.assertTrue(out.startswith(b"HTTP/1.1 201"), out)
+        out = self.direct(self.v2(("198.51.100.9", 4000)) + self.put(new_token()))
+        self.assertTrue(out.startswith(b"HTTP/1.1 403"), out)
+        self.assertIn(b"source_not_allowed", out)
+        # Cut anywhere, the header still comes off whole.
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(15)
+        s.connect(self.socket_path())
+        data = self.v2(("192.0.2.10", 4000)) + self.put(new_token())
+        for i in range(0, len(data), 7):
+            s.sendall(data[i:i + 7])
+            time.sleep(0.005)
+        out = s.recv(65536)
+        s.close()
+        self.assertTrue(out.startswith(b"HTTP/1.1 201"), out)
+
+    def test_no_header_no_answer(self):
+        """Without a v2 header naming a client (none, v1, LOCAL, garbage), the
+        connection is closed with nothing read or answered."""
+        for head in (b"", b"PROXY TCP4 192.0.2.9 127.0.0.1 4000 80\r\n",
+                     self.v2(("192.0.2.9", 4000), local=True), b"GARBAGE\r\n\r\n"):
+            self.assertEqual(self.direct(head + self.put(new_token())), b"", head)
+        self.assertIn("without a PROXY v2 header naming the client", self.gw.log())
+
+    def test_api_listener_takes_no_header(self):
+        c = RawConn(self.gw.api_port)
+        try:
+            c.send(self.v2(("192.0.2.9", 4000)) + b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            try:
+                st, _ = c.read_status()
+            except (EOFError, AssertionError):
+                st = None
+            self.assertNotEqual(st, 200)
+        finally:
+            c.close()
+
+
 # ---- acme-edge check -----------------------------------------------------------------
 
 class CheckTest(unittest.TestCase):
@@ -369,6 +679,52 @@ class CheckTest(unittest.TestCase):
         for (line, msg), (wline, wre) in zip(got, want):
             self.assertEqual(line, wline, out)
             self.assertRegex(msg, wre)
+
+    def test_rest_responder_keys(self):
+        text = conf_text([
+            ("store", {"path": "/dev/shm/acme-edge-check-" + b64url(6)}),
+            ("client ok", {"token_sha256": sha256_hex("a"), "identifiers": "*.a.test",
+                           "cidrs": "10.0.0.0/8", "rest_responder": "yes"}),
+            ("client off", {"token_sha256": sha256_hex("b"), "identifiers": "*.b.test",
+                            "rest_responder": "no"})])
+        rc, errs, out = self.check(text)
+        self.assertEqual((rc, errs), (0, []), out)
+        lines = [
+            "[client nocidrs]",                                 # 1
+            "token_sha256 = " + sha256_hex("c"),                # 2
+            "identifiers = *.c.test",                           # 3
+            "rest_responder = yes",                             # 4
+            "[client maybe]",                                   # 5
+            "token_sha256 = " + sha256_hex("d"),                # 6
+            "identifiers = *.d.test",                           # 7
+            "cidrs = 10.0.0.0/8",                               # 8
+            "rest_responder = maybe",                           # 9
+            "[api]",                                            # 10
+            "rest_listen = relative/path",                      # 11
+        ]
+        rc, errs, out = self.check("\n".join(lines) + "\n")
+        self.assertEqual(rc, 1, out)
+        self.assertEqual([n for n, _ in sorted(errs)], [1, 9, 11], out)
+        msgs = dict(errs)
+        self.assertRegex(msgs[1], r"\[client nocidrs\]: rest_responder needs cidrs")
+        self.assertRegex(msgs[9], r"rest_responder: expected yes \| no")
+        self.assertRegex(msgs[11], r"rest_listen: expected the absolute path of a Unix socket")
+        # A store path too long for a socket beside it: say so, unless
+        # rest_listen names one, or no client uses the REST responder.
+        long_store = "/dev/shm/" + "s" * 100
+        client = ("client r", {"token_sha256": sha256_hex("e"), "identifiers": "*.e.test",
+                               "cidrs": "10.0.0.0/8", "rest_responder": "yes"})
+        rc, errs, out = self.check(conf_text([("store", {"path": long_store}), client]))
+        self.assertEqual(rc, 1, out)
+        self.assertRegex(out, r"too long for a Unix socket: set \[api\] rest_listen")
+        rc, errs, out = self.check(conf_text([
+            ("store", {"path": long_store}), ("api", {"rest_listen": "/run/acme-edge.rest"}),
+            client]))
+        self.assertEqual((rc, errs), (0, []), out)
+        rc, errs, out = self.check(conf_text([("store", {"path": long_store})]))
+        self.assertEqual((rc, errs), (0, []), out)
+        rc, errs, out = self.check(conf_text([("api", {"rest_listen": "/" + "r" * 120})]))
+        self.assertEqual(rc, 1, out)
 
     def test_stateless_not_in_clients_file(self):
         clients = os.path.join(self.tmp, "clients.conf")

@@ -2,11 +2,14 @@
  * Unit tests for the ACME answering policy (proxy/answer_policy.c): which
  * entry a request head or a ClientHello asks for, and, for each store
  * answer (no entry, an unbound entry, an entry bound to a name) and each
- * miss setting, whether the proxy answers, refuses or relays; and which
- * [stateless] rule answers a token no entry holds, with what body. Request
+ * miss setting, whether the proxy answers, refuses or relays; which
+ * [stateless] rule answers a token no entry holds, with what body; and
+ * which REST responder requests go to the API, which are refused. Request
  * heads go through the real parser; hellos are filled in as the parser
  * would leave them.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -303,6 +306,104 @@ static void test_stateless(void)
 	free(rany);
 }
 
+/* ---- the REST responder ----------------------------------------------- */
+
+struct rcase {
+	const char *name;
+	const char *head;
+	bool asks, put;
+	bool bearer;
+	int client;		/* 0: none; 1: enabled; 2: not enabled; 3: no cidrs */
+	const char *peer;	/* IPv4 */
+	enum rest_verdict want;
+};
+
+#define RPUT(extra) "PUT " CHALLENGE TOKEN " HTTP/1.1\r\nHost: a.test\r\n" extra "\r\n"
+#define RDEL(extra) "DELETE " CHALLENGE TOKEN " HTTP/1.1\r\nHost: a.test\r\n" extra "\r\n"
+#define CL(n) "Content-Length: " #n "\r\n"
+
+static const struct rcase rcases[] = {
+	{ "PUT, all well", RPUT(CL(60)), true, true, true, 1, "10.0.0.1", REST_HAND_OFF },
+	{ "DELETE, no body", RDEL(""), true, false, true, 1, "10.0.0.1", REST_HAND_OFF },
+	{ "DELETE, a small body", RDEL(CL(10)), true, false, true, 1, "10.0.0.1", REST_HAND_OFF },
+	{ "PUT, the largest body", RPUT(CL(500)), true, true, true, 1, "10.0.0.1", REST_HAND_OFF },
+	{ "no bearer", RPUT(CL(60)), true, true, false, 1, "10.0.0.1", REST_NO_BEARER },
+	{ "no bearer wins over all", RPUT(CL(9999)), true, true, false, 0, "192.0.2.1",
+	  REST_NO_BEARER },
+	{ "unknown token", RPUT(CL(60)), true, true, true, 0, "10.0.0.1", REST_UNKNOWN_TOKEN },
+	{ "outside the cidrs", RPUT(CL(60)), true, true, true, 1, "192.0.2.1",
+	  REST_SOURCE_REFUSED },
+	{ "outside the cidrs, not enabled either", RPUT(CL(60)), true, true, true, 2,
+	  "192.0.2.1", REST_SOURCE_REFUSED },
+	{ "not enabled", RPUT(CL(60)), true, true, true, 2, "10.0.0.1", REST_NOT_ENABLED },
+	{ "not enabled, no cidrs", RPUT(CL(60)), true, true, true, 3, "192.0.2.1",
+	  REST_NOT_ENABLED },
+	{ "PUT without a body", RPUT(""), true, true, true, 1, "10.0.0.1", REST_BAD_BODY },
+	{ "PUT with an empty body", RPUT(CL(0)), true, true, true, 1, "10.0.0.1", REST_BAD_BODY },
+	{ "PUT, a body over 500", RPUT(CL(501)), true, true, true, 1, "10.0.0.1", REST_BAD_BODY },
+	{ "PUT, chunked", RPUT("Transfer-Encoding: chunked\r\n"), true, true, true, 1,
+	  "10.0.0.1", REST_BAD_BODY },
+	{ "DELETE, a body over 500", RDEL(CL(501)), true, false, true, 1, "10.0.0.1",
+	  REST_BAD_BODY },
+	{ "GET is the answering policy's", "GET " CHALLENGE TOKEN " HTTP/1.1\r\nHost: a\r\n\r\n",
+	  false, false, true, 1, "10.0.0.1", REST_HAND_OFF },
+	{ "POST is relayed", "POST " CHALLENGE TOKEN " HTTP/1.1\r\nHost: a\r\n" CL(5) "\r\n",
+	  false, false, true, 1, "10.0.0.1", REST_HAND_OFF },
+	{ "PUT of a deeper path is relayed",
+	  "PUT " CHALLENGE TOKEN "/x HTTP/1.1\r\nHost: a\r\n" CL(5) "\r\n",
+	  false, true, true, 1, "10.0.0.1", REST_HAND_OFF },
+	{ "PUT of another path is relayed", "PUT /upload HTTP/1.1\r\nHost: a\r\n" CL(5) "\r\n",
+	  false, true, true, 1, "10.0.0.1", REST_HAND_OFF },
+	{ "lower-case put is another method",
+	  "put " CHALLENGE TOKEN " HTTP/1.1\r\nHost: a\r\n" CL(5) "\r\n",
+	  false, false, true, 1, "10.0.0.1", REST_HAND_OFF },
+	{ "PUT with a query", "PUT " CHALLENGE TOKEN "?x=1 HTTP/1.1\r\nHost: a\r\n" CL(5) "\r\n",
+	  true, true, true, 1, "10.0.0.1", REST_HAND_OFF },
+};
+
+static void test_rest(void)
+{
+	struct cfg_client cl[4];
+	struct cidr net;
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+
+	CHECK(cidr_parse("10.0.0.0/8", 10, &net) == 0);
+	memset(cl, 0, sizeof(cl));
+	cl[1].cidrs = cl[2].cidrs = &net;
+	cl[1].ncidrs = cl[2].ncidrs = 1;
+	cl[1].rest_responder = true;
+	for (size_t i = 0; i < ARRAY_SIZE(rcases); i++) {
+		const struct rcase *t = &rcases[i];
+		struct http_head h;
+		struct rest_ask ask;
+		int r = http_head_parse((const uint8_t *)t->head, strlen(t->head), &h);
+
+		CHECKF(r > 0, "%s: parse %d", t->name, r);
+		if (r <= 0)
+			continue;
+		policy_rest_ask(&h, &ask);
+		CHECKF(ask.asks == t->asks, "%s: asks %d", t->name, ask.asks);
+		if (!ask.asks)
+			continue;
+		CHECKF(ask.put == t->put && ask.token.len == strlen(TOKEN) &&
+		       memcmp(ask.token.ptr, TOKEN, ask.token.len) == 0,
+		       "%s: put %d, token %.*s", t->name, ask.put,
+		       (int)ask.token.len, ask.token.ptr);
+		CHECK(inet_pton(AF_INET, t->peer, &sa.sin_addr) == 1);
+		enum rest_verdict v = policy_rest(&ask, &h, t->bearer,
+						  t->client ? &cl[t->client] : NULL,
+						  (const struct sockaddr *)&sa);
+		CHECKF(v == t->want, "%s: verdict %d, want %d", t->name, v, t->want);
+	}
+	/* A GET of the challenge path is never the REST responder's. */
+	struct http_head h;
+	struct rest_ask ask;
+	const char *get = "GET " CHALLENGE TOKEN " HTTP/1.1\r\nHost: a\r\n\r\n";
+	CHECK(http_head_parse((const uint8_t *)get, strlen(get), &h) > 0);
+	policy_rest_ask(&h, &ask);
+	CHECK(!ask.asks);
+}
+
 struct tcase {
 	const char *name;
 	const char *sni;	/* NULL: no server_name extension */
@@ -374,6 +475,7 @@ int main(void)
 {
 	test_http01();
 	test_stateless();
+	test_rest();
 	test_tls();
 	return check_done();
 }
