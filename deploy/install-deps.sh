@@ -3,7 +3,8 @@
 # dependencies, and with --test also what the test suite drives (clang for
 # the fuzzers, python3 and the openssl and curl clients, Redis and its
 # Sentinel for the cluster tests: started by the tests themselves, on free
-# ports; the packages' own services are not needed).
+# ports; the packages' own services are not needed; socat, which acme.sh
+# wants for its standalone and alpn modes in the clients' end-to-end test).
 # Runs apt-get only when something is missing, so a second run is instant.
 set -euo pipefail
 
@@ -14,7 +15,7 @@ if [ "${1:-}" = "--test" ]; then
 	pkgs+=(clang libclang-rt-14-dev python3 python3-pyflakes curl procps
 	       pebble certbot dehydrated lego python3-acme python3-josepy
 	       python3-cryptography util-linux libseccomp-dev
-	       redis-server redis-tools redis-sentinel)
+	       redis-server redis-tools redis-sentinel socat)
 fi
 
 missing=()
