@@ -5,9 +5,9 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <event2/event.h>
+#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 
@@ -15,6 +15,7 @@
 #include "common/cfg.h"
 #include "common/edge.h"
 #include "common/log.h"
+#include "common/priv.h"
 #include "common/shmfile.h"
 #include "proxy/proxy.h"
 #include "store/store.h"
@@ -42,6 +43,8 @@ static int cmd_version(void)
 	printf("openssl %s\n", OpenSSL_version(OPENSSL_VERSION_STRING));
 	printf("libevent %s\n", event_get_version());
 	printf("jansson %s\n", JANSSON_VERSION);
+	printf("hiredis %d.%d.%d (build)\n", HIREDIS_MAJOR, HIREDIS_MINOR,
+	       HIREDIS_PATCH);
 	printf("liburing %s (build)\n", EDGE_LIBURING_VERSION);
 #ifdef EDGE_WITH_JEMALLOC
 	printf("allocator jemalloc\n");
@@ -102,7 +105,12 @@ int main(int argc, char **argv)
 			nerr == 1 ? "" : "s");
 		return 1;
 	}
+	char err[512];
+	int bad_users = priv_resolve(cfg, err, sizeof(err));
 	if (strcmp(cmd, "check") == 0) {
+		/* The users may be made after the config is written: a warning. */
+		if (bad_users)
+			fprintf(stderr, "%s: warning: %s\n", cfg_path, err);
 		printf("%s: ok (%zu client%s, %zu route%s)\n", cfg_path,
 		       cfg->nclients, cfg->nclients == 1 ? "" : "s", cfg->nroutes,
 		       cfg->nroutes == 1 ? "" : "s");
@@ -110,13 +118,21 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_init("acme-edge", cfg->log.level);
+	if (bad_users) {
+		log_err("%s: %s", cfg_path, err);
+		cfg_free(cfg);
+		return 1;
+	}
 	/*
 	 * The store and the statistics file live in a private directory
 	 * (systemd's RuntimeDirectory=); started by hand, the gateway makes
-	 * it, and each part then judges it before use (common/shmfile.h).
+	 * it, and each part then judges it before use (common/shmfile.h). Its
+	 * group is the API's: the API, once it is no longer root, still
+	 * opens the proxy's statistics file in it; the proxy opens the store
+	 * before it drops root.
 	 */
-	char err[512];
-	if (shm_dir_create(cfg->store.path, getegid(), err, sizeof(err)) != 0) {
+	if (shm_dir_create(cfg->store.path, priv_gid(PRIV_API), err,
+			   sizeof(err)) != 0) {
 		log_err("%s", err);
 		cfg_free(cfg);
 		return 1;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/priv.h"
 
 #define BACKOFF_MIN_MS 200
 #define BACKOFF_MAX_MS 10000
@@ -56,7 +57,14 @@ static struct cfg *current_cfg(struct cfg **last, const char *cfg_path,
 			       const char *part)
 {
 	struct cfg *next = cfg_reload(cfg_path, "run");
+	char err[512];
 
+	/* Users that do not resolve make a config that does not load. */
+	if (next && priv_resolve(next, err, sizeof(err)) != 0) {
+		log_err("run: reload of %s failed: %s", cfg_path, err);
+		cfg_free(next);
+		next = NULL;
+	}
 	if (!next) {
 		log_warn("run: starting %s on the last config of %s that loaded",
 			 part, cfg_path);
@@ -140,20 +148,20 @@ int sv_run(const struct sv_part *parts, size_t nparts, struct cfg *cfg,
 
 	while (!got_term) {
 		struct timespec ts = {0, 100 * 1000 * 1000};
-		siginfo_t si;
-		int status;
+		int status, sig;
 		pid_t pid;
 
-		/* Wake on any of our signals, or every 100 ms for restarts. */
-		sigtimedwait(&block, &si, &ts);
-		if (errno == EINTR)
-			errno = 0;
+		/*
+		 * Wake on any of our signals, or every 100 ms for restarts. The
+		 * signal taken is the return value: -1 (a timeout, EINTR) took
+		 * none, and then nothing else it could fill is meaningful.
+		 */
+		sig = sigtimedwait(&block, NULL, &ts);
 		/* sigtimedwait consumed the signal: replay it into the flags. */
-		if (si.si_signo == SIGHUP)
+		if (sig == SIGHUP)
 			got_hup = 1;
-		else if (si.si_signo == SIGTERM || si.si_signo == SIGINT)
-			got_term = si.si_signo;
-		si.si_signo = 0;
+		else if (sig == SIGTERM || sig == SIGINT)
+			got_term = sig;
 		while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
 			for (size_t i = 0; i < nparts; i++)
 				if (kids[i].pid == pid)

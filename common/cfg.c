@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,8 @@ struct load_ctx {
 	unsigned password_line;		/* [cluster] password or password_file */
 	unsigned rest_listen_line;	/* 0: not set, derived from [store] path */
 	unsigned store_path_line;
+	unsigned api_run_as[2];		/* lines of [api] user, group; 0: unset */
+	unsigned proxy_run_as[2];	/* the same in [proxy] */
 	FILE *fp;
 	unsigned line;			/* of the line inih is handling */
 	bool line_continues;		/* it began with white space */
@@ -228,6 +231,37 @@ static int unix_addr(const char *path, struct cfg_addr *out)
 	memcpy(su->sun_path, path, n + 1);
 	out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
 	return 0;
+}
+
+/* A user or group name as useradd allows them: no path, no option, no space. */
+static int parse_user(struct load_ctx *c, const char *key, const char *v,
+		      char *out)
+{
+	size_t n = strlen(v);
+	bool ok = n > 0 && n <= CFG_USER_MAX && v[0] != '-';
+
+	for (size_t i = 0; ok && i < n; i++)
+		ok = name_char(v[i]);
+	if (!ok) {
+		cfg_error(c, c->line, "%s: expected a user or group name of 1..%d "
+			  "letters, digits, '-', '_', '.', got \"%s\"", key,
+			  CFG_USER_MAX, v);
+		return -1;
+	}
+	strcpy(out, v);
+	return 0;
+}
+
+/* user and group of [api] or [proxy]: who the part runs as once listening. */
+static int key_run_as(struct load_ctx *c, const char *k, const char *v,
+		      char *user, char *group, unsigned lines[2])
+{
+	bool is_group = strcmp(k, "group") == 0;
+
+	if (!is_group && strcmp(k, "user") != 0)
+		return 1;
+	lines[is_group] = c->line;
+	return parse_user(c, k, v, is_group ? group : user);
 }
 
 static int parse_path(struct load_ctx *c, const char *key, const char *v,
@@ -455,7 +489,7 @@ static int key_api(struct load_ctx *c, const char *k, const char *v)
 			  sizeof(((struct sockaddr_un *)0)->sun_path) - 1, v);
 		return -1;
 	}
-	return 1;
+	return key_run_as(c, k, v, cfg->api.user, cfg->api.group, c->api_run_as);
 }
 
 static int key_proxy(struct load_ctx *c, const char *k, const char *v)
@@ -516,7 +550,8 @@ static int key_proxy(struct load_ctx *c, const char *k, const char *v)
 	if (strcmp(k, "trusted_proxies") == 0)
 		return parse_cidrs(c, k, v, &cfg->proxy.trusted_proxies,
 				   &cfg->proxy.ntrusted_proxies);
-	return 1;
+	return key_run_as(c, k, v, cfg->proxy.user, cfg->proxy.group,
+			  c->proxy_run_as);
 }
 
 static int key_log(struct load_ctx *c, const char *k, const char *v)
@@ -633,8 +668,9 @@ static int parse_hostport(struct load_ctx *c, const char *key, const char *w,
 	if (!colon || hlen == 0 || hlen > CFG_HOST_MAX ||
 	    (size_t)(w + len - colon - 1) >= sizeof(port) || colon + 1 == w + len)
 		goto bad;
+	/* A colon only inside brackets: "[fd00::5]:6379". */
 	for (size_t i = 0; i < hlen; i++)
-		if (!name_char(host[i]) && host[i] != ':')
+		if (!name_char(host[i]) && (host[i] != ':' || host == w))
 			goto bad;
 	memcpy(port, colon + 1, (size_t)(w + len - colon - 1));
 	port[w + len - colon - 1] = '\0';
@@ -1032,13 +1068,16 @@ static int parse_file(struct load_ctx *c, const char *path)
 }
 
 /*
- * The clients file holds bearer-token hashes: refuse it when anyone but its
- * owner (root, or the user we run as) may read or write it, as ssh does for
- * private keys.
+ * The clients file (bearer-token hashes) and the Redis password file are
+ * secrets: refuse either when anyone but its owner (root, the user we run
+ * as, or [api] user, which the API becomes and then reads them as on
+ * reload) may read or write it, as ssh does for private keys.
  */
 static void check_secret_file(struct load_ctx *c, const char *path,
 			      unsigned line, const char *what)
 {
+	const struct passwd *api = c->cfg->api.user[0] ? getpwnam(c->cfg->api.user)
+						       : NULL;
 	struct stat sb;
 
 	if (stat(path, &sb) != 0)
@@ -1047,9 +1086,10 @@ static void check_secret_file(struct load_ctx *c, const char *path,
 		cfg_error(c, line, "%s: %s is accessible by group or others "
 			  "(mode %04o); chmod 600 it", path, what,
 			  (unsigned)(sb.st_mode & 07777));
-	if (sb.st_uid != 0 && sb.st_uid != geteuid())
-		cfg_error(c, line, "%s: %s must belong to root or to the "
-			  "user acme-edge runs as", path, what);
+	if (sb.st_uid != 0 && sb.st_uid != geteuid() &&
+	    !(api && sb.st_uid == api->pw_uid))
+		cfg_error(c, line, "%s: %s must belong to root, to the "
+			  "user acme-edge runs as or to [api] user", path, what);
 }
 
 /* The Redis password: the file's first line, its line end dropped. */
@@ -1206,6 +1246,11 @@ static void validate(struct load_ctx *c)
 				  "first", cfg->cluster.ack_timeout_ms,
 				  cfg->api.timeout_ms);
 	}
+	/* A group alone would leave the part root, in another group. */
+	if (c->api_run_as[1] && !c->api_run_as[0])
+		cfg_error(c, c->api_run_as[1], "[api] group needs [api] user");
+	if (c->proxy_run_as[1] && !c->proxy_run_as[0])
+		cfg_error(c, c->proxy_run_as[1], "[proxy] group needs [proxy] user");
 	if (cfg->api.nlisten == 0) {
 		/* Not NULL when every listen word was refused: reuse it. */
 		cfg->api.listen = grow(cfg->api.listen, 0, 1, sizeof(*cfg->api.listen));
@@ -1213,6 +1258,13 @@ static void validate(struct load_ctx *c)
 				  &cfg->api.listen[0].len) != 0);
 		cfg->api.nlisten = 1;
 	}
+}
+
+static bool skip_clients_file;
+
+void cfg_skip_clients_file(void)
+{
+	skip_clients_file = true;
 }
 
 int cfg_load(const char *path, struct cfg **out, FILE *errs)
@@ -1227,7 +1279,7 @@ int cfg_load(const char *path, struct cfg **out, FILE *errs)
 	c.cfg = cfg;
 	c.errs = errs;
 	parse_file(&c, path);
-	if (cfg->api.clients_file[0]) {
+	if (cfg->api.clients_file[0] && !skip_clients_file) {
 		c.clients_only = true;
 		c.nsections = 0;
 		check_secret_file(&c, cfg->api.clients_file, c.clients_file_line,

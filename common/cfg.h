@@ -18,6 +18,7 @@
 
 #define CFG_NAME_MAX 63
 #define CFG_PATH_MAX 255
+#define CFG_USER_MAX 32		/* a user or group name (useradd's limit) */
 
 enum cfg_miss {
 	MISS_FORWARD = 0,	/* relay to the upstream (a backend may solve it) */
@@ -133,6 +134,9 @@ struct cfg {
 		 * client needs it.
 		 */
 		struct cfg_addr rest_listen;
+		/* Started as root: who to run as once listening ("": root). */
+		char user[CFG_USER_MAX + 1];
+		char group[CFG_USER_MAX + 1];	/* "": the user's own */
 	} api;
 	struct cfg_client *clients;
 	size_t nclients;
@@ -153,6 +157,8 @@ struct cfg {
 		uint32_t splice_pipes;		/* per worker; 0: never splice */
 		struct cidr *trusted_proxies;
 		size_t ntrusted_proxies;
+		char user[CFG_USER_MAX + 1];	/* as [api] user, for the proxy */
+		char group[CFG_USER_MAX + 1];
 	} proxy;
 	struct cfg_route *routes;
 	size_t nroutes;
@@ -202,6 +208,14 @@ void cfg_free(struct cfg *cfg);
  * keeps running on the config it has.
  */
 struct cfg *cfg_reload(const char *path, const char *who);
+
+/*
+ * From now on this process loads configs without their clients file: the
+ * proxy, once it runs as its own user, may not read the API's clients and
+ * never needs them. Its config's clients are then only those of the main
+ * file.
+ */
+void cfg_skip_clients_file(void);
 
 /* The client whose token hashes to token_sha256, in constant time; or NULL. */
 const struct cfg_client *cfg_client_by_token(const struct cfg *cfg,

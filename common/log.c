@@ -107,11 +107,16 @@ int64_t clock_wall_ms(void)
  * Formats the whole line first and writes it with one write(2), so lines
  * from several processes sharing stderr never interleave mid-line.
  */
-static void log_vwrite(enum log_level level, const char *prefix,
+/*
+ * suffix goes after the message, so every line keeps the shape
+ * "time component[pid] level: part: message" that readers of the log
+ * (and the tests) rely on.
+ */
+static void log_vwrite(enum log_level level, const char *suffix,
 		       const char *fmt, va_list ap)
 	__attribute__((format(printf, 3, 0)));
 
-static void log_vwrite(enum log_level level, const char *prefix,
+static void log_vwrite(enum log_level level, const char *suffix,
 		       const char *fmt, va_list ap)
 {
 	char line[LOG_LINE_MAX];
@@ -139,8 +144,6 @@ static void log_vwrite(enum log_level level, const char *prefix,
 	put(&pos, end, log_ident, strlen(log_ident));
 	put(&pos, end, level_names[level], strlen(level_names[level]));
 	put(&pos, end, ": ", 2);
-	if (!put(&pos, end, prefix, strlen(prefix)))
-		pos = end;
 	n = (int)(pos - line);
 	int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
 	if (m < 0)
@@ -148,6 +151,9 @@ static void log_vwrite(enum log_level level, const char *prefix,
 	n += m;
 	if ((size_t)n > sizeof(line) - 2)
 		n = (int)sizeof(line) - 2;
+	pos = line + n;
+	put(&pos, end, suffix, strlen(suffix));
+	n = (int)(pos - line);
 	line[n++] = '\n';
 	if (batch_buf) {
 		if (batch_len + (size_t)n > LOG_BATCH_MAX)
@@ -220,13 +226,41 @@ void log_ratelimited(struct log_limit *lim, enum log_level level,
 	}
 	lim->tokens--;
 	if (lim->dropped) {
-		snprintf(note, sizeof(note), "(%u similar lines suppressed) ",
+		snprintf(note, sizeof(note), " (%u similar lines suppressed)",
 			 lim->dropped);
 		lim->dropped = 0;
 	}
 	va_start(ap, fmt);
 	log_vwrite(level, note, fmt, ap);
 	va_end(ap);
+}
+
+const char *log_escape(char *dst, size_t cap, const void *src, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	const uint8_t *p = src;
+	size_t o = 0;
+
+	if (cap == 0)
+		return dst;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = p[i];
+
+		if (c >= 0x20 && c < 0x7f && c != '\\') {
+			if (o + 1 >= cap)
+				break;
+			dst[o++] = (char)c;
+			continue;
+		}
+		if (o + 4 >= cap)
+			break;
+		dst[o++] = '\\';
+		dst[o++] = 'x';
+		dst[o++] = hex[c >> 4];
+		dst[o++] = hex[c & 15];
+	}
+	dst[o] = '\0';
+	return dst;
 }
 
 void err_set(char *err, size_t errlen, const char *fmt, ...)

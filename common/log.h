@@ -62,6 +62,16 @@ void log_batch(bool on);
 void log_flush(void);
 
 /*
+ * Peer bytes for a log line: printable ASCII stays, every other byte and
+ * the backslash become \xHH, so that no peer can end a line or forge one,
+ * and a reader can tell any byte from an escape. Writes at most cap bytes
+ * into dst, NUL included (LOG_ESC_SIZE(n) hold all of n bytes), whole
+ * escapes only; returns dst.
+ */
+#define LOG_ESC_SIZE(n) (4 * (n) + 1)
+const char *log_escape(char *dst, size_t cap, const void *src, size_t n);
+
+/*
  * Formats a one-line reason into a caller's error buffer (err may be NULL
  * or errlen 0: then nothing is written). Shared by every module that
  * reports failures as "returns -1 with a reason in err".

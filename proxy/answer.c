@@ -11,6 +11,8 @@
 #include "proxy/peek.h"
 
 #define OUT_CAP 16384
+/* Bytes of a challenge line's detail logged at most (errors are shorter). */
+#define DETAIL_MAX 255
 
 /* Per thread: each worker limits its own lines of challenges missed. */
 static __thread struct log_limit lim_miss;
@@ -140,26 +142,37 @@ void answer_http_error(struct worker *w, struct conn *c, int code,
 		    false);
 }
 
+/*
+ * key and ident may be the peer's own bytes (a token from the request
+ * target, an SNI name), detail an error that quotes some: escaped, no
+ * client can write a line of its own.
+ */
 static void log_challenge(struct worker *w, struct conn *c, uint8_t kind,
 			  const char *key, size_t key_len, const char *ident,
 			  enum pstats_outcome outcome, const char *detail)
 {
 	char peer[ADDR_STRLEN];
+	char k[LOG_ESC_SIZE(STORE_KEY_MAX)], id[LOG_ESC_SIZE(TLS_SNI_MAX)];
+	char d[LOG_ESC_SIZE(DETAIL_MAX)];
 
 	pstats_hit(w->stats, kind, key, key_len, conn_peer(c),
 		   outcome, clock_wall_ms());
+	if (!log_enabled(LOG_LVL_INFO))
+		return;
 	addr_format(conn_peer(c), peer, sizeof(peer));
+	log_escape(k, sizeof(k), key, key_len);
+	log_escape(id, sizeof(id), ident, strlen(ident));
+	log_escape(d, sizeof(d), detail ? detail : "", detail ? strlen(detail) : 0);
 	if (outcome == HIT_ANSWERED || outcome == HIT_STATELESS)
-		log_info("proxy: %s answered: client %s, identifier %s, key %.*s%s%s",
-			 store_kind_name((enum store_kind)kind), peer, ident,
-			 (int)key_len, key, detail ? ", " : "", detail ? detail : "");
+		log_info("proxy: %s answered: client %s, identifier %s, key %s%s%s",
+			 store_kind_name((enum store_kind)kind), peer, id, k,
+			 detail ? ", " : "", d);
 	else
 		log_ratelimited(&lim_miss, LOG_LVL_INFO,
-				"proxy: %s %s: client %s, identifier %s, key %.*s%s%s",
+				"proxy: %s %s: client %s, identifier %s, key %s%s%s",
 				store_kind_name((enum store_kind)kind),
 				outcome == HIT_MISSED ? "missed" : "failed", peer,
-				ident, (int)key_len, key, detail ? ", " : "",
-				detail ? detail : "");
+				id, k, detail ? ", " : "", d);
 }
 
 bool answer_http01(struct worker *w, struct conn *c, const struct http_head *h,
@@ -278,6 +291,8 @@ static void tls_start(struct worker *w, struct conn *c,
 bool answer_tls(struct worker *w, struct conn *c, const struct tls_ask *ask,
 		enum policy_action act, const struct store_entry *e)
 {
+	const char *name = ask->name_len ? ask->name : "-";
+
 	if (act == POLICY_RELAY)
 		return false;
 	if (act == POLICY_ANSWER) {
@@ -285,9 +300,8 @@ bool answer_tls(struct worker *w, struct conn *c, const struct tls_ask *ask,
 		return true;
 	}
 	pstats_add(w->stats, PS_TLSALPN01_MISSED, 1);
-	log_challenge(w, c, STORE_TLSALPN01, ask->name, ask->name_len, ask->name,
-		      HIT_MISSED, act == POLICY_MISS_REFUSE ? "rejected"
-							    : "forwarded");
+	log_challenge(w, c, STORE_TLSALPN01, name, strlen(name), name, HIT_MISSED,
+		      act == POLICY_MISS_REFUSE ? "rejected" : "forwarded");
 	if (act == POLICY_MISS_RELAY)
 		return false;
 	out_reset(c);

@@ -80,6 +80,16 @@ const struct cfg_stateless *policy_stateless_rule(const struct http01_ask *ask,
 	return NULL;
 }
 
+int policy_h2_preface(const uint8_t *in, size_t len)
+{
+	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+	size_t n = sizeof(preface) - 1;
+
+	if (memcmp(in, preface, len < n ? len : n) != 0)
+		return -1;
+	return len >= n ? 1 : 0;
+}
+
 enum policy_action policy_http01(const struct http01_ask *ask,
 				 const struct http_head *h,
 				 const struct store_entry *e,
@@ -122,8 +132,7 @@ void policy_tls_ask(const struct tls_hello *h, struct tls_ask *ask)
 	}
 	ask->name[n] = '\0';
 	ask->name_len = n;
-	ask->asks = n && tls_hello_alpn_offers(h, ACME_TLS_ALPN,
-					       strlen(ACME_TLS_ALPN));
+	ask->asks = tls_hello_alpn_offers(h, ACME_TLS_ALPN, strlen(ACME_TLS_ALPN));
 }
 
 enum policy_action policy_tls(const struct tls_ask *ask,
@@ -131,7 +140,7 @@ enum policy_action policy_tls(const struct tls_ask *ask,
 {
 	if (!ask->asks)
 		return POLICY_RELAY;
-	if (e)
+	if (e && ask->name_len)
 		return POLICY_ANSWER;
 	return miss == MISS_REJECT ? POLICY_MISS_REFUSE : POLICY_MISS_RELAY;
 }

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/cfg.h"
 #include "common/edge.h"
@@ -46,6 +47,14 @@ void policy_http01_ask(const struct http_head *h, struct http01_ask *ask);
 const struct cfg_stateless *policy_stateless_rule(const struct http01_ask *ask,
 						  const struct http_head *h,
 						  const struct cfg *cfg);
+
+/*
+ * HTTP/2 with prior knowledge (RFC 9113 §3.3, §3.4) opens with a preface
+ * that no HTTP/1 parser takes, and asks no challenge: such a connection is
+ * relayed like any other. 1: in (len bytes) begins with the whole
+ * preface; 0: in is a beginning of it, more is needed; -1: neither.
+ */
+int policy_h2_preface(const uint8_t *in, size_t len);
 
 /*
  * e: the live entry the store holds for ask->token, NULL when none. An
@@ -112,7 +121,7 @@ enum rest_verdict policy_rest(const struct rest_ask *ask,
 
 /* What a ClientHello asks of the store. */
 struct tls_ask {
-	bool asks;		/* offers acme-tls/1 with a name */
+	bool asks;		/* offers acme-tls/1, with a name or none */
 	/* SNI lower-cased, without its trailing dot; routes a relay too. */
 	char name[TLS_SNI_MAX + 1];
 	size_t name_len;
@@ -120,7 +129,10 @@ struct tls_ask {
 
 void policy_tls_ask(const struct tls_hello *h, struct tls_ask *ask);
 
-/* e: the live tls-alpn-01 entry for ask->name, NULL when none. */
+/*
+ * e: the live tls-alpn-01 entry for ask->name, NULL when none (always
+ * none without a name: such a hello is a miss like any other).
+ */
 enum policy_action policy_tls(const struct tls_ask *ask,
 			      const struct store_entry *e, enum cfg_miss miss);
 

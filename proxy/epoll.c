@@ -54,7 +54,7 @@
 #define NIL UINT32_MAX
 #define RUN_ROUNDS 16		/* run passes per loop turn */
 #define ACCEPT_BATCH 64		/* accepts per listener readiness */
-#define ACCEPT_BACKOFF_MS 100	/* after an accept error ends accepting */
+#define LISTEN_RETRY_MS 100	/* after event_add refused a listener */
 
 /* Pending operations: started, not yet performed. */
 #define P_RECV 1u
@@ -112,7 +112,7 @@ struct elis {
 	uint8_t state;
 	bool ready;		/* readable: accept now */
 	bool ended;		/* worker_accept_ended() owed */
-	uint64_t retry_at_ms;	/* after an error: not before */
+	uint64_t retry_at_ms;	/* event_add refused: not before */
 	struct event *ev;
 };
 
@@ -613,7 +613,6 @@ static void accept_end(struct ep *ep, struct elis *l, int err)
 	if (l->state == LS_ARMED)
 		event_del(l->ev);
 	l->state = LS_IDLE;
-	l->retry_at_ms = ep->w->now_ms + ACCEPT_BACKOFF_MS;
 	lis_work(ep, l, false, l->ended);
 	if (err != -EINVAL)
 		worker_accept_failed(ep->w, l->li, err);
@@ -656,9 +655,9 @@ static void accept_batch(struct ep *ep, struct elis *l)
 			/* That one connection's problem; the listener is fine. */
 			continue;
 		default:
-			/* EMFILE, ENFILE, ENOBUFS, ENOMEM...: as io_uring's
-			 * multishot accept, accepting ends; it is re-armed after a
-			 * back-off, so a full fd table does not spin. */
+			/* EMFILE, ENFILE, ENOBUFS, ENOMEM...: as on io_uring,
+			 * accepting ends; the worker re-arms it after a back-off,
+			 * so a full fd table does not spin. */
 			accept_end(ep, l, -errno);
 			return;
 		}
@@ -690,7 +689,7 @@ static void resume_listeners(struct ep *ep)
 		if (event_add(l->ev, NULL) == 0) {
 			l->state = LS_ARMED;
 		} else {
-			l->retry_at_ms = ep->w->now_ms + ACCEPT_BACKOFF_MS;
+			l->retry_at_ms = ep->w->now_ms + LISTEN_RETRY_MS;
 		}
 	}
 }

@@ -16,18 +16,26 @@ static struct conn *oldest(struct worker *w, enum timer_list a,
 	return timer_armed_at(w, x) <= timer_armed_at(w, y) ? x : y;
 }
 
-void evict_for_accept(struct worker *w)
+static void evict_at_peek(struct worker *w)
 {
-	struct conn *victim;
-
-	if (w->at_peek + w->relaying < w->max_conns || w->at_peek < w->reserve)
-		return;
 	/* Every connection at the peek is on one of these two lists. */
-	victim = oldest(w, TL_PEEK, TL_LINGER);
+	struct conn *victim = oldest(w, TL_PEEK, TL_LINGER);
+
 	if (victim) {
 		w->cap_evicted[0]++;
 		conn_close(w, victim, PS_CLOSE_EVICTED);
 	}
+}
+
+void evict_for_accept(struct worker *w)
+{
+	if (w->at_peek + w->relaying >= w->max_conns && w->at_peek >= w->reserve)
+		evict_at_peek(w);
+}
+
+void evict_for_descriptor(struct worker *w)
+{
+	evict_at_peek(w);
 }
 
 bool evict_for_relay(struct worker *w)

@@ -36,6 +36,12 @@ bool evict_for_relay(struct worker *w);
 /* A new connection found no free slot (all taken by closing ones). */
 void evict_refused(struct worker *w);
 /*
+ * Accept ran out of descriptors (the budget of proxy.c did not hold:
+ * descriptors taken elsewhere): the connection at the peek longest gives
+ * its back for the next accept.
+ */
+void evict_for_descriptor(struct worker *w);
+/*
  * Once per loop turn: at most one line a second tells what the cap did,
  * however many connections it closed or refused meanwhile.
  */

@@ -157,13 +157,22 @@ extern const struct io_ops io_epoll_ops;
  */
 int uring_probe(char *why, size_t len);
 
+/*
+ * Connections a backend may have accepted, per listener, and not yet
+ * handed over: descriptors open that no slot holds yet.
+ */
+#define IO_ACCEPTED_PENDING_MAX 16
+
 /* ---- what a backend calls ---------------------------------------------- */
 
 /* fd came with the client's address peer (len bytes), as accept gave it. */
 void worker_accepted(struct worker *w, unsigned li, int fd,
 		     const struct sockaddr *peer, socklen_t len);
 void worker_accept_failed(struct worker *w, unsigned li, int err);
-/* A listener's accept ended (multishot stopped); re-arms unless draining. */
+/*
+ * A listener's accepting ended (stopped, or on an error): re-armed unless
+ * draining, after a back-off when it failed.
+ */
 void worker_accept_ended(struct worker *w, unsigned li);
 
 /*

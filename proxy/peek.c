@@ -109,8 +109,9 @@ static void peek_hello(struct worker *w, struct conn *c)
 		return;
 	}
 	policy_tls_ask(&h, &ask);
-	if (ask.asks && store_lookup(w->px->store, STORE_TLSALPN01, ask.name,
-				     ask.name_len, clock_wall_ms(), &w->entry) == 0)
+	if (ask.asks && ask.name_len &&
+	    store_lookup(w->px->store, STORE_TLSALPN01, ask.name, ask.name_len,
+			 clock_wall_ms(), &w->entry) == 0)
 		e = &w->entry;
 	if (answer_tls(w, c, &ask, policy_tls(&ask, e, cfg->proxy.tls_miss), e))
 		return;
@@ -125,7 +126,16 @@ static void peek_request(struct worker *w, struct conn *c)
 	struct http_head h;
 	struct http01_ask ask;
 	struct rest_ask rest;
-	int r = http_head_parse(c->in, c->in_len, &h);
+	int r = policy_h2_preface(c->in, c->in_len);
+
+	if (r >= 0) {
+		if (r == 0)
+			peek_more(w, c);
+		else
+			upstream_forward(w, c, NULL, 0);
+		return;
+	}
+	r = http_head_parse(c->in, c->in_len, &h);
 
 	if (r == WIRE_PARTIAL && c->in_len < IN_MAX_HTTP) {
 		peek_more(w, c);

@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,6 +33,10 @@
 
 #define RETIRE_MS 2000
 #define LISTEN_BACKLOG 4096
+/* Descriptors a proxy process holds besides its workers' (stdio, store...). */
+#define FD_PROCESS 64
+/* And a worker besides its connections and listeners (ring, event base). */
+#define FD_WORKER 8
 
 struct retired {
 	struct live_cfg *lc;
@@ -96,6 +101,80 @@ fail:
 	return -1;
 }
 
+/* Slots a worker keeps beside max_connections for connections at the peek. */
+static uint32_t reserve_for(uint32_t max_conns)
+{
+	return max_conns / 16 < 64 ? 64 : max_conns / 16;
+}
+
+/*
+ * Descriptors a worker holds at most with the cap at max_conns: two per
+ * relay (client and upstream), one per connection at the peek in the
+ * reserve, two per splice pipe, each listener and the connections it has
+ * accepted but not handed over yet. Slots still closing hold theirs for a
+ * loop turn more; accept errors back off meanwhile.
+ */
+static uint64_t worker_fds(const struct cfg *cfg, uint32_t max_conns)
+{
+	uint64_t nlis = cfg->proxy.nhttp + cfg->proxy.nhttps;
+
+	return 2 * (uint64_t)max_conns + reserve_for(max_conns) +
+	       2 * (uint64_t)cfg->proxy.splice_pipes +
+	       nlis * (1 + IO_ACCEPTED_PENDING_MAX) + FD_WORKER;
+}
+
+/*
+ * max_connections per worker, no more than the descriptors allow: the
+ * soft RLIMIT_NOFILE is raised to the hard one, and max_connections is
+ * lowered (with a warning) until every worker at its cap fits under it,
+ * so that the cap makes room before accept runs out of descriptors.
+ */
+static uint32_t budget_max_conns(const struct cfg *cfg, unsigned nworkers)
+{
+	uint32_t want = cfg->proxy.max_connections, lo = 16, hi = want;
+	struct rlimit rl;
+	uint64_t per_worker;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return want;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			rl.rlim_cur = was;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY)
+		return want;
+	per_worker = rl.rlim_cur > FD_PROCESS
+		? (rl.rlim_cur - FD_PROCESS) / nworkers : 0;
+	if (worker_fds(cfg, want) <= per_worker)
+		return want;
+	if (worker_fds(cfg, lo) > per_worker) {
+		log_warn("proxy: max_connections %u needs %llu descriptors per "
+			 "worker (%u worker%s) and RLIMIT_NOFILE is %llu: not "
+			 "even %u fit; accepts will fail and back off", want,
+			 (unsigned long long)worker_fds(cfg, want), nworkers,
+			 nworkers == 1 ? "" : "s",
+			 (unsigned long long)rl.rlim_cur, lo);
+		return lo;
+	}
+	/* The most that fits: worker_fds() grows with max_conns. */
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo + 1) / 2;
+
+		if (worker_fds(cfg, mid) <= per_worker)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	log_warn("proxy: max_connections %u needs %llu descriptors per worker "
+		 "(%u worker%s) and RLIMIT_NOFILE is %llu: max_connections %u "
+		 "per worker", want, (unsigned long long)worker_fds(cfg, want),
+		 nworkers, nworkers == 1 ? "" : "s",
+		 (unsigned long long)rl.rlim_cur, lo);
+	return lo;
+}
+
 static int worker_setup(struct proxy *px, struct worker *w, unsigned id,
 			const struct io_ops *io)
 {
@@ -109,8 +188,8 @@ static int worker_setup(struct proxy *px, struct worker *w, unsigned id,
 	w->lc = live_cfg_get(px);
 	w->stats = pstats_worker(px->stats, id);
 	w->now_ms = clock_mono_ms();
-	w->max_conns = cfg->proxy.max_connections;
-	w->reserve = w->max_conns / 16 < 64 ? 64 : w->max_conns / 16;
+	w->max_conns = px->max_conns;
+	w->reserve = reserve_for(w->max_conns);
 	conn_slab_init(w, w->max_conns + 2 * w->reserve);
 
 	w->nlisteners = (unsigned)(cfg->proxy.nhttp + cfg->proxy.nhttps);
@@ -301,6 +380,7 @@ int proxy_main(struct cfg *cfg, const char *cfg_path)
 		px.nworkers = n < 1 ? 1 : n > PSTATS_WORKERS_MAX ? PSTATS_WORKERS_MAX
 							       : (unsigned)n;
 	}
+	px.max_conns = budget_max_conns(cfg, px.nworkers);
 	if (open_store(&px, &sigs) != 0)
 		goto out;
 	pstats_path(cfg->store.path, path, sizeof(path));
@@ -315,6 +395,8 @@ int proxy_main(struct cfg *cfg, const char *cfg_path)
 	for (unsigned i = 0; i < px.nworkers; i++)
 		if (worker_setup(&px, &px.workers[i], i, io) != 0)
 			goto out;
+	if (priv_drop(PRIV_PROXY) != 0)
+		goto out;
 	for (started = 0; started < px.nworkers; started++) {
 		int e = pthread_create(&px.workers[started].thread, NULL, worker_main,
 				       &px.workers[started]);

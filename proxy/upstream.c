@@ -15,6 +15,7 @@
 #include "proxy/evict.h"
 #include "proxy/relay.h"
 #include "wire/proxy_hdr.h"
+#include "wire/tls_hello.h"
 
 static const struct cfg_addr *route_servers(const struct conn *c, size_t *n)
 {
@@ -150,9 +151,12 @@ void upstream_forward(struct worker *w, struct conn *c, const char *name,
 	c->route = cfg_route_for(c->lc->cfg, name, name_len);
 	route_servers(c, &n);
 	if (n == 0) {
+		char esc[LOG_ESC_SIZE(TLS_SNI_MAX)];
+
+		log_escape(esc, sizeof(esc), name, name_len);
 		log_ratelimited(&conn_lim_peer, LOG_LVL_INFO,
-				"proxy: no %s upstream for \"%.*s\"",
-				c->https ? "https" : "http", (int)name_len, name);
+				"proxy: no %s upstream for \"%s\"",
+				c->https ? "https" : "http", esc);
 		no_relay(w, c, 502, "Bad Gateway", PS_CLOSE_NO_ROUTE);
 		return;
 	}
@@ -192,7 +196,8 @@ static void on_connected(struct worker *w, struct conn *c)
 
 /*
  * The REST listener's socket may sit where others can create names
- * (/dev/shm): bearer tokens go only to a listener run by the API's user.
+ * (/dev/shm): bearer tokens go only to a listener made by the API's user,
+ * or by root (the API makes it before it drops root, as it does the store).
  */
 static bool rest_peer_ok(struct conn *c)
 {
@@ -200,7 +205,7 @@ static bool rest_peer_ok(struct conn *c)
 	socklen_t len = sizeof(cr);
 
 	if (getsockopt(c->io.fd[SIDE_UPSTREAM], SOL_SOCKET, SO_PEERCRED, &cr,
-		       &len) == 0 && cr.uid == priv_uid(PRIV_API))
+		       &len) == 0 && (cr.uid == priv_uid(PRIV_API) || cr.uid == 0))
 		return true;
 	log_ratelimited(&conn_lim_peer, LOG_LVL_ERR, "proxy: the REST listener "
 			"%s is not the API's (another user's socket): not used",

@@ -38,7 +38,8 @@
 #define BGID 0
 #define BR_ENTRIES 256		/* slots of the buffer ring (a power of 2) */
 #define BR_STOCK_MIN 32		/* buffers kept in the ring at first */
-#define ACCEPT_DEPTH 16		/* accepts in flight per listener (<= 32) */
+/* Accepts in flight per listener (at most 32: a bit each). */
+#define ACCEPT_DEPTH IO_ACCEPTED_PENDING_MAX
 
 /*
  * One listener's accepts: ACCEPT_DEPTH single-shot requests, each with an

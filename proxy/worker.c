@@ -3,6 +3,7 @@
  * accepted connections in (making room at the cap), running out
  * deadlines, and draining on a graceful stop.
  */
+#include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -16,6 +17,8 @@
 #include "proxy/worker.h"
 
 #define LOOP_TICK_MS 100
+/* After an accept error, before accepting again on that listener. */
+#define ACCEPT_BACKOFF_MS 100
 
 /* ---- accepting -------------------------------------------------------- */
 
@@ -54,24 +57,35 @@ void worker_accepted(struct worker *w, unsigned li, int fd,
 	peek_more(w, c);
 }
 
+/*
+ * Stop listening now, not at teardown: an open listening socket keeps
+ * completing handshakes into its backlog, and those clients would hang
+ * for the whole grace period before a reset. Closed, new connections are
+ * refused at once.
+ */
+static void listener_close(struct listener *l)
+{
+	l->armed = false;
+	l->paused = false;
+	if (l->fd >= 0) {
+		close(l->fd);
+		l->fd = -1;
+	}
+}
+
 void worker_accept_ended(struct worker *w, unsigned li)
 {
+	struct listener *l = &w->listeners[li];
+
 	if (w->draining) {
-		struct listener *l = &w->listeners[li];
+		listener_close(l);
+	} else if (w->now_ms < l->retry_at_ms) {
+		/* Re-armed at once, a failing accept would fail again at once. */
 		l->armed = false;
-		/*
-		 * Stop listening now, not at teardown: an open listening socket
-		 * keeps completing handshakes into its backlog, and those clients
-		 * would hang for the whole grace period before a reset. Closed,
-		 * new connections are refused at once.
-		 */
-		if (l->fd >= 0) {
-			close(l->fd);
-			l->fd = -1;
-		}
-		return;
+		l->paused = true;
+	} else {
+		w->io->accept(w, li);
 	}
-	w->io->accept(w, li);
 }
 
 void worker_accept_failed(struct worker *w, unsigned li, int err)
@@ -80,6 +94,26 @@ void worker_accept_failed(struct worker *w, unsigned li, int err)
 
 	log_ratelimited(&lim, LOG_LVL_ERR, "proxy: accept on listener %u: %s",
 			li, strerror(-err));
+	w->listeners[li].retry_at_ms = w->now_ms + ACCEPT_BACKOFF_MS;
+	if (err == -EMFILE || err == -ENFILE)
+		evict_for_descriptor(w);
+}
+
+/* Listeners paused after an error accept again once their time came. */
+static void listeners_resume(struct worker *w)
+{
+	for (unsigned i = 0; i < w->nlisteners; i++) {
+		struct listener *l = &w->listeners[i];
+
+		if (!l->paused)
+			continue;
+		if (w->draining) {
+			listener_close(l);
+		} else if (w->now_ms >= l->retry_at_ms) {
+			l->paused = false;
+			w->io->accept(w, i);
+		}
+	}
 }
 
 /* ---- deadlines and draining ------------------------------------------- */
@@ -200,6 +234,7 @@ void *worker_main(void *arg)
 		}
 		w->io->wait(w, LOOP_TICK_MS);
 		worker_tick(w);
+		listeners_resume(w);
 		evict_log(w);
 		log_flush();
 	}

@@ -59,6 +59,8 @@ struct listener {
 	int fd;
 	bool https;
 	bool armed;		/* accepting, or its accept not yet ended */
+	bool paused;		/* ended on an error: re-armed at retry_at_ms */
+	uint64_t retry_at_ms;
 	struct sockaddr_storage addr;
 };
 
@@ -121,6 +123,7 @@ struct proxy {
 	_Atomic(struct live_cfg *) live;
 	struct worker *workers;
 	unsigned nworkers;
+	uint32_t max_conns;		/* per worker: max_connections, budgeted */
 	atomic_bool stop;
 	pthread_mutex_t start_mu;	/* workers report their ring setup */
 	pthread_cond_t start_cv;

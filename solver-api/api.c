@@ -103,6 +103,13 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	log_info("api: %s: stopping", strsignal((int)sig));
+	if (api->cluster) {
+		/* Writes waiting for the cluster get their 503 out before we go. */
+		static const struct timeval flush = {0, 200 * 1000};
+		cluster_stop(api->cluster);
+		event_base_loopexit(api->base, &flush);
+		return;
+	}
 	event_base_loopexit(api->base, NULL);
 }
 
@@ -138,40 +145,39 @@ static int bind_all(struct api *api)
 	return 0;
 }
 
-int api_main(struct cfg *cfg, const char *cfg_path)
+/* Opens the store, sets evhttp up and binds; returns 0, or -1 after logging. */
+static int api_start(struct api *api)
 {
 	static const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
-	struct api *api = calloc(1, sizeof(*api));
+	const struct cfg *cfg = api->cfg;
 	char err[512];
-	int rc = 1;
 
-	BUG_ON(!api);
-	api->cfg = cfg;
-	api->cfg_path = cfg_path;
-	api->accepting = true;
-	signal(SIGPIPE, SIG_IGN);
-
-	int ret = store_open_writer(cfg->store.path, cfg->store.capacity,
-				    priv_owner(PRIV_API),
-				    &api->store, err, sizeof(err));
-	if (ret) {
+	if (store_open_writer(cfg->store.path, cfg->store.capacity,
+			      priv_owner(PRIV_API), &api->store, err,
+			      sizeof(err)) != 0) {
 		log_err("api: token store: %s", err);
-		goto out;
+		return -1;
 	}
 	quota_load(&api->quota, api->store, &api->scratch, clock_wall_ms());
 	api->base = event_base_new();
 	api->http = api->base ? evhttp_new(api->base) : NULL;
 	if (!api->http) {
 		log_err("api: cannot set up libevent");
-		goto out;
+		return -1;
 	}
 	/* Every method reaches the router, so a wrong one gets a JSON 405. */
 	evhttp_set_allowed_methods(api->http, API_EVERY_METHOD);
 	evhttp_set_gencb(api->http, router_handle, api);
 	evhttp_set_bevcb(api->http, conn_new, api);
 	apply_limits(api);
+	/*
+	 * The REST listener is made as root too, like the store: its socket
+	 * belongs to the API's user and the proxy's group.
+	 */
 	if (bind_all(api) || rest_listen_start(api))
-		goto out;
+		return -1;
+	if (priv_drop(PRIV_API) != 0)
+		return -1;
 	api->sweep_ev = event_new(api->base, -1, EV_PERSIST, on_sweep, api);
 	BUG_ON(!api->sweep_ev);
 	arm_sweep(api);
@@ -184,11 +190,11 @@ int api_main(struct cfg *cfg, const char *cfg_path)
 		handlers_cluster_hooks(api, &hooks);
 		cluster_open(api->base, cfg, &hooks, &api->cluster);
 	}
-	log_info("api: ready: store %s, %u slots, %zu client%s", cfg->store.path,
-		 cfg->store.capacity, cfg->nclients, cfg->nclients == 1 ? "" : "s");
-	event_base_dispatch(api->base);
-	rc = 0;
-out:
+	return 0;
+}
+
+static void api_free(struct api *api)
+{
 	cluster_close(api->cluster);
 	for (int i = 0; i < 3; i++)
 		if (api->sig_ev[i])
@@ -210,5 +216,25 @@ out:
 	cfg_free(api->cfg);
 	free(api->bound);
 	free(api);
+}
+
+int api_main(struct cfg *cfg, const char *cfg_path)
+{
+	struct api *api = calloc(1, sizeof(*api));
+	int rc = 1;
+
+	BUG_ON(!api);
+	api->cfg = cfg;
+	api->cfg_path = cfg_path;
+	api->accepting = true;
+	signal(SIGPIPE, SIG_IGN);
+	if (api_start(api) == 0) {
+		log_info("api: ready: store %s, %u slots, %zu client%s",
+			 cfg->store.path, cfg->store.capacity, cfg->nclients,
+			 cfg->nclients == 1 ? "" : "s");
+		event_base_dispatch(api->base);
+		rc = 0;
+	}
+	api_free(api);
 	return rc;
 }

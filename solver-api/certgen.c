@@ -21,7 +21,9 @@
 #include <string.h>
 
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/encoder.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -672,6 +674,46 @@ static EVP_PKEY *import_key(const char *pem, size_t len, char *err,
 	return NULL;
 }
 
+/*
+ * The key types an imported certificate may have: ECDSA on P-256 or P-384,
+ * Ed25519, RSA of 2048 to 4096 bits. Validators' TLS stacks take these,
+ * and the proxy signs every acme-tls/1 handshake with the key: an RSA key
+ * of 8192 bits would cost each one tens of milliseconds, and a rare curve
+ * may not be accepted by the validator at all.
+ */
+static int key_type_check(EVP_PKEY *pkey, char *err, size_t errlen)
+{
+	static const char want[] = "a validator needs ECDSA on P-256 or P-384, "
+				   "Ed25519, or RSA of 2048 to 4096 bits";
+	char group[80] = "";
+	int bits = EVP_PKEY_get_bits(pkey), nid;
+
+	if (EVP_PKEY_is_a(pkey, "ED25519"))
+		return 0;
+	if (EVP_PKEY_is_a(pkey, "RSA")) {
+		if (bits >= 2048 && bits <= 4096)
+			return 0;
+		err_set(err, errlen, "the key is RSA of %d bits; %s", bits, want);
+		return -1;
+	}
+	if (EVP_PKEY_is_a(pkey, "EC")) {
+		if (!EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME,
+						    group, sizeof(group), NULL))
+			snprintf(group, sizeof(group), "explicit parameters");
+		ERR_clear_error();
+		nid = OBJ_txt2nid(group);
+		if (nid == NID_undef)
+			nid = EC_curve_nist2nid(group);
+		if (nid == NID_X9_62_prime256v1 || nid == NID_secp384r1)
+			return 0;
+		err_set(err, errlen, "the key is ECDSA on %s; %s", group, want);
+		return -1;
+	}
+	err_set(err, errlen, "the key is %s; %s", EVP_PKEY_get0_type_name(pkey)
+		? EVP_PKEY_get0_type_name(pkey) : "of an unknown type", want);
+	return -1;
+}
+
 int certgen_import_pem(const char *cert_pem, size_t cert_len,
 		       const char *key_pem, size_t key_len,
 		       const struct ident *id, struct certgen_der *out,
@@ -697,7 +739,7 @@ int certgen_import_pem(const char *cert_pem, size_t cert_len,
 	if (!x)
 		goto out;
 	pkey = import_key(key_pem, key_len, err, errlen);
-	if (!pkey)
+	if (!pkey || key_type_check(pkey, err, errlen) < 0)
 		goto out;
 	/* The client computed the digest; we never saw the key authorization. */
 	if (certgen_check(x, pkey, id, NULL, err, errlen) < 0)

@@ -63,7 +63,9 @@ int certgen_check(X509 *cert, EVP_PKEY *key, const struct ident *id,
  * them as DER for the store. Lengths are explicit (no NUL needed), each at
  * most 16 KiB. The certificate input must hold exactly one PEM block, a
  * CERTIFICATE; the key may be PKCS#8, SEC1 or PKCS#1, and an encrypted key
- * is refused (never prompted for). Returns 0, or -1 with the reason in err.
+ * is refused (never prompted for). The key must be ECDSA on P-256 or P-384,
+ * Ed25519, or RSA of 2048 to 4096 bits (the proxy signs every acme-tls/1
+ * handshake with it). Returns 0, or -1 with the reason in err.
  */
 int certgen_import_pem(const char *cert_pem, size_t cert_len,
 		       const char *key_pem, size_t key_len,

@@ -105,10 +105,12 @@ static const char script_write[] =
 	"return {1, v}\n";
 
 /*
- * The heartbeat. KEYS: the live set, the epoch, the version counter. ARGV:
- * this node, the live window (ms), this node's highest version, an epoch
- * to set if none is (a new random one each call, so that two data losses
- * in a row are both seen). Returns {epoch, {live nodes}}.
+ * The heartbeat. KEYS: the live set, the epoch, the version counter, this
+ * node name's instance key. ARGV: this node, the live window (ms), this
+ * node's highest version, an epoch to set if none is (a new random one
+ * each call, so that two data losses in a row are both seen), this
+ * process's instance id. Returns {epoch, {live nodes}, the instance that
+ * beat under this name last, if within the live window}.
  */
 static const char script_beat[] =
 	"local t = redis.call('TIME')\n"
@@ -119,7 +121,9 @@ static const char script_beat[] =
 	"if not e then redis.call('SET', KEYS[2], ARGV[4]); e = ARGV[4] end\n"
 	"local c = tonumber(redis.call('GET', KEYS[3]) or '0') or 0\n"
 	"if c < tonumber(ARGV[3]) then redis.call('SET', KEYS[3], ARGV[3]) end\n"
-	"return {e, redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[2]), '+inf')}\n";
+	"local o = redis.call('GET', KEYS[4]) or ''\n"
+	"redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[2])\n"
+	"return {e, redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[2]), '+inf'), o}\n";
 
 /* A hit record. KEYS: the entry's hit hash. ARGV: node, message, expiry, channel. */
 static const char script_hit[] =
@@ -156,7 +160,7 @@ struct cl_key {
 	bool deleted;
 	bool mine;			/* written through this node: it republishes it */
 	bool cand_listed;
-	char key[STORE_KEY_MAX + 1];
+	char key[];			/* key_len + 1 bytes, NUL-terminated */
 };
 
 struct cl_write {
@@ -199,6 +203,9 @@ struct cluster {
 	char store_path[CFG_PATH_MAX + 1];
 	/* Redis names */
 	char prefix[CFG_PREFIX_MAX + 1];
+	char k_inst[CFG_PREFIX_MAX + CLC_NODE_MAX + 8];
+	char instance[17];		/* this process, among nodes of one name */
+	unsigned beats_up;		/* heartbeats answered since connecting */
 	char k_ver[CFG_PREFIX_MAX + 8], k_nodes[CFG_PREFIX_MAX + 8],
 	     k_epoch[CFG_PREFIX_MAX + 8], ch_events[CFG_PREFIX_MAX + 8],
 	     ch_acks[CFG_PREFIX_MAX + CLC_NODE_MAX + 8], ch_members[CFG_PREFIX_MAX + 8],
@@ -213,6 +220,7 @@ struct cluster {
 	bool redis_up;			/* both connections up and authenticated */
 	bool subscribed;
 	bool ever_ready;
+	bool stopping;
 	bool drop_logged;		/* once per outage, not once per retry */
 	unsigned inflight;
 	unsigned hb_outstanding;
@@ -366,11 +374,12 @@ static struct cl_key *key_get(struct cluster *cl, uint8_t kind, const char *key,
 	if (k)
 		return k;
 	keys_make_room(cl, now);
-	k = calloc(1, sizeof(*k));
+	k = calloc(1, sizeof(*k) + len + 1);
 	BUG_ON(!k);
 	k->kind = kind;
 	k->key_len = (uint8_t)len;
 	memcpy(k->key, key, len);
+	k->key[len] = '\0';
 	b = key_hash(cl, kind, key, len);
 	k->next = cl->buckets[b];
 	cl->buckets[b] = k;
@@ -779,6 +788,7 @@ static void node_left(struct cluster *cl, const char *node)
 
 static void on_beat(redisAsyncContext *ac, void *reply, void *priv)
 {
+	static struct log_limit dup_lim;
 	struct cluster *cl = reply_begin(ac, reply);
 	redisReply *r = reply;
 	char err[256];
@@ -791,13 +801,26 @@ static void on_beat(redisAsyncContext *ac, void *reply, void *priv)
 		cl_drop(cl, "heartbeat refused: %s", err);
 		return;
 	}
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
 	    r->element[0]->type != REDIS_REPLY_STRING ||
 	    r->element[0]->len >= sizeof(cl->epoch) ||
-	    r->element[1]->type != REDIS_REPLY_ARRAY) {
+	    r->element[1]->type != REDIS_REPLY_ARRAY ||
+	    r->element[2]->type != REDIS_REPLY_STRING) {
 		cl_drop(cl, "heartbeat: unexpected reply");
 		return;
 	}
+	/*
+	 * Another process beat under our name since our last beat: two nodes
+	 * share a name (acks and the live set would mix them up). Not on the
+	 * first beat after connecting: that may be our own predecessor.
+	 */
+	if (r->element[2]->len && cl->beats_up > 0 &&
+	    (r->element[2]->len != strlen(cl->instance) ||
+	     memcmp(r->element[2]->str, cl->instance, r->element[2]->len)))
+		log_ratelimited(&dup_lim, LOG_LVL_ERR, "cluster: another node also "
+				"calls itself %s: give every node its own [cluster] "
+				"node name", cl->node);
+	cl->beats_up++;
 	if (cl->epoch[0] && (strlen(cl->epoch) != r->element[0]->len ||
 			     memcmp(cl->epoch, r->element[0]->str, r->element[0]->len))) {
 		/*
@@ -829,8 +852,8 @@ static void beat(struct cluster *cl)
 {
 	char live[16], floor[24], proposal[33];
 	uint8_t rnd[16];
-	const char *argv[10];
-	size_t lens[10];
+	const char *argv[12];
+	size_t lens[12];
 
 	if (!cl->subscribed)
 		return;
@@ -848,17 +871,19 @@ static void beat(struct cluster *cl)
 		snprintf(proposal + 2 * i, 3, "%02x", rnd[i]);
 	argv[0] = "EVALSHA";
 	argv[1] = cl->sha[SC_BEAT];
-	argv[2] = "3";
+	argv[2] = "4";
 	argv[3] = cl->k_nodes;
 	argv[4] = cl->k_epoch;
 	argv[5] = cl->k_ver;
-	argv[6] = cl->node;
-	argv[7] = live;
-	argv[8] = floor;
-	argv[9] = proposal;
-	for (int i = 0; i < 10; i++)
+	argv[6] = cl->k_inst;
+	argv[7] = cl->node;
+	argv[8] = live;
+	argv[9] = floor;
+	argv[10] = proposal;
+	argv[11] = cl->instance;
+	for (int i = 0; i < 12; i++)
 		lens[i] = strlen(argv[i]);
-	if (cmd_send(cl, on_beat, NULL, 10, argv, lens) == 0)
+	if (cmd_send(cl, on_beat, NULL, 12, argv, lens) == 0)
 		cl->hb_outstanding = 1;
 }
 
@@ -1164,6 +1189,7 @@ static void cl_drop(struct cluster *cl, const char *fmt, ...)
 	cl->subscribed = false;
 	cl->inflight = 0;
 	cl->hb_outstanding = 0;
+	cl->beats_up = 0;
 	cl->repub_inflight = 0;
 	cl->sync_outstanding = 0;
 	cl->live_known = false;
@@ -1552,6 +1578,7 @@ int cluster_open(struct event_base *base, const struct cfg *cfg,
 	snprintf(cl->k_ver, sizeof(cl->k_ver), "%sver", cl->prefix);
 	snprintf(cl->k_nodes, sizeof(cl->k_nodes), "%snodes", cl->prefix);
 	snprintf(cl->k_epoch, sizeof(cl->k_epoch), "%sepoch", cl->prefix);
+	snprintf(cl->k_inst, sizeof(cl->k_inst), "%sinst:%s", cl->prefix, cl->node);
 	snprintf(cl->ch_events, sizeof(cl->ch_events), "%sevents", cl->prefix);
 	snprintf(cl->ch_acks, sizeof(cl->ch_acks), "%sack:%s", cl->prefix, cl->node);
 	snprintf(cl->ch_members, sizeof(cl->ch_members), "%smembers", cl->prefix);
@@ -1573,6 +1600,11 @@ int cluster_open(struct event_base *base, const struct cfg *cfg,
 	/* Write ids start at random: a restarted node never takes a stale ack. */
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
 		memset(rnd, 0, sizeof(rnd));
+	uint8_t inst[8];
+	if (RAND_bytes(inst, sizeof(inst)) != 1)
+		memset(inst, 0, sizeof(inst));
+	for (int i = 0; i < 8; i++)
+		snprintf(cl->instance + 2 * i, 3, "%02x", inst[i]);
 	cl->next_id = ((uint64_t)rnd[0] << 48 | (uint64_t)rnd[1] << 40 |
 		       (uint64_t)rnd[2] << 32 | (uint64_t)rnd[3] << 24) + 1;
 	cl->backoff_ms = BACKOFF_MIN_MS;
@@ -1599,8 +1631,10 @@ int cluster_open(struct event_base *base, const struct cfg *cfg,
 
 void cluster_reload(struct cluster *cl, const struct cfg *cfg)
 {
-	if (!cfg->cluster.enabled)
+	if (!cfg->cluster.enabled) {
+		log_warn("cluster: leaving the cluster takes effect only on restart");
 		return;
+	}
 	cl->ack = cfg->cluster.ack;
 	cl->ack_timeout_ms = cfg->cluster.ack_timeout_ms;
 	if (strcmp(cfg->cluster.node, cl->node) ||
@@ -1639,13 +1673,21 @@ static void leave(struct cluster *cl)
 	redisFree(c);
 }
 
+void cluster_stop(struct cluster *cl)
+{
+	if (cl->stopping)
+		return;
+	cl->stopping = true;
+	leave(cl);
+	while (cl->pending)
+		write_finish(cl->pending, CLUSTER_FAILED, "the node is stopping");
+}
+
 void cluster_close(struct cluster *cl)
 {
 	if (!cl)
 		return;
-	leave(cl);
-	while (cl->pending)
-		write_finish(cl->pending, CLUSTER_FAILED, "the node is stopping");
+	cluster_stop(cl);
 	free_ctx(&cl->cmd);
 	free_ctx(&cl->sub);
 	free_ctx(&cl->sentinel);
@@ -1673,9 +1715,9 @@ static struct cl_write *write_start(struct cluster *cl, cluster_done_fn done,
 {
 	struct cl_write *w;
 
-	if (cl->state != CLUSTER_READY) {
+	if (cl->state != CLUSTER_READY || cl->stopping) {
 		cl->m_refused++;
-		*why = cl->cause;
+		*why = cl->stopping ? "the node is stopping" : cl->cause;
 		return NULL;
 	}
 	if (cl->npending >= PENDING_MAX || cl->inflight >= INFLIGHT_MAX) {

@@ -70,7 +70,13 @@ int cluster_open(struct event_base *base, const struct cfg *cfg,
 /* SIGHUP: ack and ack_timeout_ms change now; the rest only on restart. */
 void cluster_reload(struct cluster *cl, const struct cfg *cfg);
 
-/* Leaves the live set at once (others stop waiting for us) and frees. */
+/*
+ * Stopping: leaves the live set at once (the others stop waiting for this
+ * node), answers the writes still waiting (503), refuses new ones.
+ */
+void cluster_stop(struct cluster *cl);
+
+/* cluster_stop() if not done yet, then frees everything. */
 void cluster_close(struct cluster *cl);
 
 /* The state, and when not READY, why (one sentence). */

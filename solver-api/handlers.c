@@ -79,6 +79,37 @@ void handlers_cluster_hooks(struct api *api, struct cluster_hooks *out)
 
 /* ---- reading and checking what a PUT carries ------------------------- */
 
+/*
+ * The 4xx of each error of the request parser: the detail is pre, then the
+ * parser's what (cut to what_max, none when 0), then post.
+ */
+static const struct put_error {
+	int err;
+	int status;
+	const char *word;
+	const char *pre;
+	int what_max;
+	const char *post;
+} put_errors[] = {
+	{API_REQ_BAD_JSON, 400, "bad_json", "the body is not a JSON object: ",
+	 API_WHAT_MAX, ""},
+	{API_REQ_UNKNOWN_FIELD, 400, "bad_json", "unknown field \"", API_WHAT_MAX,
+	 "\""},
+	{API_REQ_FIELD_TYPE, 400, "bad_json",
+	 "fields must be strings (ttl a number)", 0, ""},
+	{API_REQ_BAD_TTL, 400, "bad_ttl", "ttl must be a whole number of seconds",
+	 0, ""},
+	{API_REQ_KEYAUTH_NUL, 400, "bad_key_authorization", "NUL byte in the body",
+	 0, ""},
+	{API_REQ_UNKNOWN_PARAM, 400, "bad_query", "unknown parameter \"", 64, "\""},
+	{API_REQ_QUERY_NUL, 400, "bad_query",
+	 "a query value holds a NUL byte (%00)", 0, ""},
+	{API_REQ_IDENT_TOO_LONG, 400, "bad_identifier",
+	 "identifier is longer than any DNS name", 0, ""},
+	/* last: also the answer to a code this table does not know */
+	{API_REQ_BAD_QUERY, 400, "bad_query", "malformed query string", 0, ""},
+};
+
 /* Parses the body and query into pb; returns 0, or -1 after replying. */
 static int read_put_body(struct req_ctx *rc, struct api_put *pb)
 {
@@ -86,61 +117,32 @@ static int read_put_body(struct req_ctx *rc, struct api_put *pb)
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(rc->req);
 	const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
 	uint32_t max = rc->api->cfg->api.max_body;
-	size_t len = evbuffer_get_length(in);
+	size_t len = evbuffer_get_length(in), i = 0;
 	const char *body = NULL;
+	int err;
 
 	/* An oversized body is refused without being made contiguous. */
 	if (len && len <= max)
 		body = (const char *)evbuffer_pullup(in, -1);
-	switch (api_put_parse(body ? body : "", len, q, q ? strlen(q) : 0, max,
-			      pb)) {
-	case API_REQ_OK:
+	err = api_put_parse(body ? body : "", len, q, q ? strlen(q) : 0, max, pb);
+	if (err == API_REQ_OK)
 		return 0;
-	case API_REQ_TOO_LARGE:
+	if (err == API_REQ_TOO_LARGE) {
 		api_reply_error(rc, 413, "body_too_large", "the body is %zu bytes; "
 				"the limit is %u", pb->body_len, max);
-		break;
-	case API_REQ_BAD_JSON:
-		api_reply_error(rc, 400, "bad_json", "the body is not a JSON "
-				"object: %s", pb->what);
-		break;
-	case API_REQ_UNKNOWN_FIELD:
-		api_reply_error(rc, 400, "bad_json", "unknown field \"%s\"",
-				pb->what);
-		break;
-	case API_REQ_FIELD_TYPE:
-		api_reply_error(rc, 400, "bad_json", "fields must be strings "
-				"(ttl a number)");
-		break;
-	case API_REQ_BAD_TTL:
-		api_reply_error(rc, 400, "bad_ttl", "ttl must be a whole number "
-				"of seconds");
-		break;
-	case API_REQ_KEYAUTH_TOO_LONG:
+		return -1;
+	}
+	if (err == API_REQ_KEYAUTH_TOO_LONG) {
 		api_reply_error(rc, 400, "bad_key_authorization", "a key "
 				"authorization is at most %d characters",
 				KEYAUTH_MAX);
-		break;
-	case API_REQ_KEYAUTH_NUL:
-		api_reply_error(rc, 400, "bad_key_authorization",
-				"NUL byte in the body");
-		break;
-	case API_REQ_UNKNOWN_PARAM:
-		api_reply_error(rc, 400, "bad_query", "unknown parameter "
-				"\"%.64s\"", pb->what);
-		break;
-	case API_REQ_QUERY_NUL:
-		api_reply_error(rc, 400, "bad_query", "a query value holds a NUL "
-				"byte (%%00)");
-		break;
-	case API_REQ_IDENT_TOO_LONG:
-		api_reply_error(rc, 400, "bad_identifier", "identifier is longer "
-				"than any DNS name");
-		break;
-	default:
-		api_reply_error(rc, 400, "bad_query", "malformed query string");
-		break;
+		return -1;
 	}
+	while (i < ARRAY_SIZE(put_errors) - 1 && put_errors[i].err != err)
+		i++;
+	const struct put_error *e = &put_errors[i];
+	api_reply_error(rc, e->status, e->word, "%s%.*s%s", e->pre, e->what_max,
+			e->what_max ? pb->what : "", e->post);
 	return -1;
 }
 

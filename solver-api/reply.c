@@ -80,38 +80,10 @@ void api_reply_json(struct req_ctx *rc, int code, json_t *obj)
 	free(s);
 }
 
-/*
- * Copies the NUL-terminated s into buf as printable ASCII, every other
- * byte (and the backslash) written as \xNN. The result is valid UTF-8
- * whatever s holds (request paths, identifiers, JSON keys cut anywhere),
- * and it is cut only between whole characters or escapes.
- */
-static void escape_text(const char *s, char *buf, size_t cap)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t n = 0;
-
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		bool plain = c >= 0x20 && c < 0x7f && c != '\\';
-
-		if (n + (plain ? 1 : 4) >= cap)
-			break;
-		if (plain) {
-			buf[n++] = (char)c;
-			continue;
-		}
-		buf[n++] = '\\';
-		buf[n++] = 'x';
-		buf[n++] = hex[c >> 4];
-		buf[n++] = hex[c & 0xf];
-	}
-	buf[n] = '\0';
-}
-
 void api_reply_error(struct req_ctx *rc, int code, const char *what,
 		     const char *fmt, ...)
 {
+	static struct log_limit anonymous;
 	const char *target = evhttp_request_get_uri(rc->req);
 	char raw[512], detail[640], uri[300];
 	va_list ap;
@@ -119,15 +91,29 @@ void api_reply_error(struct req_ctx *rc, int code, const char *what,
 	va_start(ap, fmt);
 	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
-	escape_text(raw, detail, sizeof(detail));
-	escape_text(target ? target : "", uri, sizeof(uri));
+	/*
+	 * Request text made printable ASCII (log_escape): valid UTF-8 for
+	 * jansson whatever the request held, cut only between whole escapes.
+	 */
+	target = target ? target : "";
+	log_escape(detail, sizeof(detail), raw, strlen(raw));
+	log_escape(uri, sizeof(uri), target, strlen(target));
 	if (code == 401)
 		evhttp_add_header(evhttp_request_get_output_headers(rc->req),
 				  "WWW-Authenticate", "Bearer realm=\"acme-edge\"");
-	log_info("api: %s %s from %s%s%s: %d %s (%s)",
-		 metrics_route_name(rc->route), uri, rc->peer,
-		 rc->client ? " client " : "", rc->client ? rc->client->name : "",
-		 code, what, detail);
+	/*
+	 * A client's own errors are what its operator troubleshoots with:
+	 * all of them. Anyone can send requests that fail before a client
+	 * is known, so those are rate-limited, or they would flood the log.
+	 */
+	if (rc->client)
+		log_info("api: %s %s from %s client %s: %d %s (%s)",
+			 metrics_route_name(rc->route), uri, rc->peer,
+			 rc->client->name, code, what, detail);
+	else
+		log_ratelimited(&anonymous, LOG_LVL_INFO, "api: %s %s from %s: "
+				"%d %s (%s)", metrics_route_name(rc->route), uri,
+				rc->peer, code, what, detail);
 	api_reply_json(rc, code, json_pack("{s:s, s:s}", "error", what, "detail",
 					   detail));
 }

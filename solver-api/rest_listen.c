@@ -25,8 +25,8 @@
  * Who may connect: the socket is mode 0660, owned by the API's user and
  * the group that reads the token store (the proxy's). Whoever can connect
  * can claim any client address, so that is the trust the group already
- * has; the proxy, for its part, checks the socket's peer is the API's
- * user before it sends anything.
+ * has; the proxy, for its part, checks the socket's listener is the API's
+ * user (or root, which made it) before it sends anything.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -214,8 +214,9 @@ void rest_listen_reload(struct api *api)
 }
 
 /*
- * The listening socket at path: a stale socket of ours is replaced,
- * anything else there refused. Mode 0660, the store readers' group.
+ * The listening socket at path, made before the API drops root (as the
+ * store is): owned by the API's user and the proxy's group, mode 0660. A
+ * stale socket of the API's is replaced, anything else there refused.
  */
 static int listen_at(const struct sockaddr_un *su, socklen_t len)
 {
@@ -226,9 +227,10 @@ static int listen_at(const struct sockaddr_un *su, socklen_t len)
 	int fd, rc;
 
 	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid()) {
+		if (!S_ISSOCK(st.st_mode) ||
+		    (st.st_uid != own.uid && st.st_uid != geteuid())) {
 			log_err("api: REST listener: %s exists and is not a socket "
-				"of this user's: not replaced", path);
+				"of the API's user: not replaced", path);
 			return -1;
 		}
 		unlink(path);
@@ -242,7 +244,9 @@ static int listen_at(const struct sockaddr_un *su, socklen_t len)
 	old = umask(0117);
 	rc = bind(fd, (const struct sockaddr *)su, len);
 	umask(old);
-	if (rc != 0 || (own.gid != getegid() && chown(path, (uid_t)-1, own.gid)) ||
+	if (rc != 0 ||
+	    ((own.uid != geteuid() || own.gid != getegid()) &&
+	     chown(path, own.uid, own.gid) != 0) ||
 	    listen(fd, 128) != 0) {
 		log_err("api: REST listener: %s: %s", path, strerror(errno));
 		close(fd);

@@ -8,6 +8,10 @@
  * relaxed atomic adds without contention; readers sum the blocks. Hit
  * records sit in a per-worker ring, each record under its own sequence
  * counter like the store's slots, so a reader never sees a torn record.
+ *
+ * The file belongs to the proxy's user, mode 0640, group the API's; the
+ * API reads it only when that still holds (common/shmfile.h), and takes
+ * the header's values once, at open: the proxy may rewrite them after.
  */
 #ifndef EDGE_PSTATS_H
 #define EDGE_PSTATS_H

@@ -13,7 +13,7 @@ def install():
     need = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk",
             "gnuplot": "gnuplot-nox", "curl": "curl", "openssl": "openssl",
             "cc": "build-essential", "taskset": "util-linux",
-            "timeout": "coreutils"}
+            "timeout": "coreutils", "redis-server": "redis-server"}
     missing = sorted({pkg for cmd, pkg in need.items() if not shutil.which(cmd)})
     if not os.path.exists("/usr/lib/nginx/modules/ngx_stream_module.so"):
         missing.append("libnginx-mod-stream")

@@ -3,6 +3,7 @@ table of the latest full run in bench/README.md."""
 import os
 import platform
 import shlex
+import statistics
 import sys
 
 from .accounting import (added_latency, backend_rows, cpu_per_op, epoll_verdicts, latency_stats,
@@ -84,6 +85,7 @@ def report(ctx, results, speed, errors, md_path, png_path, wall):
     for w in workers:
         L += throughput_section(ctx, results, w)
     L += latency_section(results, workers)
+    L += cluster_section(results, workers)
     L += memory_section(ctx, results, workers)
     L += bounds_section(ctx, results)
     L += speed_section(speed)
@@ -247,6 +249,31 @@ def latency_section(results, workers):
             L.append("| %d | %s | %s | %s | %s | %s |" % (
                 w, s, fmt_range(p50), fmt_range(p99), fmt_range(a50), fmt_range(a99)))
     L.append("")
+    return L
+
+
+def cluster_section(results, workers):
+    """The cluster scenarios: per kind, the median over runs of each run's
+    p50 and p99 (ms), and the worst max."""
+    L = []
+    for sc in of_kind("cluster"):
+        runs = [r for w in workers for r in results.get((w, sc.id, "acme-edge"), [])
+                if r.get("cluster")]
+        if not runs:
+            continue
+        L += ["## %s" % sc.title, ""]
+        L.append("Each run: 1 redis-server and 3 `acme-edge run` nodes on loopback, "
+                 "`ack = all`, PUTs one after another on one node's API; a PUT returns "
+                 "once every node applied it (checked on every node's proxy).")
+        L.append("")
+        L.append("| kind | PUTs per run | runs | p50 ms | p99 ms | max ms |")
+        L.append("| --- | --- | --- | --- | --- | --- |")
+        for kind in sorted(runs[0]["cluster"]):
+            ks = [r["cluster"][kind] for r in runs]
+            L.append("| %s | %d | %d | %.2f | %.2f | %.2f |" % (
+                kind, ks[0]["n"], len(ks), statistics.median(k["50"] for k in ks),
+                statistics.median(k["99"] for k in ks), max(k["max"] for k in ks)))
+        L.append("")
     return L
 
 

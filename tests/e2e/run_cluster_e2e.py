@@ -127,7 +127,8 @@ def main():
                                        "DNS:localhost,IP:127.0.0.1")
         redis = procs.spawn("redis-server", [
             "redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no"], out=open(os.path.join(work, "redis.log"), "wb"))
+            "--save", "", "--appendonly", "no", "--dir", work],
+            out=open(os.path.join(work, "redis.log"), "wb"))
         cts = procs.spawn("pebble-challtestsrv", [
             "pebble-challtestsrv", "-dns01", "127.0.0.1:%d" % dns_port, "-http01", "",
             "-https01", "", "-tlsalpn01", "", "-management", "127.0.0.1:%d" % cts_mgmt,

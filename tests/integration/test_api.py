@@ -1751,6 +1751,74 @@ class ApiTest(unittest.TestCase):
                          client="newbie", srv=srv)
         self.assertEqual(r.status, 201, r)
 
+    def make_cert_with(self, san, digest_hex, newkey, name):
+        """A self-signed RFC 8737 cert and key in PEM with the key that
+        `openssl req -newkey` args (a list) make."""
+        c = os.path.join(self.tmp, name + ".crt")
+        k = os.path.join(self.tmp, name + ".key")
+        colon = ":".join(digest_hex[i:i + 2] for i in range(0, 64, 2))
+        openssl("req", "-x509", *newkey, "-nodes", "-subj", "/CN=x", "-days", "2",
+                "-keyout", k, "-out", c, "-addext", "subjectAltName=" + san,
+                "-addext", "%s=critical,DER:04:20:%s" % (ACME_OID, colon))
+        with open(c) as f1, open(k) as f2:
+            return f1.read(), f2.read()
+
+    @config(max_body="16384")
+    def test_400_imported_key_types(self):
+        # Any key type and size used to be stored, and the proxy signs
+        # every acme-tls/1 handshake with it (RSA-8192: tens of ms each).
+        # Now only what a validator needs: ECDSA P-256/P-384, Ed25519,
+        # RSA 2048..4096.
+        d = sha256_hex(keyauth(new_token()))
+        name = "keys.example.com"
+        path = "/v1/tls-alpn-01/" + name
+        for label, newkey, ok, shown in (
+                ("p384", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"],
+                 True, None),
+                ("ed25519", ["-newkey", "ed25519"], True, None),
+                ("rsa2048", ["-newkey", "rsa:2048"], True, None),
+                ("p521", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-521"],
+                 False, "secp521r1"),
+                ("k256", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp256k1"],
+                 False, "secp256k1"),
+                ("rsa1024", ["-newkey", "rsa:1024"], False, "1024 bits"),
+                ("ed448", ["-newkey", "ed448"], False, "ED448")):
+            with self.subTest(key=label):
+                cert, key = self.make_cert_with("DNS:" + name, d, newkey, label)
+                body = {"certificate": cert, "key": key}
+                if ok:
+                    r = self.put_tls(name, client="certbot", json_body=body)
+                    self.assertIn(r.status, (200, 201), r)
+                    self.check_cert(self.probe.lookup("tls-alpn-01", name), name, d)
+                    continue
+                r = self.expect_error(400, "bad_certificate", "PUT", path,
+                                      json_body=body, client="certbot")
+                detail = r.json()["detail"]
+                self.assertIn(shown, detail)
+                self.assertIn("P-256", detail)
+
+    def test_unauthenticated_errors_do_not_flood_the_log(self):
+        # Every error was logged, so anyone could write the log full with
+        # bad requests. Errors before a client is known are rate-limited;
+        # a known client's errors are all logged.
+        c = RawConn(self.srv.port)
+        self.closers.append(c.close)
+        for i in range(300):
+            r = c.request("GET", "/nowhere/%d" % i)
+            self.assertEqual(r.status, 404, r)
+        self.expected[("other", 404)] += 300
+        tok = new_token()
+        for i in range(30):
+            r = c.request("PUT", "/v1/http-01/%s?identifier=bad%%20name%d" % (tok, i),
+                          {"Authorization": "Bearer " + BEARER["admin"]}, keyauth(tok))
+            self.assertEqual(r.status, 400, r)
+        self.expected[("put_http01", 400)] += 30
+        log = self.srv.log()
+        anon = len(re.findall(r"other /nowhere/\d+ from \S+: 404", log))
+        self.assertGreater(anon, 0)
+        self.assertLess(anon, 100, "%d of 300 unauthenticated errors logged" % anon)
+        self.assertEqual(len(re.findall(r"client admin: 400 bad_identifier", log)), 30)
+
     # ==== PUT latency ========================================================================
 
     def test_put_latency(self):

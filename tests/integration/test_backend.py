@@ -24,6 +24,7 @@ import http.server
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -34,6 +35,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
@@ -348,6 +350,79 @@ class BackendTest(unittest.TestCase):
         self.assertIn('acmeedge_io_backend_info{backend="epoll"} 1', g.metrics_text())
         self.check_serves(g)
 
+
+    # ---- descriptors ----
+
+    def proxy_cpu_s(self, pid):
+        """User and system CPU seconds the process has used so far."""
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def flood_cpu(self, g, pid, n, what):
+        """n idle connections at once; the proxy's share of a core while
+        they stay, then none left open."""
+        socks = []
+        try:
+            for _ in range(n):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setblocking(False)
+                s.connect_ex(("127.0.0.1", g.http))
+                socks.append(s)
+            time.sleep(0.5)
+            t0, c0 = time.monotonic(), self.proxy_cpu_s(pid)
+            time.sleep(2.0)
+            share = (self.proxy_cpu_s(pid) - c0) / (time.monotonic() - t0)
+        finally:
+            for s in socks:
+                s.close()
+        self.assertLess(share, 0.25, "%s: the proxy used %.0f %% of a core while "
+                        "%d connections waited" % (what, 100 * share, n))
+
+    def challenge_answered(self, g, tok, ka, what, within=10.0):
+        url = "http://127.0.0.1:%d/.well-known/acme-challenge/%s" % (g.http, tok)
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    self.assertEqual(r.read().decode(), ka, what)
+                    return
+            except OSError as e:
+                if time.monotonic() > deadline:
+                    self.fail("%s: no challenge answered within %.0f s: %r" %
+                              (what, within, e))
+            time.sleep(0.1)
+
+    def check_descriptor_budget(self, backend):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < min(hard, 4096):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+        g = self.gateway(backend)
+        g.expect_clean_exit = True
+        g.start(wrapper=["prlimit", "--nofile=600:600", "--"])
+        g.wait_ready()
+        pid = int(re.search(r"run: started proxy \(pid (\d+)\)", g.log()).group(1))
+        tok = new_token()
+        ka = keyauth(tok)
+        self.assertIn(g.api("PUT", "/v1/http-01/" + tok, ka)[0], (200, 201))
+        # max_connections (8192 by default) is sized to the 600 descriptors
+        # at start, so the cap makes room before accept runs out of them.
+        self.assertRegex(g.log(), r"proxy: max_connections 8192 needs \d+ descriptors "
+                                  r"per worker .*: max_connections \d+ per worker")
+        self.flood_cpu(g, pid, 1000, "descriptors budgeted")
+        self.challenge_answered(g, tok, ka, "descriptors budgeted")
+        # Descriptors taken away under it: accept fails and must back off.
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (64, 64))
+        self.flood_cpu(g, pid, 300, "out of descriptors")
+        self.challenge_answered(g, tok, ka, "out of descriptors")
+
+    def test_descriptor_budget_io_uring(self):
+        if uring_disabled_sysctl() > 0:
+            self.skipTest("kernel.io_uring_disabled is set on this machine")
+        self.check_descriptor_budget("io_uring")
+
+    def test_descriptor_budget_epoll(self):
+        self.check_descriptor_budget("epoll")
 
     # ---- deploy/: the container's seccomp profile and runtime packages ----
 

@@ -36,10 +36,12 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+# The two users the API and the proxy run as, made as test_local.py makes them.
+from test_local import API_USER, PROXY_USER, system_user  # noqa: E402
 from harness import (M, Gateway, RawConn, b64url, conf_text, env_path, free_port,  # noqa: E402
                      keyauth, main, new_token, reply, sanitizer_marks, serve_in_thread,
                      sha256_hex, store_path)
-ACME_EDGE = env_path("ACME_EDGE", "build/release/cmd/acme-edge")
+ACME_EDGE = env_path("ACME_EDGE", "build/release/acme-edge")
 IO_BACKEND = os.environ.get("PROXY_IO_BACKEND") or None
 CH = "acmeedge_proxy_challenges_total"
 CHALLENGE = "/.well-known/acme-challenge/"
@@ -101,19 +103,21 @@ class ClientsGateway(Gateway):
         self.upstream_port = upstream_port
         self.stateless = collections.OrderedDict()
         self.clients = collections.OrderedDict()
+        self.api_extra = {}
+        self.proxy_extra = {}
 
     def config_text(self):
         sections = [
             ("store", {"path": self.store, "capacity": 64}),
-            ("api", {"listen": "127.0.0.1:%d" % self.api_port, "timeout": "10s",
-                     "sweep_interval": "1s"}),
+            ("api", dict({"listen": "127.0.0.1:%d" % self.api_port, "timeout": "10s",
+                          "sweep_interval": "1s"}, **self.api_extra)),
             ("client admin", {"token_sha256": sha256_hex(ADMIN), "identifiers": "*"})]
         sections += [("client " + n, keys) for n, keys in self.clients.items()]
         sections += [
             ("proxy", {"http": "127.0.0.1:%d" % self.http,
                        "https": "127.0.0.1:%d" % self.https, "workers": 2,
                        "io_backend": IO_BACKEND or "auto", "http_miss": "forward",
-                       "peek_timeout": "10s", "grace": "2s"}),
+                       "peek_timeout": "10s", "grace": "2s", **self.proxy_extra}),
             ("route default", {"http": "127.0.0.1:%d" % self.upstream_port})]
         sections += [("stateless " + n, keys) for n, keys in self.stateless.items()]
         sections.append(("log", {"level": "info"}))
@@ -518,6 +522,41 @@ class RestTest(ClientsCase):
         self.assertEqual(sorted((dict(k[1])["route"], dict(k[1])["code"], int(v))
                                 for k, v in routes.items() if v),
                          [("rest_delete", "204", 1), ("rest_put", "201", 1)])
+
+
+class RestUsersTest(ClientsCase):
+    """Started as root with [api] user and [proxy] user: the API makes its
+    REST listener before it drops root, the API's user's and the proxy's
+    group's, and the proxy, running as its own user, hands requests to it."""
+    NAME = "rest-users"
+
+    @classmethod
+    def setUpClass(cls):
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root, to run the API and the proxy as two users")
+        super().setUpClass()
+
+    @classmethod
+    def configure(cls, gw):
+        cls.api_pw, cls.proxy_pw = system_user(API_USER), system_user(PROXY_USER)
+        gw.api_extra["user"] = API_USER
+        gw.proxy_extra["user"] = PROXY_USER
+        gw.clients["rest"] = {"token_sha256": sha256_hex(REST),
+                              "identifiers": "*.rest.test", "cidrs": "127.0.0.1/32",
+                              "rest_responder": "yes"}
+
+    def test_rest_across_two_users(self):
+        st = os.stat(self.gw.store + ".rest")
+        self.assertEqual((st.st_uid, st.st_gid, st.st_mode & 0o777),
+                         (self.api_pw.pw_uid, self.proxy_pw.pw_gid, 0o660))
+        t = new_token()
+        st, _, body = rest(self.gw.http, "PUT", t, "u.rest.test", body=keyauth(t))
+        self.assertEqual(st, 201, body)
+        r = http_get(self.gw.http, t, "u.rest.test")
+        self.assertEqual(r.body, keyauth(t).encode())
+        st, _, body = rest(self.gw.http, "DELETE", t, "u.rest.test")
+        self.assertEqual(st, 204, body)
+        self.assertEqual(self.upstream.take(), [])
 
 
 class RestListenerTest(ClientsCase):

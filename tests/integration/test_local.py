@@ -21,6 +21,7 @@ import http.client
 import json
 import mmap
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -40,7 +41,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
 from ports import free_port  # noqa: E402
-ACME_EDGE = os.environ.get("ACME_EDGE") or os.path.join(ROOT, "build/release/cmd/acme-edge")
+ACME_EDGE = os.environ.get("ACME_EDGE") or os.path.join(ROOT, "build/release/acme-edge")
+DOCKERFILE = os.path.join(ROOT, "deploy", "Dockerfile")
+SANITIZED = "libasan" in subprocess.run(["ldd", ACME_EDGE], capture_output=True,
+                                        text=True).stdout
 RUN_ID = "%d-%s" % (os.getpid(), uuid.uuid4().hex[:8])
 START_TIMEOUT = 20.0
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
@@ -62,18 +66,21 @@ def sha256_hex(s):
 class Gateway:
     """One `acme-edge run`, in its own session, with its own config and log."""
 
-    def __init__(self, tmpdir, name="edge", store=None, clients=None, extra=None):
+    def __init__(self, tmpdir, name="edge", store=None, clients=None, extra=None,
+                 make_dir=True):
+        """store: a path of the test's choosing; by default the store goes in
+        a directory of its own, made by the test (or, without make_dir, left
+        for acme-edge to make)."""
         self.tmpdir = tmpdir
         self.name = name
         self.api_port, self.http_port, self.https_port = (free_port() for _ in range(3))
         self.upstream_port = free_port()      # nothing listens: challenges only
+        self.own_dir = None
         if store is None:
-            d = "/dev/shm/acme-edge-local-%s-%s" % (RUN_ID, uuid.uuid4().hex[:8])
-            os.mkdir(d, 0o750)
-            self.own_dir = d
-            store = os.path.join(d, "store")
-        else:
-            self.own_dir = None
+            self.own_dir = "/dev/shm/acme-edge-local-%s-%s" % (RUN_ID, uuid.uuid4().hex[:8])
+            if make_dir:
+                os.mkdir(self.own_dir, 0o750)
+            store = os.path.join(self.own_dir, "store")
         self.store = store
         self.clients = clients if clients is not None else {"admin": b64token()}
         self.extra = extra or {}
@@ -113,14 +120,18 @@ class Gateway:
         os.chmod(tmp, 0o644)
         os.replace(tmp, self.conf)
 
-    def start(self):
+    def start(self, wrapper=(), user=None):
+        """wrapper: a command to run acme-edge under; user: a uid to run it as
+        (with that uid as its group and no other)."""
         self.logf = open(self.log_path, "ab")
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
-        self.proc = subprocess.Popen([ACME_EDGE, "run", "-c", self.conf],
+        creds = {} if user is None else {"user": user, "group": user,
+                                           "extra_groups": []}
+        self.proc = subprocess.Popen(list(wrapper) + [ACME_EDGE, "run", "-c", self.conf],
                                      stdin=subprocess.DEVNULL, stdout=self.logf,
                                      stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
+                                     start_new_session=True, **creds)
 
     def healthy(self):
         try:
@@ -234,6 +245,33 @@ class Gateway:
             return r.read().decode()
 
 
+API_USER, PROXY_USER = "acme-edge-test-api", "acme-edge-test-proxy"
+
+
+def system_user(name):
+    """The passwd entry of a system user, made (with its own group) when
+    absent; left in place, as deploy/quickstart.sh leaves its users."""
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                        "--shell", "/usr/sbin/nologin", name], check=True)
+        return pwd.getpwnam(name)
+
+
+def proc_ids(pid):
+    """Uid, Gid, Groups, CapEff, CapPrm, NoNewPrivs of /proc/PID/status."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("Uid", "Gid", "Groups", "NoNewPrivs"):
+                out[key] = [int(v) for v in value.split()]
+            elif key in ("CapEff", "CapPrm"):
+                out[key] = [int(value, 16)]
+    return out
+
+
 class LocalTest(unittest.TestCase):
     maxDiff = None
 
@@ -315,6 +353,205 @@ class LocalTest(unittest.TestCase):
         status, ka = g.put_http01(token)
         self.assertEqual(status, 201)
         self.assertEqual(g.fetch_http01(token), (200, ka))
+
+    # ---- the supervisor itself ----------------------------------------------
+
+    @unittest.skipUnless(shutil.which("valgrind"), "valgrind is not installed")
+    @unittest.skipIf(SANITIZED, "valgrind cannot run a sanitizer build")
+    def test_supervisor_reads_nothing_uninitialised(self):
+        """The master waits for signals 100 ms at a time; a wait that timed
+        out took no signal, and nothing of it may be read."""
+        vg_log = os.path.join(self.tmp, "valgrind.log")
+        g = self.gateway(extra={"proxy": {"io_backend": "epoll"}})
+        g.start(wrapper=["valgrind", "--child-silent-after-fork=yes",
+                         "--log-file=" + vg_log])
+        g.wait_ready(timeout=60)
+        time.sleep(1.0)                 # ten timed-out waits at least
+        os.kill(g.proc.pid, signal.SIGHUP)
+        g.wait_log(r"api: reloaded", timeout=30)
+        self.assertEqual(g.stop(timeout=30), 0, g.log())
+        with open(vg_log) as f:
+            report = f.read()
+        self.assertIn("ERROR SUMMARY: 0 errors", report, report)
+
+    # ---- the container image ------------------------------------------------
+
+    def shipped_to_etc(self):
+        """The files deploy/Dockerfile copies into the image's /etc/acme-edge."""
+        with open(DOCKERFILE) as f:
+            lines = f.read().replace("\\\n", " ").splitlines()
+        out = []
+        for line in lines:
+            words = line.split()
+            if words[:1] == ["COPY"] and not words[1].startswith("--") and \
+                    words[-1].startswith("/etc/acme-edge"):
+                out += [os.path.join(ROOT, w) for w in words[1:-1]]
+        return out
+
+    def test_container_ships_no_token(self):
+        shipped = self.shipped_to_etc()
+        self.assertTrue(shipped, "deploy/Dockerfile ships no config")
+        for path in shipped:
+            with open(path) as f:
+                live = [l for l in f if re.match(r"\s*token_sha256\s*=", l)]
+            self.assertEqual(live, [], "%s ships a token" % path)
+        # the image's config refuses to start until a clients file is mounted
+        conf = os.path.join(ROOT, "deploy", "acme-edge.container.conf")
+        self.assertIn(conf, shipped)
+        with open(conf) as f:
+            text = f.read()
+        clients = re.search(r"(?m)^clients_file\s*=\s*(\S+)", text).group(1)
+        if not os.path.exists(clients):
+            p = subprocess.run([ACME_EDGE, "check", "-c", conf], capture_output=True,
+                               text=True, timeout=20)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn("%s: No such file or directory" % clients, p.stderr)
+        # the API listens where a published port reaches it, and the docs
+        # publish it on the host's loopback only
+        self.assertRegex(text, r"(?m)^listen\s*=\s*0\.0\.0\.0:8555\s*$")
+        with open(DOCKERFILE) as f:
+            self.assertIn("-p 127.0.0.1:8555:8555", f.read())
+
+    def test_container_config_runs_as_the_container_user(self):
+        """The image's config, run as the image's user (65534) with a clients
+        file of the operator's: it starts, makes its store directory in
+        /dev/shm, and answers a challenge."""
+        with open(os.path.join(ROOT, "deploy", "acme-edge.container.conf")) as f:
+            text = f.read()
+        g = self.gateway(make_dir=False)
+        clients = os.path.join(self.tmp, "clients.conf")
+        with open(clients, "w") as f:
+            f.write("[client admin]\ntoken_sha256 = %s\nidentifiers = *\n" %
+                    sha256_hex(g.clients["admin"]))
+        os.chmod(clients, 0o600)
+        os.chown(clients, 65534, 65534)
+        # only what the host cannot give a test: ports, the files' places
+        for key, value in (("path", g.store), ("clients_file", clients),
+                           ("listen", "0.0.0.0:%d" % g.api_port),
+                           ("http", "0.0.0.0:%d" % g.http_port),
+                           ("https", "0.0.0.0:%d" % g.https_port),
+                           ("workers", "1")):
+            text, n = re.subn(r"(?m)^%s\s*=.*$" % key, "%s = %s" % (key, value), text)
+            self.assertEqual(n, 1, key)
+        g.write_config(text)
+        g.start(user=65534)
+        g.wait_ready()
+        self.assert_file(os.path.dirname(g.store), 65534, 65534, 0o750)
+        token = b64token()
+        status, ka = g.put_http01(token)
+        self.assertEqual(status, 201)
+        self.assertEqual(g.fetch_http01(token), (200, ka))
+
+    def assert_file(self, path, uid, gid, mode):
+        st = os.lstat(path)
+        self.assertEqual((st.st_uid, st.st_gid, oct(stat.S_IMODE(st.st_mode))),
+                         (uid, gid, oct(mode)), path)
+
+    # ---- privilege separation: the API and the proxy as two users --------
+
+    def test_api_and_proxy_run_as_their_own_users(self):
+        api, proxy = system_user(API_USER), system_user(PROXY_USER)
+        clients = os.path.join(self.tmp, "clients.conf")
+        admin = b64token()
+        with open(clients, "w") as f:
+            f.write("[client admin]\ntoken_sha256 = %s\nidentifiers = *\n" %
+                    sha256_hex(admin))
+        os.chmod(clients, 0o600)
+        os.chown(clients, api.pw_uid, api.pw_gid)
+        g = self.started(make_dir=False, clients={}, extra={
+            "api": {"user": API_USER, "clients_file": clients},
+            "proxy": {"user": PROXY_USER}})
+        g.clients = {"admin": admin}
+        api_pid, proxy_pid = g.child_pid("api"), g.child_pid("proxy")
+
+        # who runs: root only in the master, which holds no socket nor store
+        self.assertEqual(proc_ids(g.proc.pid)["Uid"], [0, 0, 0, 0])
+        for pid, pw in ((api_pid, api), (proxy_pid, proxy)):
+            ids = proc_ids(pid)
+            self.assertEqual(ids["Uid"], [pw.pw_uid] * 4, pw.pw_name)
+            self.assertEqual(ids["Gid"], [pw.pw_gid] * 4, pw.pw_name)
+            self.assertEqual(ids["Groups"], [pw.pw_gid], pw.pw_name)   # nothing of root's
+            self.assertEqual(ids["CapEff"], [0], pw.pw_name)
+            self.assertEqual(ids["CapPrm"], [0], pw.pw_name)
+            self.assertEqual(ids["NoNewPrivs"], [1], pw.pw_name)
+        ps = subprocess.run(["ps", "-o", "user=", "-p", "%d,%d" % (api_pid, proxy_pid)],
+                            capture_output=True, text=True, check=True).stdout.split()
+        self.assertEqual(sorted(ps), sorted([api.pw_name, proxy.pw_name]))
+
+        # the files: the store the API's, readable by the proxy's group only;
+        # the statistics the proxy's, readable by the API's group only
+        self.assert_file(os.path.dirname(g.store), 0, api.pw_gid, 0o750)
+        self.assert_file(g.store, api.pw_uid, proxy.pw_gid, 0o640)
+        self.assert_file(g.store + ".proxy", proxy.pw_uid, api.pw_gid, 0o640)
+        # the proxy maps the store read-only, and its user cannot write it
+        with open("/proc/%d/maps" % proxy_pid) as f:
+            maps = [l.split() for l in f if l.rstrip().endswith(" " + g.store)]
+        self.assertTrue(maps, "the proxy does not map the store")
+        self.assertTrue(all(m[1] == "r--s" for m in maps), maps)
+        def as_proxy_user(flag, extra_groups):
+            return subprocess.run(
+                ["/usr/bin/python3", "-c",
+                 "import os, sys; os.open(sys.argv[1], os.%s)" % flag, g.store],
+                user=proxy.pw_uid, group=proxy.pw_gid, extra_groups=extra_groups,
+                capture_output=True, text=True)
+        self.assertIn("PermissionError", as_proxy_user("O_RDWR", []).stderr)
+        # even let through the directory, only reading is allowed
+        self.assertEqual(as_proxy_user("O_RDONLY", [api.pw_gid]).returncode, 0)
+        self.assertIn("PermissionError", as_proxy_user("O_RDWR", [api.pw_gid]).stderr)
+
+        # and it all still works: a challenge end to end, the API reading
+        # the proxy's statistics, a reload in both, a restarted API
+        token = b64token()
+        status, ka = g.put_http01(token)
+        self.assertEqual(status, 201)
+        self.assertEqual(g.fetch_http01(token), (200, ka))
+        self.assertIn("acmeedge_proxy_workers 1", g.metrics())
+        os.kill(g.proc.pid, signal.SIGHUP)
+        g.wait_log(r"api: reloaded .*: 1 client")
+        g.wait_log(r"proxy: reloaded")
+        self.assertNotIn("failed", g.log())
+        self.kill_api(g, 1)
+        self.assertEqual(proc_ids(g.child_pid("api", 2))["Uid"], [api.pw_uid] * 4)
+        self.assertEqual(g.fetch_http01(token), (200, ka))
+        self.assertEqual(g.put_http01(b64token())[0], 201)
+
+    def test_users_need_root(self):
+        """Not root, acme-edge cannot become the users named: it says so."""
+        system_user(API_USER)
+        g = self.gateway(extra={"api": {"user": API_USER}})
+        os.chown(g.own_dir, 65534, 65534)
+        p = subprocess.run([ACME_EDGE, "api", "-c", g.conf], user=65534, group=65534,
+                           extra_groups=[], capture_output=True, text=True, timeout=20)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("[api] user = %s: acme-edge runs as uid 65534" % API_USER, p.stderr)
+        self.assertIn("not as root", p.stderr)
+
+    def test_user_keys_are_checked(self):
+        g = self.gateway(extra={"api": {"user": "-rf", "group": "acme-edge"},
+                                "proxy": {"group": "acme-edge"}})
+        p = subprocess.run([ACME_EDGE, "check", "-c", g.conf], capture_output=True,
+                           text=True, timeout=20)
+        self.assertEqual(p.returncode, 1)
+        lines = {}
+        with open(g.conf) as f:
+            for n, line in enumerate(f, 1):
+                lines.setdefault(line.strip(), n)
+        self.assertIn('%s:%d: user: expected a user or group name' %
+                      (g.conf, lines["user = -rf"]), p.stderr)
+        self.assertIn("[proxy] group needs [proxy] user", p.stderr)
+        self.assertNotIn("[api] group needs", p.stderr)
+
+    def test_unknown_user(self):
+        g = self.gateway(extra={"proxy": {"user": "acme-edge-no-such-user"}})
+        p = subprocess.run([ACME_EDGE, "run", "-c", g.conf], capture_output=True,
+                           text=True, timeout=20)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("[proxy] user = acme-edge-no-such-user: no such user", p.stderr)
+        # `check` only warns: the users may be made after the config
+        p = subprocess.run([ACME_EDGE, "check", "-c", g.conf], capture_output=True,
+                           text=True, timeout=20)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("warning: [proxy] user = acme-edge-no-such-user", p.stderr)
 
     # ---- the shared files: who may have written them ----------------------
 

@@ -1457,6 +1457,59 @@ class ChallengeTest(GatewayCase):
         finally:
             self.gw.reload()
 
+    def test_acme_tls_without_sni_is_a_miss(self):
+        # acme-tls/1 names no challenge without an SNI: a miss, relayed
+        # under tls_miss = forward (the default route), refused under reject.
+        gw = self.gw
+        s = connect(gw.https)
+        self.closers.append(s.close)
+        bio = BioTls(None, alpn=["acme-tls/1"])
+        s.sendall(bio.first_flight())
+        bio.finish(s)
+        self.count("tls-alpn-01", "missed")
+        self.assertEqual(hashlib.sha256(bio.cert_der()).hexdigest(),
+                         UP["default-tls"].cert["fp"], "not the upstream's certificate")
+        s.close()
+        self.wait_log(r"proxy: tls-alpn-01 missed: client 127\.0\.0\.1:\d+, identifier -, "
+                      r"key -, forwarded")
+        try:
+            gw.reload(proxy={"tls_miss": "reject"})
+            m0 = gw.metrics()
+            got = exchange(gw.https, BioTls(None, alpn=["acme-tls/1"]).first_flight())
+            self.count("tls-alpn-01", "missed")
+            self.assertEqual(got, bytes.fromhex("15030300020270"),
+                             "not one unrecognized_name alert")
+            self.metric_deltas(m0, {M(REFUSED, reason="acme_tls_rejected"): 1,
+                                    M(CH, kind="tls-alpn-01", result="missed"): 1})
+        finally:
+            gw.reload()
+
+    def test_peer_bytes_escaped_in_the_log(self):
+        # An SNI may hold any byte but NUL: a newline in it must not start
+        # a forged log line. A request target may hold bytes past ASCII and
+        # backslashes, the escape character itself.
+        gw = self.gw
+        forged = ("2026-01-01t00:00:00.000z acme-edge[1] info: proxy: tls-alpn-01 "
+                  "answered for forged.test")
+        s = connect(gw.https)
+        s.sendall(crafted_hello("evil.test\n" + forged, ["acme-tls/1"]))
+        recv_all(s)
+        s.close()
+        self.count("tls-alpn-01", "missed")
+        self.wait_log(r"proxy: tls-alpn-01 missed: client 127\.0\.0\.1:\d+, identifier "
+                      r"evil\.test\\x0a2026-01-01t00:00:00\.000z acme-edge\[1\] info: "
+                      r"proxy: tls-alpn-01 answered for forged\.test, key evil\.test\\x0a2026")
+        tok = "t0k\\x0a\u00e9".encode("utf-8")
+        exchange(gw.http, b"GET /.well-known/acme-challenge/" + tok +
+                 b" HTTP/1.1\r\nHost: esc.test\r\nConnection: close\r\n\r\n")
+        self.count("http-01", "missed")
+        self.wait_log(r"proxy: http-01 missed: client 127\.0\.0\.1:\d+, identifier "
+                      r"esc\.test, key t0k\\x5cx0a\\xc3\\xa9, forwarded")
+        log = gw.log()
+        self.assertNotRegex(log, r"(?m)^2026-01-01t", "a forged log line")
+        self.assertNotIn("t0k\\x0a", log)
+        self.assertNotIn("\u00e9", log)
+
     def test_observability_logs_last_hit_metrics(self):
         tok, miss = new_token(), new_token()
         self.gw.put_http01(tok)
@@ -1573,6 +1626,25 @@ class RelayTest(GatewayCase):
             code, h, body, _ = self.curl(self.url("/route/check"), host=host)
             self.assertEqual((code, h.get("x-upstream")), (200, up), host)
             self.assertEqual(json.loads(body)["host"], host)
+
+    def test_h2_prior_knowledge_relayed(self):
+        # HTTP/2 with prior knowledge opens with a preface no HTTP/1 parser
+        # takes; it asks no challenge, so it goes to the default route as
+        # it came (the HTTP/1 upstream here reads its first line).
+        preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+        settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+        for pieces in ([preface + settings], [preface[:5], preface[5:] + settings]):
+            s = connect(self.gw.http)
+            self.closers.append(s.close)
+            for p in pieces:
+                s.sendall(p)
+                time.sleep(0.05)
+            st, body = read_http(s)
+            s.close()
+            self.assertEqual(st, 200, body)
+            info = json.loads(body)
+            self.assertEqual(info["upstream"], "default-http")
+            self.assertEqual(base64.b64decode(info["raw"]), b"PRI * HTTP/2.0\r\n\r\n")
 
     def test_proxy_protocol_to_upstream(self):
         gw = self.gw

@@ -431,6 +431,14 @@ static const struct tcase tcases[] = {
 	  false, MISS_FORWARD, POLICY_MISS_RELAY },
 	{ "name lower-cased, trailing dot dropped", "WWW.A.Test.", ALPN(ACME), true,
 	  "www.a.test", true, MISS_REJECT, POLICY_ANSWER },
+	{ "no SNI, reject", NULL, ALPN(ACME), true, "", false, MISS_REJECT,
+	  POLICY_MISS_REFUSE },
+	{ "no SNI, forward", NULL, ALPN(ACME), true, "", false, MISS_FORWARD,
+	  POLICY_MISS_RELAY },
+	{ "no SNI never answers", NULL, ALPN(ACME), true, "", true, MISS_REJECT,
+	  POLICY_MISS_REFUSE },
+	{ "no SNI, no acme-tls/1", NULL, ALPN(H2), false, "", false, MISS_REJECT,
+	  POLICY_RELAY },
 	{ "h2 only is relayed", "www.a.test", ALPN(H2), false, "www.a.test",
 	  true, MISS_REJECT, POLICY_RELAY },
 	{ "no ALPN is relayed", "www.a.test", NULL, 0, false, "www.a.test",
@@ -471,11 +479,26 @@ static void test_tls(void)
 	}
 }
 
+static void test_h2_preface(void)
+{
+	static const char pri[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\4";
+	size_t n = sizeof("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") - 1;
+
+	for (size_t len = 1; len < sizeof(pri) - 1; len++)
+		CHECKF(policy_h2_preface((const uint8_t *)pri, len) == (len >= n ? 1 : 0),
+		       "preface, %zu bytes", len);
+	CHECK(policy_h2_preface((const uint8_t *)"POST / HTTP/1.1\r\n", 17) == -1);
+	CHECK(policy_h2_preface((const uint8_t *)"PRI * HTTP/1.1\r\n", 16) == -1);
+	CHECK(policy_h2_preface((const uint8_t *)"PRI", 3) == 0);
+	CHECK(policy_h2_preface((const uint8_t *)"pri", 3) == -1);
+}
+
 int main(void)
 {
 	test_http01();
 	test_stateless();
 	test_rest();
 	test_tls();
+	test_h2_preface();
 	return check_done();
 }

@@ -906,6 +906,79 @@ static void test_import(void)
 	certgen_der_free(&der);
 }
 
+/*
+ * Imported keys: only the types a validator takes and a handshake can sign
+ * at a bounded cost (ECDSA P-256/P-384, Ed25519, RSA 2048..4096).
+ */
+static EVP_PKEY *keygen(const char *type, const char *curve, unsigned bits)
+{
+	EVP_PKEY *k = NULL;
+
+	if (curve)
+		k = EVP_PKEY_Q_keygen(NULL, NULL, type, curve);
+	else if (bits)
+		k = EVP_PKEY_Q_keygen(NULL, NULL, type, (size_t)bits);
+	else
+		k = EVP_PKEY_Q_keygen(NULL, NULL, type);
+	BUG_ON(!k);
+	return k;
+}
+
+/* A leaf of tc_build's, self-signed with key whatever its type. */
+static X509 *tc_build_any(const struct ident *id, const uint8_t digest[32],
+			  EVP_PKEY *key)
+{
+	struct tc_opts o = tc_default();
+	X509 *x;
+
+	o.signer = key_a;	/* tc_build signs with SHA-256 ... */
+	x = tc_build(id, digest, key, &o);
+	/* ... which Ed25519 and Ed448 do not take: their own digest. */
+	bool ed = EVP_PKEY_is_a(key, "ED25519") || EVP_PKEY_is_a(key, "ED448");
+	BUG_ON(X509_sign(x, key, ed ? NULL : EVP_sha256()) <= 0);
+	return x;
+}
+
+static void test_import_key_types(void)
+{
+	static const struct {
+		const char *what, *type, *curve;
+		unsigned bits;
+		bool ok;
+		const char *expect;
+	} cases[] = {
+		{ "ECDSA P-256", "EC", "P-256", 0, true, NULL },
+		{ "ECDSA P-384", "EC", "P-384", 0, true, NULL },
+		{ "Ed25519", "ED25519", NULL, 0, true, NULL },
+		{ "RSA 2048", "RSA", NULL, 2048, true, NULL },
+		{ "RSA 4096", "RSA", NULL, 4096, true, NULL },
+		{ "ECDSA P-521", "EC", "P-521", 0, false, "secp521r1" },
+		{ "ECDSA secp256k1", "EC", "secp256k1", 0, false, "secp256k1" },
+		{ "Ed448", "ED448", NULL, 0, false, "ED448" },
+		{ "RSA 1024", "RSA", NULL, 1024, false, "1024 bits" },
+		{ "RSA 4160", "RSA", NULL, 4160, false, "4160 bits" },
+	};
+	struct ident id = mk_ident(IDENT_DNS, "keys.example.net");
+	uint8_t digest[32];
+
+	sha256("key types", digest);
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		EVP_PKEY *k = keygen(cases[i].type, cases[i].curve, cases[i].bits);
+		X509 *x = tc_build_any(&id, digest, k);
+		struct buf cert = pem_cert(x), key = pem_key(k, "PrivateKeyInfo");
+
+		if (cases[i].ok)
+			expect_accepted(cases[i].what, cert, key, &id, NULL);
+		else
+			expect_refused(cases[i].what, cert, key, &id,
+				       cases[i].expect);
+		free(cert.p);
+		free(key.p);
+		X509_free(x);
+		EVP_PKEY_free(k);
+	}
+}
+
 static void test_misc(void)
 {
 	struct ident bad = mk_ident(IDENT_DNS, "example.com");
@@ -982,6 +1055,7 @@ int main(void)
 		test_build(&ids[i], &other[i]);
 	test_check_negative();
 	test_import();
+	test_import_key_types();
 	test_misc();
 	bench_build();
 
