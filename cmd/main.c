@@ -19,6 +19,7 @@
 #include "common/shmfile.h"
 #include "proxy/proxy.h"
 #include "store/store.h"
+#include "cmd/selftest.h"
 #include "cmd/supervisor.h"
 
 static void usage(FILE *f)
@@ -31,6 +32,9 @@ static void usage(FILE *f)
 		"  proxy -c FILE    run the proxy (ports 80 and 443) alone\n"
 		"  api -c FILE      run the solver API (the token store's writer)\n"
 		"  check -c FILE    validate a config; every error as FILE:LINE\n"
+		"  selftest -c FILE NAME...\n"
+		"                   check what a CA would see for each NAME\n"
+		"                   (acme-edge selftest --help)\n"
 		"  version          print versions of acme-edge and its libraries\n"
 		"\n"
 		"The config defaults to /etc/acme-edge/acme-edge.conf.\n");
@@ -73,6 +77,8 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	if (strcmp(cmd, "selftest") == 0)
+		return selftest_main(argc - 1, argv + 1);
 	optind = 2;
 	while ((opt = getopt(argc, argv, "c:h")) != -1) {
 		switch (opt) {

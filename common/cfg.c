@@ -1026,7 +1026,12 @@ static void cfg_defaults(struct cfg *cfg)
 	cfg->api.timeout_ms = 10000;
 	cfg->api.request_timeout_ms = 10000;
 	cfg->api.max_connections = 256;
-	cfg->api.max_connections_per_source = 16;
+	/*
+	 * Room for one host pushing a whole order at once (an ACME order
+	 * holds at most 100 names, and some clients push them all in
+	 * parallel), while half the default max_connections stays for others.
+	 */
+	cfg->api.max_connections_per_source = 128;
 	cfg->api.sweep_interval_ms = 5000;
 	cfg->proxy.workers = 0;
 	cfg->proxy.peek_timeout_ms = 10000;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what acme-edge needs from Debian 12's archive: the build
 # dependencies, and with --test also what the test suite drives (clang for
-# the fuzzers, python3 and the openssl and curl clients, Redis and its
+# the fuzzers, python3 and the openssl and curl clients, Chromium, its
+# WebDriver and Selenium for the status page in a real browser, lintian for
+# the Debian package, Redis and its
 # Sentinel for the cluster tests: started by the tests themselves, on free
 # ports; the packages' own services are not needed; socat, which acme.sh
 # wants for its standalone and alpn modes in the clients' end-to-end test).
@@ -15,6 +17,7 @@ if [ "${1:-}" = "--test" ]; then
 	pkgs+=(clang libclang-rt-14-dev python3 python3-pyflakes curl procps
 	       pebble certbot dehydrated lego python3-acme python3-josepy
 	       python3-cryptography util-linux libseccomp-dev
+	       chromium chromium-driver python3-selenium lintian
 	       redis-server redis-tools redis-sentinel socat)
 fi
 

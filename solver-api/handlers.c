@@ -10,10 +10,12 @@
  * node's included, through the same two functions (handlers_cluster_hooks).
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <openssl/sha.h>
 
 #include "common/edge.h"
@@ -202,6 +204,38 @@ static int check_keyauth(struct req_ctx *rc, const char *ka,
  * scope, and to add one past the client's quota (replacing its own live
  * entry adds none). Returns 0, or -1 after replying.
  */
+/*
+ * Conditional requests (RFC 9110 §13.1.1-2), for a client that must not
+ * overwrite or remove what another wrote meanwhile (acme-edge selftest):
+ * "If-None-Match: *" holds only when no entry exists, "If-Match: N" (N the
+ * "version" of an answer, quoted or not) only when the entry is at that
+ * version. e is the entry, or NULL. Returns 0, or -1 after a 412.
+ */
+static int check_precondition(struct req_ctx *rc, const struct store_entry *e)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(rc->req);
+	const char *none = evhttp_find_header(h, "If-None-Match");
+	const char *match = evhttp_find_header(h, "If-Match");
+	char *end;
+	unsigned long long v;
+
+	if (none && e && strcmp(none, "*") == 0) {
+		api_reply_error(rc, 412, "exists", "a %s challenge is stored for "
+				"this key already", store_kind_name(e->kind));
+		return -1;
+	}
+	if (!match || strcmp(match, "*") == 0)
+		return 0;
+	match += *match == '"';
+	v = strtoull(match, &end, 10);
+	if (!e || end == match || (*end && strcmp(end, "\"")) || e->version != v) {
+		api_reply_error(rc, 412, "changed", "the challenge is not at version "
+				"%.24s any more", match);
+		return -1;
+	}
+	return 0;
+}
+
 static int check_owner(struct req_ctx *rc, enum store_kind kind,
 		       const char *key, size_t key_len)
 {
@@ -209,9 +243,12 @@ static int check_owner(struct req_ctx *rc, enum store_kind kind,
 	const struct cfg_client *cl = rc->client;
 	int64_t now = clock_wall_ms();
 	unsigned held;
+	bool exists = store_lookup(api->store, kind, key, key_len, now,
+				   &api->existing) == 0;
 
-	if (store_lookup(api->store, kind, key, key_len, now,
-			 &api->existing) == 0) {
+	if (check_precondition(rc, exists ? &api->existing : NULL))
+		return -1;
+	if (exists) {
 		if (!auth_may_touch(cl, &api->existing)) {
 			api_reply_error(rc, 403, "not_owner", "this %s challenge "
 					"belongs to another client",
@@ -601,6 +638,8 @@ static void delete_entry(struct req_ctx *rc, enum store_kind kind,
 				"to another client", store_kind_name(kind));
 		return;
 	}
+	if (check_precondition(rc, &api->existing))
+		return;
 	if (api->cluster) {
 		replicate(rc, NULL, kind, key);
 		return;

@@ -34,6 +34,8 @@ enum route_id {
 	R_LIST,
 	R_HEALTHZ,
 	R_METRICS,
+	R_STATUS_PAGE,
+	R_STATUS,
 	R_REST_PUT,		/* the REST responder (rest.c) */
 	R_REST_DELETE,
 	R_OTHER,
@@ -176,6 +178,11 @@ void quota_note_free(struct quota *q, uint32_t slot);
 /* Entries client holds that are live at now. */
 unsigned quota_held(const struct quota *q, const char *client, int64_t now);
 void quota_free(struct quota *q);
+
+/* ---- status_page.c: GET / (the page) and GET /v1/status --------------- */
+
+void handle_status_page(struct req_ctx *rc);
+void handle_status(struct req_ctx *rc);
 
 /* ---- metrics.c -------------------------------------------------------- */
 

@@ -27,6 +27,7 @@ static const char *reason_for(int code)
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
 	case 411: return "Length Required";
+	case 412: return "Precondition Failed";
 	case 413: return "Payload Too Large";
 	case 415: return "Unsupported Media Type";
 	case 500: return "Internal Server Error";

@@ -17,6 +17,8 @@ static const struct {
 	{"/healthz", API_RES_HEALTHZ},
 	{"/metrics", API_RES_METRICS},
 	{"/v1/challenges", API_RES_CHALLENGES},
+	{"/", API_RES_ROOT},
+	{"/v1/status", API_RES_STATUS},
 };
 
 static const struct {

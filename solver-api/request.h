@@ -25,6 +25,8 @@ enum api_resource {
 	API_RES_CHALLENGES,	/* /v1/challenges */
 	API_RES_HTTP01,		/* /v1/http-01/{token} */
 	API_RES_TLSALPN01,	/* /v1/tls-alpn-01/{identifier} */
+	API_RES_ROOT,		/* /: the status page */
+	API_RES_STATUS,		/* /v1/status */
 };
 
 /* Longest path segment taken, before and after percent-decoding. */

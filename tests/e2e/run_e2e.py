@@ -1006,11 +1006,8 @@ def write_gateway_conf(path):
     for c in range(BURST_CLIENTS):
         clients["burst%d" % c] = "*.b%d.burst.test" % c
     sections = [("store", {"path": STORE_PATH, "capacity": 512}),
-                # Every client here connects from 127.0.0.1, one source: the
-                # burst's 60 pushes at once need room above the default 16.
                 ("api", {"listen": "127.0.0.1:%d" % API_PORT, "default_ttl": "10m",
-                         "max_ttl": "1h", "timeout": "10s", "sweep_interval": "1s",
-                         "max_connections_per_source": 128})]
+                         "max_ttl": "1h", "timeout": "10s", "sweep_interval": "1s"})]
     for name, idents in clients.items():
         TOKENS[name] = b64url(32)
         sections.append(("client " + name, {"token_sha256": sha256_hex(TOKENS[name]),

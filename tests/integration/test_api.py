@@ -96,6 +96,10 @@ def route_of(method, path):
         return "metrics"
     if p == "/v1/challenges":
         return "list"
+    if p == "/":
+        return "status_page"
+    if p == "/v1/status":
+        return "status"
     for prefix, name in (("/v1/http-01/", "http01"),
                          ("/v1/tls-alpn-01/", "tlsalpn01")):
         if p.startswith(prefix):
@@ -527,7 +531,8 @@ class ApiTest(unittest.TestCase):
         self.assertEqual((r.status, r.json()), (200, {"status": "ok"}))
         r = self.request("HEAD", "/healthz", client=None)
         self.assertEqual((r.status, r.body), (200, b""))
-        for path in ("/", "/v1", "/v1/http-01", "/v1/tls-alpn-01", "/v2/http-01/x",
+        # "/" is the status page (tests/integration/test_status_page.py).
+        for path in ("/v1", "/v1/http-01", "/v1/tls-alpn-01", "/v2/http-01/x",
                      "/v1/dns-01/" + new_token(), "/healthz/", "/v1/challenges/x",
                      "/.well-known/acme-challenge/" + new_token()):
             for method in ("GET", "PUT", "DELETE"):

@@ -532,3 +532,43 @@ class Gateway(Edge):
 
     def metrics(self):
         return parse_metrics(self.metrics_text())
+
+
+class LoopbackGateway(Gateway):
+    """`acme-edge run` on free loopback ports, one worker, with the API
+    clients given ({name: (bearer token, identifiers)}; the first one's
+    token is self.bearer). Nothing listens upstream: what is not a
+    challenge fails there. acme_edge: the binary; proxy_host: the address
+    the proxy listens on (the API stays on 127.0.0.1); extra: more
+    sections, {section: {key: value}}."""
+
+    def __init__(self, tmpdir, name, store, acme_edge, clients, comment=None,
+                 proxy_host="127.0.0.1", extra=None):
+        super().__init__(tmpdir, name, next(iter(clients.values()))[0], store)
+        self.acme_edge = acme_edge
+        self.clients = clients
+        self.comment = comment
+        self.proxy_host = proxy_host
+        self.extra = extra or {}
+
+    def config_text(self):
+        sections = [
+            ("store", {"path": self.store, "capacity": 32}),
+            ("api", {"listen": "127.0.0.1:%d" % self.api_port,
+                     "default_ttl": "10m", "max_ttl": "1h"}),
+            ("proxy", {"http": "%s:%d" % (self.proxy_host, self.http),
+                       "https": "%s:%d" % (self.proxy_host, self.https),
+                       "workers": 1, "peek_timeout": "5s",
+                       "connect_timeout": "2s", "grace": "1s"}),
+            ("route default", {"http": "127.0.0.1:9", "https": "127.0.0.1:9"}),
+        ]
+        sections += list(self.extra.items())
+        for cname, (bearer, identifiers) in self.clients.items():
+            sections.append(("client " + cname, {"token_sha256": sha256_hex(bearer),
+                                                 "identifiers": identifiers}))
+        sections.append(("log", {"level": "info"}))
+        return conf_text(sections, comment=self.comment)
+
+    def start(self):
+        self.write_config()
+        self.spawn([self.acme_edge, "run", "-c", self.conf], new_session=True)

@@ -44,13 +44,17 @@ static const struct target_case target_cases[] = {
 	{ S("/v1/http-01/a%4"), API_REQ_OK, API_RES_HTTP01, "a%4" },
 	{ S("/v1/http-01/%"), API_REQ_OK, API_RES_HTTP01, "%" },
 	{ S("/v1/http-01/\xc3\xa9"), API_REQ_OK, API_RES_HTTP01, "\xc3\xa9" },
+	/* the status page and the state behind it */
+	{ S("/"), API_REQ_OK, API_RES_ROOT, NULL },
+	{ S("/v1/status"), API_REQ_OK, API_RES_STATUS, NULL },
 	/* a challenge path without exactly one segment */
 	{ S("/v1/http-01/"), API_REQ_BAD_SEGMENT, API_RES_HTTP01, NULL },
 	{ S("/v1/http-01/a/b"), API_REQ_BAD_SEGMENT, API_RES_HTTP01, NULL },
 	{ S("/v1/tls-alpn-01/a/"), API_REQ_BAD_SEGMENT, API_RES_TLSALPN01, NULL },
 	{ S("/v1/http-01/ab%00c"), API_REQ_BAD_SEGMENT, API_RES_HTTP01, NULL },
 	/* no route: exact paths only */
-	{ S("/"), API_REQ_NO_ROUTE, API_RES_NONE, NULL },
+	{ S("//"), API_REQ_NO_ROUTE, API_RES_NONE, NULL },
+	{ S("/v1/status/"), API_REQ_NO_ROUTE, API_RES_NONE, NULL },
 	{ S("/healthz/"), API_REQ_NO_ROUTE, API_RES_NONE, NULL },
 	{ S("/healthz\0"), API_REQ_NO_ROUTE, API_RES_NONE, NULL },
 	{ S("/HEALTHZ"), API_REQ_NO_ROUTE, API_RES_NONE, NULL },
