@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/edge.h"
@@ -32,6 +33,7 @@ enum sect_kind {
 	SECT_LOG,
 	SECT_CLIENT,
 	SECT_ROUTE,
+	SECT_STATELESS,
 	SECT_CLUSTER,
 };
 
@@ -47,6 +49,8 @@ struct load_ctx {
 	unsigned ttl_line;		/* where default_ttl or max_ttl was set */
 	unsigned clients_file_line;
 	unsigned password_line;		/* [cluster] password or password_file */
+	unsigned rest_listen_line;	/* 0: not set, derived from [store] path */
+	unsigned store_path_line;
 	unsigned api_run_as[2];		/* lines of [api] user, group; 0: unset */
 	unsigned proxy_run_as[2];	/* the same in [proxy] */
 	FILE *fp;
@@ -199,6 +203,34 @@ static int parse_choice(struct load_ctx *c, const char *key, const char *v,
 	}
 	cfg_error(c, c->line, "%s: expected %s, got \"%s\"", key, allowed, v);
 	return -1;
+}
+
+static int parse_bool(struct load_ctx *c, const char *key, const char *v,
+		      bool *out)
+{
+	static const char *const names[] = {"yes", "no"};
+	static const int values[] = {1, 0};
+	int choice;
+
+	if (parse_choice(c, key, v, names, values, 2, &choice))
+		return -1;
+	*out = choice;
+	return 0;
+}
+
+/* A Unix socket address for path; -1 when it does not fit sun_path. */
+static int unix_addr(const char *path, struct cfg_addr *out)
+{
+	struct sockaddr_un *su = (struct sockaddr_un *)&out->sa;
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof(su->sun_path))
+		return -1;
+	memset(out, 0, sizeof(*out));
+	su->sun_family = AF_UNIX;
+	memcpy(su->sun_path, path, n + 1);
+	out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+	return 0;
 }
 
 /* A user or group name as useradd allows them: no path, no option, no space. */
@@ -401,8 +433,10 @@ static int key_store(struct load_ctx *c, const char *k, const char *v)
 {
 	struct cfg *cfg = c->cfg;
 
-	if (strcmp(k, "path") == 0)
+	if (strcmp(k, "path") == 0) {
+		c->store_path_line = c->line;
 		return parse_path(c, k, v, cfg->store.path);
+	}
 	if (strcmp(k, "capacity") == 0)
 		return parse_u32(c, k, v, 1, 65536, &cfg->store.capacity);
 	return 1;
@@ -446,6 +480,15 @@ static int key_api(struct load_ctx *c, const char *k, const char *v)
 	if (strcmp(k, "sweep_interval") == 0)
 		return parse_duration(c, k, v, 100, 3600000,
 				      &cfg->api.sweep_interval_ms);
+	if (strcmp(k, "rest_listen") == 0) {
+		c->rest_listen_line = c->line;
+		if (v[0] == '/' && unix_addr(v, &cfg->api.rest_listen) == 0)
+			return 0;
+		cfg_error(c, c->line, "rest_listen: expected the absolute path of "
+			  "a Unix socket, at most %zu characters, got \"%s\"",
+			  sizeof(((struct sockaddr_un *)0)->sun_path) - 1, v);
+		return -1;
+	}
 	return key_run_as(c, k, v, cfg->api.user, cfg->api.group, c->api_run_as);
 }
 
@@ -545,6 +588,30 @@ static int key_client(struct load_ctx *c, const char *k, const char *v)
 		return parse_thumbprints(c, k, v, cl);
 	if (strcmp(k, "max_entries") == 0)
 		return parse_u32(c, k, v, 1, 65536, &cl->max_entries);
+	if (strcmp(k, "rest_responder") == 0)
+		return parse_bool(c, k, v, &cl->rest_responder);
+	return 1;
+}
+
+static int key_stateless(struct load_ctx *c, const char *k, const char *v)
+{
+	struct cfg_stateless *st = c->obj;
+
+	if (strcmp(k, "thumbprint") == 0) {
+		st->thumbprint_given = true;
+		if (!thumbprint_valid(v, strlen(v))) {
+			cfg_error(c, c->line, "thumbprint: \"%s\" is not an ACME "
+				  "account thumbprint (%d base64url characters, as "
+				  "acme.sh --register-account prints it)", v,
+				  THUMBPRINT_LEN);
+			return -1;
+		}
+		strcpy(st->thumbprint, v);
+		return 0;
+	}
+	if (strcmp(k, "identifiers") == 0)
+		return parse_patterns(c, k, v, &st->patterns, &st->npatterns,
+				      &st->any);
 	return 1;
 }
 
@@ -754,7 +821,7 @@ static void section_begin(struct load_ctx *c, const char *name)
 			arg++;
 	}
 #define IS(s) (base_len == strlen(s) && strncmp(name, s, base_len) == 0)
-	if (IS("client") || IS("route")) {
+	if (IS("client") || IS("route") || IS("stateless")) {
 		size_t alen = arg ? strlen(arg) : 0;
 		bool ok = alen > 0 && alen <= CFG_NAME_MAX;
 		for (size_t i = 0; ok && i < alen; i++)
@@ -774,6 +841,17 @@ static void section_begin(struct load_ctx *c, const char *name)
 			cl->line = c->line;
 			c->kind = SECT_CLIENT;
 			c->obj = cl;
+		} else if (IS("stateless")) {
+			if (c->clients_only)
+				goto not_here;
+			struct cfg *cfg = c->cfg;
+			cfg->stateless = grow(cfg->stateless, cfg->nstateless, 1,
+					      sizeof(*cfg->stateless));
+			struct cfg_stateless *st = &cfg->stateless[cfg->nstateless++];
+			strcpy(st->name, arg);
+			st->line = c->line;
+			c->kind = SECT_STATELESS;
+			c->obj = st;
 		} else {
 			if (c->clients_only)
 				goto not_here;
@@ -810,7 +888,8 @@ static void section_begin(struct load_ctx *c, const char *name)
 		c->cfg->cluster.line = c->line;
 	} else {
 		cfg_error(c, c->line, "unknown section [%s] (known: store, api, "
-			  "client NAME, proxy, route NAME, log, cluster)", name);
+			  "client NAME, proxy, route NAME, stateless NAME, log, "
+			  "cluster)", name);
 		return;
 	}
 #undef IS
@@ -875,6 +954,9 @@ static int cfg_on_key(void *user, const char *section, const char *name,
 		break;
 	case SECT_ROUTE:
 		rc = key_route(c, name, value);
+		break;
+	case SECT_STATELESS:
+		rc = key_stateless(c, name, value);
 		break;
 	case SECT_CLUSTER:
 		rc = key_cluster(c, name, value);
@@ -1045,6 +1127,45 @@ static void read_password_file(struct load_ctx *c)
 	explicit_bzero(buf, sizeof(buf));
 }
 
+/*
+ * The REST responder: a client using it must name its cidrs (its bearer
+ * token crosses port 80, which anyone may reach), and the API's listener
+ * for it is rest_listen or a socket beside the store.
+ */
+static void validate_rest(struct load_ctx *c)
+{
+	struct cfg *cfg = c->cfg;
+	const struct cfg_client *user = NULL;
+	char path[CFG_PATH_MAX + 8];
+
+	for (size_t i = 0; i < cfg->nclients; i++) {
+		const struct cfg_client *cl = &cfg->clients[i];
+		if (!cl->rest_responder)
+			continue;
+		user = user ? user : cl;
+		if (cl->ncidrs == 0)
+			cfg_error(c, cl->line, "[client %s]: rest_responder needs "
+				  "cidrs: the addresses it may push from",
+				  cl->name);
+	}
+	if (!c->rest_listen_line) {
+		snprintf(path, sizeof(path), "%s.rest", cfg->store.path);
+		if (unix_addr(path, &cfg->api.rest_listen) != 0 && user)
+			cfg_error(c, c->store_path_line ? c->store_path_line
+				  : user->line, "[client %s] has rest_responder, "
+				  "but \"%s\" is too long for a Unix socket: set "
+				  "[api] rest_listen", user->name, path);
+	}
+	if (cfg->api.rest_listen.sa.ss_family != AF_UNIX)
+		return;
+	cfg->rest_route.http = grow(NULL, 0, 1, sizeof(*cfg->rest_route.http));
+	cfg->rest_route.http[0] = cfg->api.rest_listen;
+	cfg->rest_route.nhttp = 1;
+	cfg->rest_route.proxy_protocol = PP_V2;
+	snprintf(cfg->rest_route.name, sizeof(cfg->rest_route.name),
+		 "rest_responder");
+}
+
 static void validate(struct load_ctx *c)
 {
 	struct cfg *cfg = c->cfg;
@@ -1053,6 +1174,7 @@ static void validate(struct load_ctx *c)
 	if (cfg->api.default_ttl_s > cfg->api.max_ttl_s)
 		cfg_error(c, c->ttl_line, "[api] default_ttl (%us) exceeds max_ttl (%us)",
 			  cfg->api.default_ttl_s, cfg->api.max_ttl_s);
+	validate_rest(c);
 	for (size_t i = 0; i < cfg->nclients; i++) {
 		struct cfg_client *cl = &cfg->clients[i];
 		if (!cl->has_token)
@@ -1089,6 +1211,15 @@ static void validate(struct load_ctx *c)
 		if (r->nhttp == 0 && r->nhttps == 0)
 			cfg_error(c, r->line, "[route %s]: needs http or https "
 				  "upstreams", r->name);
+	}
+	for (size_t i = 0; i < cfg->nstateless; i++) {
+		struct cfg_stateless *st = &cfg->stateless[i];
+		if (!st->thumbprint_given)
+			cfg_error(c, st->line, "[stateless %s]: thumbprint is "
+				  "required", st->name);
+		if (st->npatterns == 0)
+			cfg_error(c, st->line, "[stateless %s]: identifiers is "
+				  "required (\"*\" for any name)", st->name);
 	}
 	if (cfg->cluster.enabled) {
 		unsigned l = cfg->cluster.line;
@@ -1203,8 +1334,12 @@ void cfg_free(struct cfg *cfg)
 		free(cfg->routes[i].http);
 		free(cfg->routes[i].https);
 	}
+	for (size_t i = 0; i < cfg->nstateless; i++)
+		free(cfg->stateless[i].patterns);
 	free(cfg->clients);
 	free(cfg->routes);
+	free(cfg->stateless);
+	free(cfg->rest_route.http);
 	free(cfg->api.listen);
 	free(cfg->proxy.http);
 	free(cfg->proxy.https);

@@ -71,7 +71,29 @@ struct cfg_client {
 	char (*thumbprints)[THUMBPRINT_LEN + 1];	/* empty: any account */
 	size_t nthumbprints;
 	uint32_t max_entries;		/* live challenges it may hold at once */
+	/*
+	 * rest_responder = yes: the client may also PUT and DELETE its
+	 * http-01 challenges on the challenge path itself, through port 80
+	 * (the proxy hands them to the API's REST listener). Needs cidrs.
+	 */
+	bool rest_responder;
 	unsigned line;			/* where the section starts, for messages */
+};
+
+/*
+ * [stateless NAME]: http-01 answered from the account thumbprint alone
+ * (acme.sh --stateless): a GET of any valid token under a Host its
+ * identifiers cover is answered "<token>.<thumbprint>" when the store
+ * holds no entry for the token.
+ */
+struct cfg_stateless {
+	char name[CFG_NAME_MAX + 1];
+	char thumbprint[THUMBPRINT_LEN + 1];	/* empty until set */
+	bool thumbprint_given;		/* set, valid or not: no second error */
+	struct ident_pattern *patterns;
+	size_t npatterns;
+	bool any;			/* identifiers include "*" */
+	unsigned line;
 };
 
 struct cfg_route {
@@ -106,6 +128,12 @@ struct cfg {
 		uint32_t max_connections;
 		uint32_t max_connections_per_source;
 		uint32_t sweep_interval_ms;
+		/*
+		 * The REST responder's listener: a Unix socket, rest_listen or
+		 * "<store path>.rest"; AF_UNSPEC when that is too long and no
+		 * client needs it.
+		 */
+		struct cfg_addr rest_listen;
 		/* Started as root: who to run as once listening ("": root). */
 		char user[CFG_USER_MAX + 1];
 		char group[CFG_USER_MAX + 1];	/* "": the user's own */
@@ -134,6 +162,13 @@ struct cfg {
 	} proxy;
 	struct cfg_route *routes;
 	size_t nroutes;
+	struct cfg_stateless *stateless;	/* in file order */
+	size_t nstateless;
+	/*
+	 * Where the proxy hands REST responder requests: [api] rest_listen, a
+	 * PROXY v2 header first. Not a [route]: no name leads to it.
+	 */
+	struct cfg_route rest_route;
 	struct {
 		enum log_level level;
 	} log;

@@ -76,18 +76,23 @@ static void out_putu(struct conn *c, uint64_t v)
 
 /*
  * Queues an HTTP answer; keep decides whether the connection returns to
- * PEEK after it. Made without printf: it runs once per challenge answered.
+ * PEEK after it; extra: more header lines, each ending in CRLF, or NULL.
+ * Made without printf: it runs once per challenge answered.
  */
-static void http_answer(struct worker *w, struct conn *c, int code,
-			const char *reason, const char *ctype, const char *body,
-			size_t body_len, bool head_only, bool keep)
+static void http_answer_with(struct worker *w, struct conn *c, int code,
+			     const char *reason, const char *extra,
+			     const char *ctype, const char *body,
+			     size_t body_len, bool head_only, bool keep)
 {
 	out_reset(c);
 	out_puts(c, "HTTP/1.1 ");
 	out_putu(c, (uint64_t)code);
 	out_puts(c, " ");
 	out_puts(c, reason);
-	out_puts(c, "\r\nServer: acme-edge\r\nContent-Type: ");
+	out_puts(c, "\r\n");
+	if (extra)
+		out_puts(c, extra);
+	out_puts(c, "Server: acme-edge\r\nContent-Type: ");
 	out_puts(c, ctype);
 	out_puts(c, "\r\nContent-Length: ");
 	out_putu(c, body_len);
@@ -99,6 +104,30 @@ static void http_answer(struct worker *w, struct conn *c, int code,
 	conn_state(w, c, ST_ANSWER);
 	timer_arm(w, c, TL_PEEK);
 	out_flush(w, c);
+}
+
+static void http_answer(struct worker *w, struct conn *c, int code,
+			const char *reason, const char *ctype, const char *body,
+			size_t body_len, bool head_only, bool keep)
+{
+	http_answer_with(w, c, code, reason, NULL, ctype, body, body_len,
+			 head_only, keep);
+}
+
+void answer_http_json_error(struct worker *w, struct conn *c, int code,
+			    const char *reason, const char *what,
+			    const char *detail, int stat)
+{
+	char body[512];
+	int n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"detail\":\"%s\"}",
+			 what, detail);
+
+	BUG_ON(n < 0 || (size_t)n >= sizeof(body));
+	if (stat >= 0)
+		pstats_add(w->stats, (enum pstat)stat, 1);
+	http_answer_with(w, c, code, reason, code == 401 ?
+			 "WWW-Authenticate: Bearer realm=\"acme-edge\"\r\n" : NULL,
+			 "application/json", body, (size_t)n, false, false);
 }
 
 void answer_http_error(struct worker *w, struct conn *c, int code,
@@ -134,7 +163,7 @@ static void log_challenge(struct worker *w, struct conn *c, uint8_t kind,
 	log_escape(k, sizeof(k), key, key_len);
 	log_escape(id, sizeof(id), ident, strlen(ident));
 	log_escape(d, sizeof(d), detail ? detail : "", detail ? strlen(detail) : 0);
-	if (outcome == HIT_ANSWERED)
+	if (outcome == HIT_ANSWERED || outcome == HIT_STATELESS)
 		log_info("proxy: %s answered: client %s, identifier %s, key %s%s%s",
 			 store_kind_name((enum store_kind)kind), peer, id, k,
 			 detail ? ", " : "", d);
@@ -148,11 +177,13 @@ static void log_challenge(struct worker *w, struct conn *c, uint8_t kind,
 
 bool answer_http01(struct worker *w, struct conn *c, const struct http_head *h,
 		   const struct http01_ask *ask, enum policy_action act,
-		   const struct store_entry *e)
+		   const struct store_entry *e, const struct cfg_stateless *rule)
 {
 	static const char miss_body[] = "no such challenge\n";
 	bool nobody = h->content_length <= 0 && !h->chunked;
 	const char *host = h->has_host ? h->host : "-";
+	char body[STATELESS_BODY_MAX], detail[CFG_NAME_MAX + 32];
+	size_t body_len = 0;
 
 	if (act == POLICY_RELAY)
 		return false;
@@ -160,6 +191,14 @@ bool answer_http01(struct worker *w, struct conn *c, const struct http_head *h,
 		pstats_add(w->stats, PS_HTTP01_ANSWERED, 1);
 		log_challenge(w, c, STORE_HTTP01, ask->token.ptr, ask->token.len,
 			      host, HIT_ANSWERED, NULL);
+		c->requests++;
+	} else if (act == POLICY_STATELESS) {
+		body_len = policy_stateless_body(ask, rule, body);
+		snprintf(detail, sizeof(detail), "stateless [stateless %s]",
+			 rule->name);
+		pstats_add(w->stats, PS_HTTP01_STATELESS, 1);
+		log_challenge(w, c, STORE_HTTP01, ask->token.ptr, ask->token.len,
+			      host, HIT_STATELESS, detail);
 		c->requests++;
 	} else {
 		pstats_add(w->stats, PS_HTTP01_MISSED, 1);
@@ -176,6 +215,9 @@ bool answer_http01(struct worker *w, struct conn *c, const struct http_head *h,
 		http_answer(w, c, 200, "OK", "application/octet-stream",
 			    (const char *)e->payload, e->payload_len, ask->head,
 			    h->keep_alive && nobody);
+	else if (act == POLICY_STATELESS)
+		http_answer(w, c, 200, "OK", "application/octet-stream", body,
+			    body_len, ask->head, h->keep_alive && nobody);
 	else
 		http_answer(w, c, 404, "Not Found", "text/plain", miss_body,
 			    sizeof(miss_body) - 1, ask->head,

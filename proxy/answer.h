@@ -18,13 +18,23 @@ void answer_http_error(struct worker *w, struct conn *c, int code,
 		       const char *reason, int stat);
 
 /*
+ * The same as {"error": what, "detail": detail}, the solver API's form
+ * (both ours, never peer bytes: they are not escaped); a 401 carries the
+ * Bearer challenge.
+ */
+void answer_http_json_error(struct worker *w, struct conn *c, int code,
+			    const char *reason, const char *what,
+			    const char *detail, int stat);
+
+/*
  * Acts on what the policy decided for request h: counts and logs a
- * challenge asked, answers it (or its miss, with 404) and consumes its
- * head. false: the connection is the caller's to relay.
+ * challenge asked, answers it (from entry e, or from the [stateless] rule;
+ * a miss with 404) and consumes its head. false: the connection is the
+ * caller's to relay.
  */
 bool answer_http01(struct worker *w, struct conn *c, const struct http_head *h,
 		   const struct http01_ask *ask, enum policy_action act,
-		   const struct store_entry *e);
+		   const struct store_entry *e, const struct cfg_stateless *rule);
 
 /*
  * The same for a ClientHello, all of it in c->in: starts the handshake

@@ -2,20 +2,82 @@
 
 #include <string.h>
 
-void policy_http01_ask(const struct http_head *h, struct http01_ask *ask)
+static bool method_is(const struct http_head *h, const char *m)
+{
+	return h->method.len == strlen(m) && memcmp(h->method.ptr, m, h->method.len) == 0;
+}
+
+/*
+ * The token of a challenge path: its one segment after the prefix. Deeper
+ * paths are the upstream's.
+ */
+static bool challenge_token(const struct http_head *h, struct slice *token)
 {
 	size_t plen = strlen(ACME_CHALLENGE_PREFIX);
-	bool get = h->method.len == 3 && memcmp(h->method.ptr, "GET", 3) == 0;
 
-	memset(ask, 0, sizeof(*ask));
-	ask->head = h->method.len == 4 && memcmp(h->method.ptr, "HEAD", 4) == 0;
-	if (!(get || ask->head) || h->path.len <= plen ||
+	if (h->path.len <= plen ||
 	    memcmp(h->path.ptr, ACME_CHALLENGE_PREFIX, plen) != 0)
-		return;
-	ask->token.ptr = h->path.ptr + plen;
-	ask->token.len = h->path.len - plen;
-	/* The token is the last segment: deeper paths are the upstream's. */
-	ask->asks = memchr(ask->token.ptr, '/', ask->token.len) == NULL;
+		return false;
+	token->ptr = h->path.ptr + plen;
+	token->len = h->path.len - plen;
+	return memchr(token->ptr, '/', token->len) == NULL;
+}
+
+void policy_http01_ask(const struct http_head *h, struct http01_ask *ask)
+{
+	memset(ask, 0, sizeof(*ask));
+	ask->head = method_is(h, "HEAD");
+	ask->asks = (ask->head || method_is(h, "GET")) &&
+		    challenge_token(h, &ask->token);
+}
+
+void policy_rest_ask(const struct http_head *h, struct rest_ask *ask)
+{
+	memset(ask, 0, sizeof(*ask));
+	ask->put = method_is(h, "PUT");
+	ask->asks = (ask->put || method_is(h, "DELETE")) &&
+		    challenge_token(h, &ask->token);
+}
+
+enum rest_verdict policy_rest(const struct rest_ask *ask,
+			      const struct http_head *h, bool bearer,
+			      const struct cfg_client *cl,
+			      const struct sockaddr *peer)
+{
+	bool in_cidrs = false;
+
+	if (!bearer)
+		return REST_NO_BEARER;
+	if (!cl)
+		return REST_UNKNOWN_TOKEN;
+	for (size_t i = 0; i < cl->ncidrs && !in_cidrs; i++)
+		in_cidrs = cidr_match(&cl->cidrs[i], peer);
+	if (cl->ncidrs && !in_cidrs)
+		return REST_SOURCE_REFUSED;
+	if (!cl->rest_responder)
+		return REST_NOT_ENABLED;
+	if (h->chunked || h->content_length > REST_BODY_MAX ||
+	    (ask->put && h->content_length < 1))
+		return REST_BAD_BODY;
+	return REST_HAND_OFF;
+}
+
+const struct cfg_stateless *policy_stateless_rule(const struct http01_ask *ask,
+						  const struct http_head *h,
+						  const struct cfg *cfg)
+{
+	/* The token is echoed back: only the base64url a CA issues. */
+	if (!ask->asks || !h->has_host || h->host_len == 0 ||
+	    !token_valid(ask->token.ptr, ask->token.len))
+		return NULL;
+	for (size_t i = 0; i < cfg->nstateless; i++) {
+		const struct cfg_stateless *st = &cfg->stateless[i];
+		for (size_t j = 0; j < st->npatterns; j++)
+			if (pattern_match_name(&st->patterns[j], h->host,
+					       h->host_len))
+				return st;
+	}
+	return NULL;
 }
 
 int policy_h2_preface(const uint8_t *in, size_t len)
@@ -31,6 +93,7 @@ int policy_h2_preface(const uint8_t *in, size_t len)
 enum policy_action policy_http01(const struct http01_ask *ask,
 				 const struct http_head *h,
 				 const struct store_entry *e,
+				 const struct cfg_stateless *rule,
 				 enum cfg_miss miss)
 {
 	if (!ask->asks)
@@ -39,7 +102,21 @@ enum policy_action policy_http01(const struct http01_ask *ask,
 		  (e->ident_len == h->host_len &&
 		   memcmp(e->ident, h->host, h->host_len) == 0)))
 		return POLICY_ANSWER;
+	if (!e && rule)
+		return POLICY_STATELESS;
 	return miss == MISS_404 ? POLICY_MISS_REFUSE : POLICY_MISS_RELAY;
+}
+
+size_t policy_stateless_body(const struct http01_ask *ask,
+			     const struct cfg_stateless *rule,
+			     char buf[STATELESS_BODY_MAX])
+{
+	/* policy_stateless_rule() checked the token: at most TOKEN_MAX. */
+	BUG_ON(ask->token.len > TOKEN_MAX);
+	memcpy(buf, ask->token.ptr, ask->token.len);
+	buf[ask->token.len] = '.';
+	memcpy(buf + ask->token.len + 1, rule->thumbprint, THUMBPRINT_LEN);
+	return ask->token.len + 1 + THUMBPRINT_LEN;
 }
 
 void policy_tls_ask(const struct tls_hello *h, struct tls_ask *ask)

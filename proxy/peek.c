@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "proxy/answer.h"
 #include "proxy/answer_policy.h"
+#include "proxy/rest.h"
 #include "proxy/upstream.h"
 #include "wire/http_head.h"
 #include "wire/proxy_hdr.h"
@@ -121,8 +122,10 @@ static void peek_request(struct worker *w, struct conn *c)
 {
 	const struct cfg *cfg = w->lc->cfg;
 	const struct store_entry *e = NULL;
+	const struct cfg_stateless *rule;
 	struct http_head h;
 	struct http01_ask ask;
+	struct rest_ask rest;
 	int r = policy_h2_preface(c->in, c->in_len);
 
 	if (r >= 0) {
@@ -151,12 +154,20 @@ static void peek_request(struct worker *w, struct conn *c)
 		answer_http_error(w, c, 400, "Bad Request", PS_CLOSE_BAD_REQUEST);
 		return;
 	}
+	/* PUT and DELETE of a challenge path: the gateway's, never relayed. */
+	policy_rest_ask(&h, &rest);
+	if (rest.asks) {
+		rest_request(w, c, &h, &rest);
+		return;
+	}
 	policy_http01_ask(&h, &ask);
 	if (ask.asks && store_lookup(w->px->store, STORE_HTTP01, ask.token.ptr,
 				     ask.token.len, clock_wall_ms(), &w->entry) == 0)
 		e = &w->entry;
+	rule = policy_stateless_rule(&ask, &h, cfg);
 	if (answer_http01(w, c, &h, &ask,
-			  policy_http01(&ask, &h, e, cfg->proxy.http_miss), e))
+			  policy_http01(&ask, &h, e, rule, cfg->proxy.http_miss),
+			  e, rule))
 		return;
 	upstream_forward(w, c, h.has_host ? h.host : NULL, h.host_len);
 }

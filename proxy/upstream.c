@@ -5,10 +5,12 @@
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/edge.h"
 #include "common/log.h"
+#include "common/priv.h"
 #include "proxy/answer.h"
 #include "proxy/evict.h"
 #include "proxy/relay.h"
@@ -61,13 +63,16 @@ static void connect_next(struct worker *w, struct conn *c)
 	}
 	a = &servers[(c->server_next + c->attempts) % n];
 	c->attempts++;
-	fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+	/* AF_UNIX: the API's REST listener (upstream_forward_rest). */
+	fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC,
+		    a->sa.ss_family == AF_UNIX ? 0 : IPPROTO_TCP);
 	if (fd < 0) {
 		log_err("proxy: socket: %s", strerror(errno));
 		upstream_failed(w, c);
 		return;
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (a->sa.ss_family != AF_UNIX)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->io.fd[SIDE_UPSTREAM] = fd;
 	timer_arm(w, c, TL_CONNECT);
 	op_connect(w, c, (const struct sockaddr *)&a->sa, a->len);
@@ -93,27 +98,17 @@ static bool addresses_known(struct conn *c)
  * The connection keeps a reference to the config snapshot the route lives
  * in, so a reload while it connects cannot free it.
  */
-void upstream_forward(struct worker *w, struct conn *c, const char *name,
-		      size_t name_len)
+static void hold_config(struct worker *w, struct conn *c)
 {
-	size_t n;
-
 	if (!c->lc) {
 		c->lc = w->lc;
 		atomic_fetch_add(&c->lc->refs, 1);
 	}
-	c->route = cfg_route_for(c->lc->cfg, name, name_len);
-	route_servers(c, &n);
-	if (n == 0) {
-		char esc[LOG_ESC_SIZE(TLS_SNI_MAX)];
+}
 
-		log_escape(esc, sizeof(esc), name, name_len);
-		log_ratelimited(&conn_lim_peer, LOG_LVL_INFO,
-				"proxy: no %s upstream for \"%s\"",
-				c->https ? "https" : "http", esc);
-		no_relay(w, c, 502, "Bad Gateway", PS_CLOSE_NO_ROUTE);
-		return;
-	}
+/* Relays c to the n servers of c->route, once a relay may start. */
+static void forward_to(struct worker *w, struct conn *c, size_t n)
+{
 	if (c->route->proxy_protocol != PP_OFF && !addresses_known(c)) {
 		/* Relayed, the client would take the gateway's address. */
 		log_ratelimited(&conn_lim_peer, LOG_LVL_WARN,
@@ -132,6 +127,40 @@ void upstream_forward(struct worker *w, struct conn *c, const char *name,
 	c->attempts = 0;
 	conn_state(w, c, ST_CONNECTING);
 	connect_next(w, c);
+}
+
+void upstream_forward_rest(struct worker *w, struct conn *c)
+{
+	hold_config(w, c);
+	c->route = &c->lc->cfg->rest_route;
+	if (c->route->nhttp == 0) {
+		answer_http_json_error(w, c, 503, "Service Unavailable",
+				       "rest_unavailable", "the API has no REST "
+				       "responder listener", -1);
+		return;
+	}
+	forward_to(w, c, c->route->nhttp);
+}
+
+void upstream_forward(struct worker *w, struct conn *c, const char *name,
+		      size_t name_len)
+{
+	size_t n;
+
+	hold_config(w, c);
+	c->route = cfg_route_for(c->lc->cfg, name, name_len);
+	route_servers(c, &n);
+	if (n == 0) {
+		char esc[LOG_ESC_SIZE(TLS_SNI_MAX)];
+
+		log_escape(esc, sizeof(esc), name, name_len);
+		log_ratelimited(&conn_lim_peer, LOG_LVL_INFO,
+				"proxy: no %s upstream for \"%s\"",
+				c->https ? "https" : "http", esc);
+		no_relay(w, c, 502, "Bad Gateway", PS_CLOSE_NO_ROUTE);
+		return;
+	}
+	forward_to(w, c, n);
 }
 
 /*
@@ -165,8 +194,31 @@ static void on_connected(struct worker *w, struct conn *c)
 	relay_start(w, c, n);
 }
 
+/*
+ * The REST listener's socket may sit where others can create names
+ * (/dev/shm): bearer tokens go only to a listener made by the API's user,
+ * or by root (the API makes it before it drops root, as it does the store).
+ */
+static bool rest_peer_ok(struct conn *c)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	if (getsockopt(c->io.fd[SIDE_UPSTREAM], SOL_SOCKET, SO_PEERCRED, &cr,
+		       &len) == 0 && (cr.uid == priv_uid(PRIV_API) || cr.uid == 0))
+		return true;
+	log_ratelimited(&conn_lim_peer, LOG_LVL_ERR, "proxy: the REST listener "
+			"%s is not the API's (another user's socket): not used",
+			c->route->http[0].sa.ss_family == AF_UNIX
+			? ((const struct sockaddr_un *)&c->route->http[0].sa)->sun_path
+			: "?");
+	return false;
+}
+
 void upstream_connected(struct worker *w, struct conn *c, int res)
 {
+	if (res >= 0 && c->route == &c->lc->cfg->rest_route && !rest_peer_ok(c))
+		res = -EPERM;
 	if (res < 0) {
 		pstats_add(w->stats, res == -ECANCELED ? PS_UPSTREAM_CONNECT_TIMEOUT
 						       : PS_UPSTREAM_CONNECT_FAILED, 1);

@@ -87,6 +87,7 @@ static void reload(struct api *api)
 	if (api->cluster)
 		cluster_reload(api->cluster, next);
 	apply_limits(api);
+	rest_listen_reload(api);
 	arm_sweep(api);
 	log_info("api: reloaded %s: %zu client%s", api->cfg_path, next->nclients,
 		 next->nclients == 1 ? "" : "s");
@@ -165,15 +166,15 @@ static int api_start(struct api *api)
 		return -1;
 	}
 	/* Every method reaches the router, so a wrong one gets a JSON 405. */
-	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
-				   EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-				   EVHTTP_REQ_POST | EVHTTP_REQ_PATCH |
-				   EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-				   EVHTTP_REQ_CONNECT);
+	evhttp_set_allowed_methods(api->http, API_EVERY_METHOD);
 	evhttp_set_gencb(api->http, router_handle, api);
 	evhttp_set_bevcb(api->http, conn_new, api);
 	apply_limits(api);
-	if (bind_all(api))
+	/*
+	 * The REST listener is made as root too, like the store: its socket
+	 * belongs to the API's user and the proxy's group.
+	 */
+	if (bind_all(api) || rest_listen_start(api))
 		return -1;
 	if (priv_drop(PRIV_API) != 0)
 		return -1;
@@ -205,6 +206,7 @@ static void api_free(struct api *api)
 	 * callbacks would re-enable them: forget the listeners first.
 	 */
 	api->nbound = 0;
+	rest_listen_stop(api);
 	if (api->http)
 		evhttp_free(api->http);
 	if (api->base)

@@ -324,7 +324,7 @@ int clc_decode(const uint8_t *msg, size_t len, struct clc_event *ev,
 		ev->hit_ms = (int64_t)get_u64(&r);
 		ev->outcome = get_u8(&r);
 		get_str(&r, ev->peer, CLC_PEER_MAX);
-		if (ev->outcome < 1 || ev->outcome > 3 || ev->hit_ms <= 0 ||
+		if (ev->outcome < 1 || ev->outcome > CLC_OUTCOME_MAX || ev->hit_ms <= 0 ||
 		    ev->write_id != 0)
 			return -1;
 		break;

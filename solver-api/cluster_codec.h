@@ -48,12 +48,15 @@ enum clc_op {
 	CLC_HIT = 'H',
 };
 
+/* The largest enum pstats_outcome (HIT_STATELESS); the codec links no stats. */
+#define CLC_OUTCOME_MAX 4
+
 struct clc_event {
 	uint64_t version;	/* Redis's order; 0 for hit records */
 	uint8_t op;		/* enum clc_op */
 	uint8_t kind;		/* enum store_kind */
 	uint8_t key_len;
-	uint8_t outcome;	/* H: enum pstats_outcome's values */
+	uint8_t outcome;	/* H: enum pstats_outcome's values, 1..CLC_OUTCOME_MAX */
 	uint64_t write_id;	/* the origin's; 0: nobody waits for acks */
 	int64_t expires_ms;	/* P: the entry's; D: the tombstone's */
 	int64_t hit_ms;		/* H */

@@ -376,7 +376,7 @@ static void put_replicated(void *arg, const struct cluster_result *r)
 
 	if (!cluster_failed(&d->rc, r)) {
 		log_put(d->rc.client, r->entry);
-		api_reply_json(&d->rc, r->store_ret == 1 ? 200 : 201,
+		api_reply_json(&d->rc, put_status(&d->rc, r->store_ret == 1),
 			       entry_json(r->entry));
 	}
 	free(d);
@@ -437,7 +437,7 @@ static void finish_put(struct req_ctx *rc, struct store_entry *e)
 		return;
 	}
 	log_put(rc->client, e);
-	api_reply_json(rc, ret == 1 ? 200 : 201, entry_json(e));
+	api_reply_json(rc, put_status(rc, ret == 1), entry_json(e));
 }
 
 /* ---- the handlers ----------------------------------------------------- */
@@ -453,57 +453,61 @@ static bool token_ok(struct req_ctx *rc, const char *token)
 
 void handle_put_http01(struct req_ctx *rc)
 {
-	const char *token = rc->target.name;
-	struct store_entry *e = &rc->api->scratch;
 	struct api_put pb;
+
+	if (!token_ok(rc, rc->target.name) || read_put_body(rc, &pb))
+		return;
+	http01_put(rc, rc->target.name, &pb);
+	api_put_release(&pb);
+}
+
+void http01_put(struct req_ctx *rc, const char *token, const struct api_put *pb)
+{
+	struct store_entry *e = &rc->api->scratch;
 	struct ident id;
 	struct slice ka_token;
 	bool bound = false;
 	int64_t now = clock_wall_ms(), expires;
 
-	if (!token_ok(rc, token) || read_put_body(rc, &pb))
-		return;
-	if (pb.digest || pb.certificate || pb.key) {
+	if (pb->digest || pb->certificate || pb->key) {
 		api_reply_error(rc, 400, "bad_json", "digest, certificate and key "
 				"are for tls-alpn-01");
-		goto out;
+		return;
 	}
-	if (!pb.key_authorization) {
+	if (!pb->key_authorization) {
 		api_reply_error(rc, 400, "bad_key_authorization", "the body must "
 				"carry the key authorization");
-		goto out;
+		return;
 	}
-	if (check_keyauth(rc, pb.key_authorization, &ka_token))
-		goto out;
+	if (check_keyauth(rc, pb->key_authorization, &ka_token))
+		return;
 	if (ka_token.len != strlen(token) ||
 	    memcmp(ka_token.ptr, token, ka_token.len) != 0) {
 		api_reply_error(rc, 400, "bad_key_authorization", "the key "
 				"authorization is for another token");
-		goto out;
+		return;
 	}
-	if (pb.identifier) {
-		if (check_identifier(rc, pb.identifier, &id))
-			goto out;
+	if (pb->identifier) {
+		if (check_identifier(rc, pb->identifier, &id))
+			return;
 		bound = true;
 	} else if (!rc->client->any) {
 		api_reply_error(rc, 400, "identifier_required", "client %s may "
 				"answer only for its own names, so it must bind the "
 				"token to an identifier", rc->client->name);
-		goto out;
+		return;
 	}
-	expires = resolve_expiry(rc, pb.ttl_s, now);
+	expires = resolve_expiry(rc, pb->ttl_s, now);
 	if (expires < 0)
-		goto out;
+		return;
 	if (check_owner(rc, STORE_HTTP01, token, strlen(token)))
-		goto out;
+		return;
 
 	fill_meta(e, STORE_HTTP01, token, strlen(token), bound ? &id : NULL,
 		  rc->client, now, expires);
-	e->payload_len = (uint32_t)strlen(pb.key_authorization);
-	memcpy(e->payload, pb.key_authorization, e->payload_len);
+	e->payload_len = (uint32_t)strlen(pb->key_authorization);
+	memcpy(e->payload, pb->key_authorization, e->payload_len);
 	finish_put(rc, e);
-out:
-	api_put_release(&pb);
 }
 
 /*
@@ -653,8 +657,13 @@ not_found:
 
 void handle_delete_http01(struct req_ctx *rc)
 {
-	if (token_ok(rc, rc->target.name))
-		delete_entry(rc, STORE_HTTP01, rc->target.name);
+	http01_delete(rc, rc->target.name);
+}
+
+void http01_delete(struct req_ctx *rc, const char *token)
+{
+	if (token_ok(rc, token))
+		delete_entry(rc, STORE_HTTP01, token);
 }
 
 void handle_delete_tlsalpn01(struct req_ctx *rc)

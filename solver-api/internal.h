@@ -36,9 +36,17 @@ enum route_id {
 	R_METRICS,
 	R_STATUS_PAGE,
 	R_STATUS,
+	R_REST_PUT,		/* the REST responder (rest.c) */
+	R_REST_DELETE,
 	R_OTHER,
 	R_COUNT,
 };
+
+/* What evhttp lets through: all of it, so that the API answers a 405 itself. */
+#define API_EVERY_METHOD                                                   \
+	(EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | \
+	 EVHTTP_REQ_POST | EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS |          \
+	 EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT)
 
 #define METRIC_SLOTS 128
 #define CONN_BUCKETS 1024	/* open connections, hashed by source */
@@ -83,6 +91,7 @@ struct api {
 	struct store_entry existing;
 	struct store_entry previous;	/* the write path's own */
 	struct cluster *cluster;	/* NULL without [cluster] */
+	struct rest_listener *rest;	/* NULL without the REST listener */
 };
 
 /* What one request is about; filled step by step by the dispatcher. */
@@ -93,7 +102,19 @@ struct req_ctx {
 	const struct cfg_client *client;	/* set once authenticated */
 	struct api_target target;
 	char peer[ADDR_STRLEN];
+	/*
+	 * Came through the REST responder (rest.c): a stored PUT answers 201
+	 * even when it replaced an entry, as the reference responder does,
+	 * and every answer closes the connection.
+	 */
+	bool rest;
 };
+
+/* The status of a PUT stored (replaced: an entry was there before). */
+static inline int put_status(const struct req_ctx *rc, bool replaced)
+{
+	return replaced && !rc->rest ? 200 : 201;
+}
 
 /* ---- reply.c: every request ends in exactly one of these ------------- */
 
@@ -131,6 +152,14 @@ void handle_put_tlsalpn01(struct req_ctx *rc);
 void handle_delete_tlsalpn01(struct req_ctx *rc);
 void handle_list(struct req_ctx *rc);
 /*
+ * The http-01 PUT and DELETE after their request was read, shared by the
+ * API's routes and the REST responder's: token is the path's, pb what the
+ * request carries (key authorization, identifier, TTL). Each ends in
+ * exactly one reply.
+ */
+void http01_put(struct req_ctx *rc, const char *token, const struct api_put *pb);
+void http01_delete(struct req_ctx *rc, const char *token);
+/*
  * The cluster applies other nodes' writes through the handlers' write
  * path: these hooks are apply_put()/apply_delete() themselves.
  */
@@ -166,9 +195,35 @@ void handle_metrics(struct req_ctx *rc);
  */
 struct pstats *metrics_open_pstats(struct api *api);
 
+/* ---- rest_listen.c and rest.c: the REST responder --------------------- */
+
+/*
+ * Listens on [api] rest_listen, where only the proxy connects: every
+ * connection starts with a PROXY v2 header naming the client, which is
+ * taken off before evhttp reads the request. Returns 0 (also when there
+ * is nothing to listen on), or -1 after logging.
+ */
+int rest_listen_start(struct api *api);
+void rest_listen_stop(struct api *api);
+/* Applies a reloaded config's limits to the REST listener. */
+void rest_listen_reload(struct api *api);
+/*
+ * The client's address the PROXY header of req's connection carried;
+ * NULL when there was none (the connection is then cut before a request).
+ */
+const struct sockaddr *rest_listen_peer(struct api *api,
+					struct evhttp_request *req);
+/* The REST listener's request handler. */
+void rest_handle(struct evhttp_request *req, void *arg);
+
 /* ---- router.c and conn.c, for api.c ----------------------------------- */
 
 void router_handle(struct evhttp_request *req, void *arg);
+/*
+ * Authenticates the client into rc->client, sa the address it connects
+ * from; returns 0, or -1 after replying (401, or 403 outside its cidrs).
+ */
+int api_authenticate(struct req_ctx *rc, const struct sockaddr *sa);
 struct bufferevent *conn_new(struct event_base *base, void *arg);
 /* A request arrived whole: the next one has request_timeout from now. */
 void conn_request_started(struct api *api, struct evhttp_request *req);

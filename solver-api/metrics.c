@@ -15,7 +15,8 @@
 
 static const char *const route_names[R_COUNT] = {
 	"put_http01", "delete_http01", "put_tlsalpn01", "delete_tlsalpn01",
-	"list", "healthz", "metrics", "status_page", "status", "other",
+	"list", "healthz", "metrics", "status_page", "status", "rest_put",
+	"rest_delete", "other",
 };
 
 const char *metrics_route_name(enum route_id route)

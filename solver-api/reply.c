@@ -48,6 +48,9 @@ void api_reply_raw(struct req_ctx *rc, int code, const char *ctype,
 	if (ctype)
 		evhttp_add_header(h, "Content-Type", ctype);
 	evhttp_add_header(h, "Cache-Control", "no-store");
+	/* One request per connection the proxy hands over: rest.c. */
+	if (rc->rest)
+		evhttp_add_header(h, "Connection", "close");
 	if (body && len)
 		evbuffer_add(out, body, len);
 	metrics_count(rc->api, rc->route, code);

@@ -104,13 +104,10 @@ static void allow_header(enum api_resource res, char *buf, size_t cap)
 					      n ? ", " : "", routes[i].method_name);
 }
 
-/* Authenticates the client into rc->client; returns 0, or -1 after replying. */
-static int authenticate(struct req_ctx *rc)
+int api_authenticate(struct req_ctx *rc, const struct sockaddr *sa)
 {
 	const char *auth = evhttp_find_header(
 		evhttp_request_get_input_headers(rc->req), "Authorization");
-	const struct sockaddr *sa =
-		evhttp_connection_get_addr(evhttp_request_get_connection(rc->req));
 
 	switch (auth_client(rc->api->cfg, auth, sa, &rc->client)) {
 	case AUTH_OK:
@@ -190,7 +187,7 @@ void router_handle(struct evhttp_request *req, void *arg)
 		return;
 	}
 	rc.route = r->id;
-	if (r->auth && authenticate(&rc) != 0)
+	if (r->auth && api_authenticate(&rc, sa) != 0)
 		return;
 	r->fn(&rc);
 }

@@ -328,6 +328,8 @@ const char *pstats_outcome_name(uint8_t outcome)
 		return "missed";
 	case HIT_FAILED:
 		return "failed";
+	case HIT_STATELESS:
+		return "stateless";
 	}
 	return "unknown";
 }

@@ -25,7 +25,7 @@
 
 #include "common/shmfile.h"
 
-#define PSTATS_LAYOUT_VERSION 3
+#define PSTATS_LAYOUT_VERSION 4
 #define PSTATS_WORKERS_MAX 256
 #define PSTATS_HITS 128		/* hit records kept per worker */
 #define PSTATS_KEY_MAX 255
@@ -70,7 +70,10 @@
 	X(STALE_CQE, "acmeedge_proxy_stale_completions_total|")                   \
 	X(RELAY_BUFFERS, "acmeedge_proxy_relay_buffers_held|")                   \
 	X(RELAY_PIPES, "acmeedge_proxy_relay_pipes_held|")                       \
-	X(BYTES_SPLICED, "acmeedge_proxy_spliced_bytes_total|")
+	X(BYTES_SPLICED, "acmeedge_proxy_spliced_bytes_total|")                  \
+	X(HTTP01_STATELESS, "acmeedge_proxy_challenges_total|kind=\"http-01\",result=\"stateless\"") \
+	X(REST_HANDED_OFF, "acmeedge_proxy_rest_requests_total|result=\"handed_off\"") \
+	X(REST_REFUSED, "acmeedge_proxy_rest_requests_total|result=\"refused\"")
 
 enum pstat {
 #define PSTAT_ENUM(id, name) PS_##id,
@@ -83,6 +86,7 @@ enum pstats_outcome {
 	HIT_ANSWERED = 1,
 	HIT_MISSED = 2,		/* no entry, or Host not the bound name */
 	HIT_FAILED = 3,		/* an entry, but the handshake failed */
+	HIT_STATELESS = 4,	/* no entry; answered by a [stateless] rule */
 };
 
 struct pstats_hit {

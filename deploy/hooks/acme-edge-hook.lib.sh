@@ -74,9 +74,11 @@ ae_check_word() {
 
 # ae_call WHAT METHOD PATH [BODY [CONTENT-TYPE]]: one API call. Sets
 # ae_status to the HTTP status and ae_body to the answer. Dies when curl
-# cannot reach the API at all.
+# cannot reach the API at all. ae_base, when set, is the URL PATH goes
+# under instead of ACME_EDGE_API, and ae_resolve a curl --resolve entry
+# (rest-responder.sh: the gateway's port 80, with the name as Host).
 ae_call() {
-	ae_what=$1 ae_method=$2 ae_path=$3
+	ae_what=$1 ae_method=$2 ae_url=${ae_base:-$ACME_EDGE_API}$3
 	# A private directory: no predictable names in a shared /tmp.
 	ae_tmpd=$(mktemp -d) || ae_die "mktemp -d failed"
 	ae_tmp=$ae_tmpd/body
@@ -90,29 +92,29 @@ ae_call() {
 			curl -K - -sS -o "$ae_tmp" -w '%{http_code}' \
 				--connect-timeout 5 --max-time 30 \
 				--retry 3 --retry-delay 1 --retry-connrefused --retry-max-time 30 \
-				${ACME_EDGE_CURL_OPTS:-} \
+				${ACME_EDGE_CURL_OPTS:-} ${ae_resolve:+--resolve "$ae_resolve"} \
 				-X "$ae_method" -H "Content-Type: ${5:-text/plain}" \
-				--data-binary "@$ae_tmpd/request" "$ACME_EDGE_API$ae_path" 2>"$ae_tmp.err")
+				--data-binary "@$ae_tmpd/request" "$ae_url" 2>"$ae_tmp.err")
 	else
 		ae_status=$(printf 'header = "Authorization: Bearer %s"\n' "$ACME_EDGE_TOKEN" |
 			curl -K - -sS -o "$ae_tmp" -w '%{http_code}' \
 				--connect-timeout 5 --max-time 30 \
 				--retry 3 --retry-delay 1 --retry-connrefused --retry-max-time 30 \
-				${ACME_EDGE_CURL_OPTS:-} \
-				-X "$ae_method" "$ACME_EDGE_API$ae_path" 2>"$ae_tmp.err")
+				${ACME_EDGE_CURL_OPTS:-} ${ae_resolve:+--resolve "$ae_resolve"} \
+				-X "$ae_method" "$ae_url" 2>"$ae_tmp.err")
 	fi
 	ae_rc=$?
 	ae_body=$(cat "$ae_tmp" 2>/dev/null)
 	ae_cerr=$(cat "$ae_tmp.err" 2>/dev/null)
 	rm -rf "$ae_tmpd"
 	if [ "$ae_rc" -ne 0 ]; then
-		ae_die "$ae_what: $ae_method $ACME_EDGE_API$ae_path: curl failed (exit $ae_rc): $ae_cerr"
+		ae_die "$ae_what: $ae_method $ae_url: curl failed (exit $ae_rc): $ae_cerr"
 	fi
 }
 
 # ae_fail: the API answered with an error; print it and exit 1.
 ae_fail() {
-	ae_die "$ae_what: $ae_method $ACME_EDGE_API$ae_path: HTTP $ae_status: ${ae_body:-(no body)}"
+	ae_die "$ae_what: $ae_method $ae_url: HTTP $ae_status: ${ae_body:-(no body)}"
 }
 
 ae_ttl_query() {

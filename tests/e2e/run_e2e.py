@@ -946,6 +946,57 @@ def case_hooks():
 
 # ---- setup and the run ------------------------------------------------------
 
+def start_pebble(dns_port, cts_mgmt, port, mgmt, key, pem, http_port, tls_port):
+    """pebble-challtestsrv as DNS only (loopback, every name -> 127.0.0.1,
+    no AAAA) and Pebble validating for real against http_port and
+    tls_port, its listener on key/pem. Returns both processes."""
+    cts_log = open(os.path.join(WORK, "challtestsrv.log"), "wb")
+    cts = PROCS.spawn("pebble-challtestsrv", [
+        "pebble-challtestsrv", "-dns01", "127.0.0.1:%d" % dns_port, "-http01", "",
+        "-https01", "", "-tlsalpn01", "", "-management", "127.0.0.1:%d" % cts_mgmt,
+        "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""], out=cts_log)
+    pcfg = os.path.join(WORK, "pebble.json")
+    with open(pcfg, "w") as f:
+        json.dump({"pebble": {
+            "listenAddress": "127.0.0.1:%d" % port,
+            "managementListenAddress": "127.0.0.1:%d" % mgmt,
+            "certificate": pem, "privateKey": key,
+            "httpPort": http_port, "tlsPort": tls_port,
+            "ocspResponderURL": "", "externalAccountBindingRequired": False}}, f)
+    penv = {k: v for k, v in os.environ.items() if not k.startswith("PEBBLE_")}
+    penv.update(PEBBLE_VA_NOSLEEP="1", PEBBLE_AUTHZREUSE="0", PEBBLE_WFE_NONCEREJECT="0")
+    pebble_log = open(os.path.join(WORK, "pebble.log"), "wb")
+    pebble = PROCS.spawn("pebble", ["pebble", "-config", pcfg, "-dnsserver",
+                                    "127.0.0.1:%d" % dns_port], env=penv, out=pebble_log)
+    return cts, pebble
+
+
+def pebble_root(pebble, port, mgmt, dir_url):
+    """Waits for Pebble's directory and fetches its issuing root (CA_PEM
+    trusts its listener); returns the root's path. Fails if the VA is off."""
+    wait_port(port, pebble, "pebble")
+    wait_port(mgmt, pebble, "pebble management")
+    ctx = ssl.create_default_context(cafile=CA_PEM)
+    path = os.path.join(WORK, "pebble-root.pem")
+    for attempt in range(50):
+        try:
+            with urllib.request.urlopen("https://127.0.0.1:%d/roots/0" % mgmt,
+                                        context=ctx, timeout=5) as r:
+                root = r.read()
+            with urllib.request.urlopen(dir_url, context=ctx, timeout=5) as r:
+                json.loads(r.read())
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        raise Fail("Pebble does not serve its directory and root")
+    with open(path, "wb") as f:
+        f.write(root)
+    with open(os.path.join(WORK, "pebble.log"), "rb") as f:
+        check(b"Disabling VA" not in f.read(), "Pebble runs with the VA disabled")
+    return path
+
+
 def write_gateway_conf(path):
     clients = {
         "certbot": "*.certbot.test",
@@ -1015,27 +1066,8 @@ def main():
         with open(up_pem, "rb") as f:
             up_der = ssl.PEM_cert_to_DER_cert(f.read().decode())
 
-        # DNS only, pinned to loopback, every name -> 127.0.0.1, no AAAA.
-        cts_log = open(os.path.join(WORK, "challtestsrv.log"), "wb")
-        cts = PROCS.spawn("pebble-challtestsrv", [
-            "pebble-challtestsrv", "-dns01", "127.0.0.1:%d" % DNS_PORT, "-http01", "",
-            "-https01", "", "-tlsalpn01", "", "-management", "127.0.0.1:%d" % CTS_MGMT,
-            "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""], out=cts_log)
-
-        # Pebble, validating for real against the gateway's ports.
-        pcfg = os.path.join(WORK, "pebble.json")
-        with open(pcfg, "w") as f:
-            json.dump({"pebble": {
-                "listenAddress": "127.0.0.1:%d" % PEBBLE_PORT,
-                "managementListenAddress": "127.0.0.1:%d" % PEBBLE_MGMT,
-                "certificate": pb_pem, "privateKey": pb_key,
-                "httpPort": GW_HTTP, "tlsPort": GW_HTTPS,
-                "ocspResponderURL": "", "externalAccountBindingRequired": False}}, f)
-        penv = {k: v for k, v in os.environ.items() if not k.startswith("PEBBLE_")}
-        penv.update(PEBBLE_VA_NOSLEEP="1", PEBBLE_AUTHZREUSE="0", PEBBLE_WFE_NONCEREJECT="0")
-        pebble_log = open(os.path.join(WORK, "pebble.log"), "wb")
-        pebble = PROCS.spawn("pebble", ["pebble", "-config", pcfg, "-dnsserver",
-                                        "127.0.0.1:%d" % DNS_PORT], env=penv, out=pebble_log)
+        cts, pebble = start_pebble(DNS_PORT, CTS_MGMT, PEBBLE_PORT, PEBBLE_MGMT, pb_key,
+                                   pb_pem, GW_HTTP, GW_HTTPS)
 
         # The gateway.
         conf = os.path.join(WORK, "acme-edge.conf")
@@ -1060,26 +1092,7 @@ def main():
         wait_port(API_PORT, gw, "acme-edge api")
         wait_port(GW_HTTP, gw, "acme-edge proxy (http)")
         wait_port(GW_HTTPS, gw, "acme-edge proxy (https)")
-        wait_port(PEBBLE_PORT, pebble, "pebble")
-        wait_port(PEBBLE_MGMT, pebble, "pebble management")
-        ctx = ssl.create_default_context(cafile=CA_PEM)
-        PEBBLE_ROOT = os.path.join(WORK, "pebble-root.pem")
-        for attempt in range(50):
-            try:
-                with urllib.request.urlopen("https://127.0.0.1:%d/roots/0" % PEBBLE_MGMT,
-                                            context=ctx, timeout=5) as r:
-                    root = r.read()
-                with urllib.request.urlopen(DIR_URL, context=ctx, timeout=5) as r:
-                    json.loads(r.read())
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise Fail("Pebble does not serve its directory and root")
-        with open(PEBBLE_ROOT, "wb") as f:
-            f.write(root)
-        with open(os.path.join(WORK, "pebble.log"), "rb") as f:
-            check(b"Disabling VA" not in f.read(), "Pebble runs with the VA disabled")
+        PEBBLE_ROOT = pebble_root(pebble, PEBBLE_PORT, PEBBLE_MGMT, DIR_URL)
         log("up: pebble %s, gateway http %d https %d, api %d, upstream %d/%d, work %s" % (
             DIR_URL, GW_HTTP, GW_HTTPS, API_PORT, UP_HTTP, UP_HTTPS, WORK))
 
@@ -1188,18 +1201,19 @@ def on_signal(signum, frame):
     raise KeyboardInterrupt("signal %d" % signum)
 
 
-def on_alarm(signum, frame):
-    raise Fail("time budget of %ds exhausted" % BUDGET)
+def run(main_fn, budget):
+    """Runs main_fn within budget seconds, every process stopped on every
+    way out (a signal, the budget); exits with its status."""
+    def on_alarm(signum, frame):
+        raise Fail("time budget of %ds exhausted" % budget)
 
-
-if __name__ == "__main__":
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(BUDGET))
+    signal.alarm(int(budget))
     try:
-        rc = main()
+        rc = main_fn()
     except Fail as e:
         log("CANNOT RUN: %s" % e)
         rc = 1
@@ -1207,3 +1221,7 @@ if __name__ == "__main__":
         signal.alarm(0)
         PROCS.stop_all()
     sys.exit(rc)
+
+
+if __name__ == "__main__":
+    run(main, BUDGET)

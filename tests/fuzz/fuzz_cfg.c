@@ -14,8 +14,10 @@
  *    "FILE: cause");
  *  - an accepted config keeps the promises its readers rely on: a client
  *    has a token and at least one pattern, a route that is not the
- *    default has names, every route has upstreams, the API has a listen
- *    address, and TTLs are ordered;
+ *    default has names, every route has upstreams, a [stateless] rule has
+ *    a valid thumbprint and at least one pattern, a client with
+ *    rest_responder has cidrs and the REST route a Unix socket to go to,
+ *    the API has a listen address, and TTLs are ordered;
  *  - loading the same bytes twice gives the same verdict.
  */
 #ifndef _GNU_SOURCE
@@ -82,12 +84,24 @@ static void check_config(const struct cfg *cfg)
 		ASSERT(cfg->clients[i].has_token);
 		ASSERT(cfg->clients[i].npatterns >= 1);
 		ASSERT(strlen(cfg->clients[i].name) <= CFG_NAME_MAX);
+		if (cfg->clients[i].rest_responder) {
+			ASSERT(cfg->clients[i].ncidrs >= 1);
+			ASSERT(cfg->rest_route.nhttp == 1 &&
+			       cfg->rest_route.http[0].sa.ss_family == AF_UNIX &&
+			       cfg->rest_route.proxy_protocol == PP_V2);
+		}
 	}
 	for (size_t i = 0; i < cfg->nroutes; i++) {
 		const struct cfg_route *r = &cfg->routes[i];
 
 		ASSERT(r->is_default || r->nnames >= 1);
 		ASSERT(r->nhttp + r->nhttps >= 1);
+	}
+	for (size_t i = 0; i < cfg->nstateless; i++) {
+		const struct cfg_stateless *st = &cfg->stateless[i];
+
+		ASSERT(thumbprint_valid(st->thumbprint, strlen(st->thumbprint)));
+		ASSERT(st->npatterns >= 1);
 	}
 	(void)cfg_client_by_token(cfg, zero);
 	(void)cfg_route_for(cfg, "www.example.com", 15);

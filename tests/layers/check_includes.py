@@ -23,7 +23,8 @@ ALLOWED = {
     "store": {"common"},
     "stats": {"common"},
     "proxy": {"common", "wire", "store", "stats"},
-    "solver-api": {"common", "store", "stats"},
+    # wire: the PROXY v2 header on the REST responder's listener only.
+    "solver-api": {"common", "wire", "store", "stats"},
     "cmd": {"common", "wire", "store", "stats", "proxy", "solver-api"},
 }
 # Files held to less of their own part than the rest of it: file -> (the

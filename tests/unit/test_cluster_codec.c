@@ -173,6 +173,14 @@ static void test_del_and_hit(void)
 	      !strcmp(ev.peer, "192.0.2.1:4431") && !strcmp(ev.origin, "node-b"));
 	prefixes_refused(msg, len, "hit");
 	mutations_safe(msg, len);
+	/* Every outcome a hit record may hold travels, stateless answers too. */
+	for (int o = 0; o <= CLC_OUTCOME_MAX + 1; o++) {
+		blen = clc_encode_hit("node-b", STORE_HTTP01, TOKEN, strlen(TOKEN), 1234,
+				      (uint8_t)o, "192.0.2.1:4431", body, sizeof(body));
+		len = frame(0, body, blen);
+		CHECKF((decode_guarded(msg, len, &ev) == 0) ==
+		       (o >= 1 && o <= CLC_OUTCOME_MAX), "outcome %d", o);
+	}
 	/* Bad arguments are refused by the encoders. */
 	CHECK(clc_encode_hit("bad node", STORE_HTTP01, TOKEN, strlen(TOKEN), 1, 1,
 			     "p", body, sizeof(body)) == 0);
