@@ -51,7 +51,7 @@ static void check_target(const char *path, size_t len)
 		REQUIRE(t.res == API_RES_HTTP01 || t.res == API_RES_TLSALPN01);
 	if (rc != API_REQ_OK)
 		return;
-	REQUIRE(t.res >= API_RES_HEALTHZ && t.res <= API_RES_TLSALPN01);
+	REQUIRE(t.res > API_RES_NONE && t.res <= API_RES_STATUS);
 	REQUIRE(t.name_len <= API_NAME_MAX && strlen(t.name) == t.name_len);
 	if (t.res != API_RES_HTTP01 && t.res != API_RES_TLSALPN01) {
 		REQUIRE(t.name_len == 0);
