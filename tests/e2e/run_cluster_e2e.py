@@ -32,7 +32,6 @@ import re
 import shutil
 import signal
 import socket
-import ssl
 import sys
 import tempfile
 import time
@@ -129,24 +128,9 @@ def main():
             "redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
             "--save", "", "--appendonly", "no", "--dir", work],
             out=open(os.path.join(work, "redis.log"), "wb"))
-        cts = procs.spawn("pebble-challtestsrv", [
-            "pebble-challtestsrv", "-dns01", "127.0.0.1:%d" % dns_port, "-http01", "",
-            "-https01", "", "-tlsalpn01", "", "-management", "127.0.0.1:%d" % cts_mgmt,
-            "-defaultIPv4", NODES["a"], "-defaultIPv6", ""],
-            out=open(os.path.join(work, "challtestsrv.log"), "wb"))
-        pcfg = os.path.join(work, "pebble.json")
-        with open(pcfg, "w") as f:
-            json.dump({"pebble": {
-                "listenAddress": "127.0.0.1:%d" % pebble_port,
-                "managementListenAddress": "127.0.0.1:%d" % pebble_mgmt,
-                "certificate": pb_pem, "privateKey": pb_key,
-                "httpPort": http, "tlsPort": https,
-                "ocspResponderURL": "", "externalAccountBindingRequired": False}}, f)
-        penv = {k: v for k, v in os.environ.items() if not k.startswith("PEBBLE_")}
-        penv.update(PEBBLE_VA_NOSLEEP="1", PEBBLE_AUTHZREUSE="0", PEBBLE_WFE_NONCEREJECT="0")
-        pebble = procs.spawn("pebble", ["pebble", "-config", pcfg, "-dnsserver",
-                                        "127.0.0.1:%d" % dns_port], env=penv,
-                             out=open(os.path.join(work, "pebble.log"), "wb"))
+        cts, pebble = e2e.start_pebble(dns_port, cts_mgmt, pebble_port, pebble_mgmt,
+                                       pb_key, pb_pem, http, https,
+                                       default_ipv4=NODES["a"])
         e2e.wait_port(redis_port, redis, "redis-server")
         gws = {}
         for n in NODES:
@@ -163,21 +147,7 @@ def main():
                 check(time.monotonic() < deadline, "node %s never ready" % n)
                 time.sleep(0.1)
         e2e.wait_port(cts_mgmt, cts, "pebble-challtestsrv")
-        e2e.wait_port(pebble_port, pebble, "pebble")
-        ctx = ssl.create_default_context(cafile=e2e.CA_PEM)
-        for _ in range(50):
-            try:
-                with urllib.request.urlopen("https://127.0.0.1:%d/roots/0" % pebble_mgmt,
-                                            context=ctx, timeout=5) as r:
-                    root = r.read()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise Fail("Pebble does not serve its root")
-        e2e.PEBBLE_ROOT = os.path.join(work, "pebble-root.pem")
-        with open(e2e.PEBBLE_ROOT, "wb") as f:
-            f.write(root)
+        e2e.PEBBLE_ROOT = e2e.pebble_root(pebble, pebble_port, pebble_mgmt, e2e.DIR_URL)
         log("up: redis %d, nodes %s on ports %d/%d, APIs %s, pebble %d" % (
             redis_port, NODES, http, https, apis, pebble_port))
 

@@ -946,15 +946,17 @@ def case_hooks():
 
 # ---- setup and the run ------------------------------------------------------
 
-def start_pebble(dns_port, cts_mgmt, port, mgmt, key, pem, http_port, tls_port):
-    """pebble-challtestsrv as DNS only (loopback, every name -> 127.0.0.1,
-    no AAAA) and Pebble validating for real against http_port and
-    tls_port, its listener on key/pem. Returns both processes."""
+def start_pebble(dns_port, cts_mgmt, port, mgmt, key, pem, http_port, tls_port,
+                 default_ipv4="127.0.0.1"):
+    """pebble-challtestsrv as DNS only (loopback, every name ->
+    default_ipv4 unless told otherwise, no AAAA) and Pebble validating for
+    real against http_port and tls_port, its listener on key/pem. Returns
+    both processes."""
     cts_log = open(os.path.join(WORK, "challtestsrv.log"), "wb")
     cts = PROCS.spawn("pebble-challtestsrv", [
         "pebble-challtestsrv", "-dns01", "127.0.0.1:%d" % dns_port, "-http01", "",
         "-https01", "", "-tlsalpn01", "", "-management", "127.0.0.1:%d" % cts_mgmt,
-        "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""], out=cts_log)
+        "-defaultIPv4", default_ipv4, "-defaultIPv6", ""], out=cts_log)
     pcfg = os.path.join(WORK, "pebble.json")
     with open(pcfg, "w") as f:
         json.dump({"pebble": {
