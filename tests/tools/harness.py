@@ -474,6 +474,13 @@ class Edge:
         remove_store(self.store)
         return rc, log
 
+    def finish_clean(self):
+        """finish(), failing unless the exit was 0 with no sanitizer report."""
+        rc, log = self.finish()
+        marks = sanitizer_marks(log)
+        if rc != 0 or marks:
+            raise AssertionError("acme-edge exited %r %s:\n%s" % (rc, marks, log))
+
 
 class Gateway(Edge):
     """`acme-edge run` (the API and the proxy), reached on loopback ports:
