@@ -38,6 +38,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 # The two users the API and the proxy run as, made as test_local.py makes them.
 from test_local import API_USER, PROXY_USER, system_user  # noqa: E402
+from harness import recv_all  # noqa: E402
 from harness import (M, Gateway, RawConn, b64url, conf_text, env_path, free_port,  # noqa: E402
                      keyauth, main, new_token, reply, sanitizer_marks, serve_in_thread,
                      sha256_hex, store_path)
@@ -580,12 +581,7 @@ class RestListenerTest(ClientsCase):
         s.connect(self.socket_path())
         try:
             s.sendall(head)
-            out = b""
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    return out
-                out += d
+            return recv_all(s)
         finally:
             s.close()
 

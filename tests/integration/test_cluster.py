@@ -34,6 +34,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tools"))
+from harness import recv_all  # noqa: E402
 from harness import (Gateway, client_ctx, conf_text, env_path, free_port,  # noqa: E402
                      keyauth, main, new_token, outcome_ok,
                      sanitizer_marks, sha256_hex, store_path, M)
@@ -228,12 +229,7 @@ class Node(Gateway):
         try:
             s.sendall(("GET /.well-known/acme-challenge/%s HTTP/1.1\r\nHost: %s\r\n"
                        "Connection: close\r\n\r\n" % (token, host)).encode())
-            data = b""
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    break
-                data += d
+            data = recv_all(s)
         finally:
             s.close()
         head, _, body = data.partition(b"\r\n\r\n")

@@ -48,6 +48,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from harness import recv_all as harness_recv_all  # noqa: E402
 from harness import (ACME_OID, M, Gateway, RawConn, b64url, client_ctx, conf_text,  # noqa: E402
                      connect, env_path, free_port, keyauth, main, make_cert, new_token,
                      openssl, outcome_ok, recv_until, result_failures, sanitizer_marks,
@@ -98,16 +99,7 @@ UPERR = "acmeedge_proxy_upstream_errors_total"
 
 def recv_all(sock, limit=1 << 26):
     """Everything until EOF; a reset counts as the end (returned as is)."""
-    out = b""
-    while len(out) < limit:
-        try:
-            d = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not d:
-            break
-        out += d
-    return out
+    return harness_recv_all(sock, limit, reset_ends=True)
 
 
 def closed_without_data(sock, within):

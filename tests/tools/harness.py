@@ -219,6 +219,24 @@ def connect(port, host="127.0.0.1", timeout=10.0):
     return s
 
 
+def recv_all(sock, limit=1 << 26, reset_ends=False):
+    """Everything until EOF (at most limit bytes). A reset raises, unless
+    reset_ends: then it counts as the end and what came before is
+    returned as is."""
+    out = b""
+    while len(out) < limit:
+        try:
+            d = sock.recv(65536)
+        except ConnectionResetError:
+            if not reset_ends:
+                raise
+            break
+        if not d:
+            break
+        out += d
+    return out
+
+
 def recv_until(sock, end):
     """What sock sends until end has come, or until EOF (end is then
     missing from what is returned)."""
