@@ -55,8 +55,7 @@
 #include <openssl/x509v3.h>
 
 #include "common/edge.h"
-
-#define ACME_ID_OID "1.3.6.1.5.5.7.1.31"
+#include "acme_ident.h"
 #define IO_TIMEOUT_S 5
 
 enum fail_kind { F_CONNECT, F_HANDSHAKE, F_ALPN, F_IDENT, F_SHORT, F_ALERT, F_N };
@@ -192,24 +191,10 @@ static enum fail_kind check_session(SSL *ssl)
 	}
 	if (have_expect) {
 		X509 *cert = SSL_get1_peer_certificate(ssl);
-		enum fail_kind r = F_IDENT;
-		int idx;
+		bool ok = acme_ident_ok(cert, acme_oid, expect);
 
-		if (!cert)
-			return F_IDENT;
-		idx = X509_get_ext_by_OBJ(cert, acme_oid, -1);
-		if (idx >= 0) {
-			X509_EXTENSION *ext = X509_get_ext(cert, idx);
-			ASN1_OCTET_STRING *data = X509_EXTENSION_get_data(ext);
-			const unsigned char *p = ASN1_STRING_get0_data(data);
-			long len = ASN1_STRING_length(data);
-			/* extnValue holds the DER of an OCTET STRING of 32 bytes. */
-			if (X509_EXTENSION_get_critical(ext) && len == 34 &&
-			    p[0] == 0x04 && p[1] == 32 && memcmp(p + 2, expect, 32) == 0)
-				r = F_N;	/* passed */
-		}
 		X509_free(cert);
-		if (r != F_N)
+		if (!ok)
 			return F_IDENT;
 	}
 	return F_N;

@@ -15,7 +15,7 @@ from .accounting import backend_rows
 from .chart import chart
 from .common import BENCH, TOP, die, say
 from .peers import Ports
-from .prepare import acme_edge_exe, build, compile_tlsload, install, make_certs, make_www
+from .prepare import acme_edge_exe, build, compile_clients, install, make_certs, make_www
 from .proc import port_free, sh, stop_all
 from .report import backends_text, report, update_readme
 from .runner import Ctx, run_all
@@ -109,10 +109,8 @@ def prepare(ctx, a):
         die("needs 2 CPUs: one for the servers, one for the load generators")
     if not a.no_install:
         install()
-    if a.no_build:
-        ctx.exe, ctx.tlsload = acme_edge_exe(), compile_tlsload(ctx.work)
-    else:
-        ctx.exe, ctx.tlsload = build(ctx.work)
+    ctx.exe = acme_edge_exe() if a.no_build else build()
+    ctx.tlsload, ctx.floodload = compile_clients(ctx.work)
     # The tree the binary was built from (it may change during a long run).
     ctx.commit = sh("git -C %s describe --always --dirty 2>/dev/null" % TOP)
     busy = [p for p in ctx.ports.all() if not port_free(p)]

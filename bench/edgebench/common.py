@@ -15,6 +15,9 @@ KA_SHA = hashlib.sha256(KA.encode()).hexdigest()
 API_TOKEN = "bench-api-token"
 ACME_NAME = "bench.example.com"     # the acme-tls/1 / http-01 identifier
 PASS_NAME = "www.example.com"       # everything relayed
+# The flood scenarios' passthrough name: routed by every gateway to the
+# upstream's sink, which answers at once and closes (bench/README.md).
+FLOOD_NAME = "flood.example.com"
 CHAL_PATH = "/.well-known/acme-challenge/" + TOKEN
 
 SERVERS = ["acme-edge", "acme-edge-epoll", "nginx", "haproxy", "haproxy-splice", "direct"]

@@ -56,23 +56,27 @@ def acme_edge_exe():
     return os.path.join(TOP, "build", "release", "acme-edge")
 
 
-def compile_tlsload(work, flags=()):
-    tl = os.path.join(work, "tlsload")
-    # -I TOP: tlsload.c takes its small helpers from common/edge.h.
-    subprocess.run(["cc", "-O2", "-I", TOP] + list(flags) + ["-o", tl, os.path.join(BENCH, "tlsload.c"),
-                                                  "-lssl", "-lcrypto", "-lpthread"],
-                   check=True)
-    return tl
+def compile_clients(work, flags=("-Wall",)):
+    """The bench's own load clients, tlsload and floodload: their paths."""
+    out = []
+    for name in ("tlsload", "floodload"):
+        exe = os.path.join(work, name)
+        # -I TOP: tlsload.c takes its small helpers from common/edge.h.
+        subprocess.run(["cc", "-O2", "-I", TOP] + list(flags)
+                       + ["-o", exe, os.path.join(BENCH, name + ".c"),
+                          "-lssl", "-lcrypto", "-lpthread"], check=True)
+        out.append(exe)
+    return out
 
 
-def build(work):
-    say("== building acme-edge (Release) and the load client")
+def build():
+    say("== building acme-edge (Release)")
     subprocess.run(["cmake", "--preset", "release", "-S", TOP],
                    stdout=subprocess.DEVNULL, check=True, cwd=TOP)
     subprocess.run(["cmake", "--build", os.path.join(TOP, "build", "release"),
                     "-j%d" % (os.cpu_count() or 2)], check=True, cwd=TOP,
                    stdout=subprocess.DEVNULL)
-    return acme_edge_exe(), compile_tlsload(work, ["-Wall"])
+    return acme_edge_exe()
 
 
 def make_certs(work):

@@ -7,7 +7,8 @@ import urllib.request
 from .accounting import openssl_speed, per_core
 from .common import ACME_NAME, CHAL_PATH, KA, PASS_NAME, die, say
 from .peers import AcmeEdge, Haproxy, Nginx, Upstream, acme_edges
-from .proc import SERVER_CPU
+from .flood import parse_validate, validator_cmd
+from .proc import SERVER_CPU, run_client
 from .scenarios import ANSWERING, RELAYING, all_scenarios
 
 
@@ -42,6 +43,14 @@ def run_all(ctx):
         for sc in all_scenarios():
             if ctx.only and not any(re.search(o, sc.id) for o in ctx.only):
                 continue
+            if sc.kind == "flood" and aes[0].profile != "gateway":
+                # The floods meet acme-edge as a production edge runs it:
+                # its default limits and timeouts (the scenarios are last).
+                for ae in aes:
+                    ae.profile = "gateway"
+                    ae.stop()
+                    ae.start()
+                smoke_gateways(ctx)
             servers = sc.servers(ctx)
             if workers != ctx.worker_counts[0] and "direct" in servers:
                 servers = [s for s in servers if s != "direct"]   # no workers there
@@ -69,6 +78,14 @@ def note(workers, sc, run, server, r, errors):
         say("  w%d %-15s %-15s run %d: ERROR %s" % (workers, sid, server, run + 1, r["error"]))
         return
     pc = per_core(r)
+    if sc.kind == "flood":
+        bg = "; ".join("%s %.0f %s%s" % (k, v[1], v[0], (" (%d lost)" % v[2]) if v[2] else "")
+                       for k, v in sorted(r["bg"].items()))
+        say("  w%d %-15s %-15s run %d: validator p50 %.2f p99 %.2f max %.2f ms, fail %d%s;"
+            " %s" % (workers, sid, server, run + 1, r["lat"]["50"], r["lat"]["99"],
+                     r["lat"]["max"], r["fail"],
+                     (" " + str(r["fails"])) if r["fails"] else "", bg))
+        return
     if sc.kind == "mem":
         say("  w%d %-15s %-15s run %d: %.0f bytes/conn (RSS %.1f -> %.1f MiB)" % (
             workers, sid, server, run + 1, r["rate"], r["before"] / 2**20, r["after"] / 2**20))
@@ -79,6 +96,16 @@ def note(workers, sc, run, server, r, errors):
     say("  w%d %-15s %-15s run %d: %12.1f/s  cpu %.2fs  %s/cpu-s  fail %d%s" % (
         workers, sid, server, run + 1, r["rate"], r["cpu"],
         "%.0f" % pc if pc else "—", r["fail"], extra))
+
+
+def smoke_gateways(ctx):
+    """Each server's two gateway ports answer the validator's checks."""
+    for server in acme_edges(ctx) + list(ANSWERING):
+        r, err = run_client(validator_cmd(ctx, server, secs=0.2), 30)
+        res = parse_validate(r.stdout.decode(errors="replace"), r.returncode) if r else None
+        if err or not res or res["fail"] or not res["n"]:
+            die("%s does not pass the validator's checks on its gateway ports: %s" % (
+                server, err or (r.stdout.decode(errors="replace").strip()[-300:])))
 
 
 def smoke(ctx):

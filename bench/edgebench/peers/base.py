@@ -8,13 +8,18 @@ from ..proc import children, cpu_split, retire, rss_bytes, spawn, wait_port
 
 class Ports:
     def __init__(self, base):
-        self.up_http, self.up_tls = base, base + 1
+        self.up_http, self.up_tls, self.up_sink = base, base + 1, base + 2
         self.ae_http, self.ae_https, self.ae_api = base + 10, base + 11, base + 12
         # acme-edge-epoll: its own proxy listeners and its own API
         self.ep_http, self.ep_https, self.ep_api = base + 13, base + 14, base + 15
         self.ng_http01, self.ng_alpn, self.ng_pass, self.ng_relay = range(base + 20, base + 24)
         self.ha_http01, self.ha_alpn, self.ha_pass, self.ha_relay, self.ha_splice = \
             range(base + 30, base + 35)
+        # The whole challenge gateway on two ports, as acme-edge's own two:
+        # :80 answers http-01 and relays the rest, :443 sends acme-tls/1 to
+        # its local answerer and passes the rest through.
+        self.ng_gw80, self.ng_gw443 = base + 24, base + 25
+        self.ha_gw80, self.ha_gw443 = base + 35, base + 36
 
     def all(self):
         return [v for v in vars(self).values()]
@@ -31,6 +36,10 @@ class Ports:
             "relay": {"acme-edge": self.ae_http, EPOLL: self.ep_http,
                       "nginx": self.ng_relay, "haproxy": self.ha_relay,
                       "haproxy-splice": self.ha_splice, "direct": self.up_http},
+            "gw80": {"acme-edge": self.ae_http, EPOLL: self.ep_http,
+                     "nginx": self.ng_gw80, "haproxy": self.ha_gw80},
+            "gw443": {"acme-edge": self.ae_https, EPOLL: self.ep_https,
+                      "nginx": self.ng_gw443, "haproxy": self.ha_gw443},
         }
         return t[family][server]
 

@@ -1,7 +1,7 @@
 """HAProxy as a peer: one process, one frontend per scenario family, and a
 second :80 relay with splicing."""
 
-from ..common import CHAL_PATH, KA, PASS_NAME
+from ..common import CHAL_PATH, FLOOD_NAME, KA, PASS_NAME
 from ..proc import SERVER_CPU, tree
 from .base import Server
 
@@ -58,6 +58,38 @@ frontend relay_splice
   option splice-response
   default_backend up_http_splice
 
+# The gateway: :80 answers the challenge and relays the rest (mode http),
+# :443 sends acme-tls/1 to the local answerer above and the rest by name.
+frontend gw80
+  mode http
+  bind 127.0.0.1:{p.ha_gw80}
+  timeout http-request 10s
+  http-request return status 200 content-type application/octet-stream string "{ka}" if {{ path {path} }}
+  default_backend gw_up_http
+
+frontend gw443
+  mode tcp
+  bind 127.0.0.1:{p.ha_gw443}
+  tcp-request inspect-delay 10s
+  tcp-request content accept if {{ req.ssl_hello_type 1 }}
+  tcp-request content reject
+  use_backend acme_local if {{ req.ssl_alpn acme-tls/1 }}
+  use_backend up_sink if {{ req.ssl_sni -i {flood_name} }}
+  default_backend up_tls
+
+backend gw_up_http
+  mode http
+  http-reuse always
+  server s1 127.0.0.1:{p.up_http}
+
+backend acme_local
+  mode tcp
+  server s1 127.0.0.1:{p.ha_alpn}
+
+backend up_sink
+  mode tcp
+  server s1 127.0.0.1:{p.up_sink}
+
 backend up_tls
   mode tcp
   server s1 127.0.0.1:{p.up_tls}
@@ -72,10 +104,11 @@ backend up_http_splice
   option splice-response
   server s1 127.0.0.1:{p.up_http}
 """.format(p=c.ports, work=c.work, workers=c.workers, ka=KA, path=CHAL_PATH,
-           pass_name=PASS_NAME))
+           pass_name=PASS_NAME, flood_name=FLOOD_NAME))
         p = c.ports
         self._launch(["haproxy", "-db", "-f", conf], c.work + "/haproxy.log", SERVER_CPU,
-                     (p.ha_http01, p.ha_alpn, p.ha_pass, p.ha_relay, p.ha_splice),
+                     (p.ha_http01, p.ha_alpn, p.ha_pass, p.ha_relay, p.ha_splice,
+                      p.ha_gw80, p.ha_gw443),
                      "haproxy did not start: see %s/haproxy.log" % c.work)
         self.main_pid = self._find_main("haproxy")
         self.pids = tree(self.main_pid)

@@ -3,7 +3,7 @@ acme-tls/1, the :443 passthrough and the :80 relay), and as the upstream
 every proxy relays to, on the client CPU."""
 import time
 
-from ..common import CHAL_PATH, KA, PASS_NAME
+from ..common import CHAL_PATH, FLOOD_NAME, KA, PASS_NAME
 from ..proc import CLIENT_CPU, SERVER_CPU, tree
 from .base import Server
 
@@ -41,6 +41,9 @@ class Upstream(Server):
   sendfile on;
   tcp_nopush on;
   server {{ listen 127.0.0.1:{p.up_http} backlog=4096; root {work}/www; }}
+  # The flood scenarios' sink: a ClientHello is no HTTP request, so nginx
+  # answers 400 at once and closes, the cheapest upstream there is.
+  server {{ listen 127.0.0.1:{p.up_sink} backlog=4096; return 400; }}
   server {{
     listen 127.0.0.1:{p.up_tls} ssl backlog=4096;
     ssl_certificate {work}/up.crt;
@@ -53,7 +56,8 @@ class Upstream(Server):
 }}
 """.format(p=c.ports, work=c.work))
         self._launch(["nginx", "-e", c.work + "/upstream.err", "-p", c.work, "-c", conf],
-                     c.work + "/upstream.log", CLIENT_CPU, (c.ports.up_http, c.ports.up_tls),
+                     c.work + "/upstream.log", CLIENT_CPU,
+                     (c.ports.up_http, c.ports.up_tls, c.ports.up_sink),
                      "the upstream nginx did not start: see %s/upstream.err" % c.work)
         self.main_pid = self._find_main("nginx")
         self.pids = tree(self.main_pid)
@@ -74,11 +78,39 @@ class Nginx(Server):
     listen 127.0.0.1:{p.ng_http01} backlog=4096 reuseport;
     location = {path} {{ return 200 "{ka}"; }}
   }}
+  # The gateway's :80: the challenge answered, everything else proxied
+  # unbuffered over kept-alive upstream connections.
+  upstream gw_up_http {{ server 127.0.0.1:{p.up_http}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{p.ng_gw80} backlog=4096 reuseport;
+    client_header_timeout 10s;
+    location = {path} {{ return 200 "{ka}"; }}
+    location / {{
+      proxy_pass http://gw_up_http;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_buffering off;
+    }}
+  }}
 }}
 stream {{
   upstream up_tls {{ server 127.0.0.1:{p.up_tls}; }}
   upstream up_http {{ server 127.0.0.1:{p.up_http}; }}
   map $ssl_preread_server_name $tls_up {{ {pass_name} up_tls; default up_tls; }}
+  # The gateway's :443: acme-tls/1 to the local answerer below, the rest by
+  # name to the upstreams.
+  upstream acme_local {{ server 127.0.0.1:{p.ng_alpn}; }}
+  upstream up_sink {{ server 127.0.0.1:{p.up_sink}; }}
+  map $ssl_preread_server_name $gw_by_name {{ {flood_name} up_sink; default up_tls; }}
+  map $ssl_preread_alpn_protocols $gw_up {{ "~(^|,)acme-tls/1(,|$)" acme_local; default $gw_by_name; }}
+  server {{
+    listen 127.0.0.1:{p.ng_gw443} backlog=4096 reuseport;
+    ssl_preread on;
+    preread_timeout 10s;
+    proxy_timeout 600s;
+    proxy_pass $gw_up;
+  }}
   server {{
     listen 127.0.0.1:{p.ng_alpn} ssl backlog=4096 reuseport;
     ssl_certificate {work}/acme.crt;
@@ -102,11 +134,12 @@ stream {{
     proxy_pass up_http;
   }}
 }}
-""".format(p=c.ports, work=c.work, path=CHAL_PATH, ka=KA, pass_name=PASS_NAME))
+""".format(p=c.ports, work=c.work, path=CHAL_PATH, ka=KA, pass_name=PASS_NAME,
+           flood_name=FLOOD_NAME))
         p = c.ports
         self._launch(["nginx", "-e", c.work + "/nginx.err", "-p", c.work, "-c", conf],
                      c.work + "/nginx.log", SERVER_CPU,
-                     (p.ng_http01, p.ng_alpn, p.ng_pass, p.ng_relay),
+                     (p.ng_http01, p.ng_alpn, p.ng_pass, p.ng_relay, p.ng_gw80, p.ng_gw443),
                      "nginx did not start: see %s/nginx.err" % c.work)
         self.main_pid = self._find_main("nginx")
         end = time.monotonic() + 5
