@@ -20,7 +20,7 @@
  * republishing (REPUBLISH_BATCH in flight), reconnect back-off
  * (BACKOFF_MAX_MS).
  */
-#include "solver-api/cluster.h"
+#include "solver-api/cluster_int.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -37,26 +37,17 @@
 #include "common/edge.h"
 #include "common/log.h"
 #include "common/priv.h"
-#include "solver-api/cluster_codec.h"
 
-#define HEARTBEAT_MS 500
 #define LIVE_MS (3 * HEARTBEAT_MS)	/* live: a heartbeat fresher than this */
 #define HB_STALL_BEATS 6		/* a heartbeat unanswered this long: Redis is stuck */
 #define NODE_FORGET_MS (3600 * 1000)	/* the live set forgets long-dead nodes */
-#define NODES_MAX 64
 #define PENDING_MAX 1024
-#define INFLIGHT_MAX 4096
 #define CONNECT_TIMEOUT_MS 2000
-#define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define HIT_INTERVAL_MS 1000		/* at most one hit write per key per node per interval */
 #define HIT_LOOKBACK_MS 5000
-#define HIT_WRITES_MAX 256
 #define HITS_PER_KEY 16
 #define SCAN_COUNT "256"
 #define REPUBLISH_BATCH 128
-#define TOMB_MIN_MS 60000		/* a tombstone outlives even an entry about to expire */
-#define LAT_BUCKETS 14
 
 static const double lat_bounds[LAT_BUCKETS] = {
 	0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -132,36 +123,9 @@ static const char script_hit[] =
 	"redis.call('PUBLISH', ARGV[4], ARGV[2])\n"
 	"return 1\n";
 
-enum script_id { SC_WRITE, SC_BEAT, SC_HIT, SC_COUNT };
-
 static const char *const scripts[SC_COUNT] = {script_write, script_beat, script_hit};
 
 /* ---- state ------------------------------------------------------------ */
-
-struct cl_hit {
-	char node[CLC_NODE_MAX + 1];
-	char peer[CLC_PEER_MAX + 1];
-	int64_t time_ms;
-	uint8_t outcome;
-};
-
-/* What this node knows of one key: the version it holds, tombstones too. */
-struct cl_key {
-	struct cl_key *next;
-	uint64_t version;
-	int64_t expires_ms;		/* the entry's, or the tombstone's */
-	int64_t hit_sent_ms;		/* when this node last wrote its hit */
-	int64_t hit_sent_time;		/* the time of the hit it wrote */
-	struct cl_hit cand;		/* this node's newest unsent hit */
-	struct cl_hit *hits;		/* per node, at most HITS_PER_KEY */
-	uint8_t nhits;
-	uint8_t kind;
-	uint8_t key_len;
-	bool deleted;
-	bool mine;			/* written through this node: it republishes it */
-	bool cand_listed;
-	char key[];			/* key_len + 1 bytes, NUL-terminated */
-};
 
 struct cl_write {
 	struct cl_write *next;
@@ -187,85 +151,6 @@ struct cl_write {
 	struct store_entry entry;	/* a put */
 };
 
-struct cluster {
-	struct event_base *base;
-	struct cluster_hooks hooks;
-	/* [cluster] as loaded; ack and ack_timeout_ms follow reloads. */
-	char node[CFG_NAME_MAX + 1];
-	struct cfg_hostport redis;
-	struct cfg_hostport sentinels[CFG_SENTINELS_MAX];
-	size_t nsentinels;
-	char master[CFG_NAME_MAX + 1];
-	char user[CFG_NAME_MAX + 1];
-	char password[CFG_SECRET_MAX + 1];
-	enum cfg_ack ack;
-	uint32_t ack_timeout_ms;
-	char store_path[CFG_PATH_MAX + 1];
-	/* Redis names */
-	char prefix[CFG_PREFIX_MAX + 1];
-	char k_inst[CFG_PREFIX_MAX + CLC_NODE_MAX + 8];
-	char instance[17];		/* this process, among nodes of one name */
-	unsigned beats_up;		/* heartbeats answered since connecting */
-	char k_ver[CFG_PREFIX_MAX + 8], k_nodes[CFG_PREFIX_MAX + 8],
-	     k_epoch[CFG_PREFIX_MAX + 8], ch_events[CFG_PREFIX_MAX + 8],
-	     ch_acks[CFG_PREFIX_MAX + CLC_NODE_MAX + 8], ch_members[CFG_PREFIX_MAX + 8],
-	     scan_match[2 * CFG_PREFIX_MAX + 4];
-	char sha[SC_COUNT][41];
-	/* connection */
-	redisAsyncContext *cmd, *sub, *sentinel;
-	size_t sentinel_next;
-	struct cfg_hostport target;	/* the master in use */
-	enum cluster_state state;
-	char cause[256];
-	bool redis_up;			/* both connections up and authenticated */
-	bool subscribed;
-	bool ever_ready;
-	bool stopping;
-	bool drop_logged;		/* once per outage, not once per retry */
-	unsigned inflight;
-	unsigned hb_outstanding;
-	uint32_t backoff_ms;
-	struct event *reconnect_ev, *connect_to_ev, *beat_ev, *hit_ev;
-	uint64_t sync_started_ms;
-	unsigned sync_outstanding;
-	bool scan_done;
-	char scan_cursor[32];
-	unsigned synced;
-	/* membership */
-	char epoch[64];
-	char live[NODES_MAX][CLC_NODE_MAX + 1];
-	unsigned nlive;
-	bool live_known;
-	/* keys */
-	struct cl_key **buckets;
-	size_t nbuckets, nkeys, keys_max;
-	uint64_t max_version;
-	unsigned beats;
-	/* republishing after Redis lost its data */
-	bool republishing;
-	size_t repub_bucket;
-	uint64_t repub_count;		/* this round */
-	unsigned repub_inflight;
-	/* writes */
-	struct cl_write *pending;
-	unsigned npending;
-	uint64_t next_id;
-	/* hits */
-	struct cl_key *hit_list[HIT_WRITES_MAX];
-	unsigned nhit_list;
-	/* scratch: one at a time, the loop is single-threaded */
-	uint8_t body[CLC_BODY_MAX];
-	struct store_entry scratch;
-	/* metrics */
-	uint64_t m_acked, m_timed_out, m_failed, m_refused, m_resyncs,
-		 m_applied, m_bad, m_republished, m_hit_writes, m_reconnects,
-		 m_lat_count, m_lat_bucket[LAT_BUCKETS];
-	double m_lat_sum;
-};
-
-static void cl_drop(struct cluster *cl, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void cl_connect(struct cluster *cl);
 static void ask_sentinel(struct cluster *cl);
 
 static uint64_t now_us(void)
@@ -276,7 +161,7 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static void arm(struct event *ev, uint32_t ms)
+void cl_arm(struct event *ev, uint32_t ms)
 {
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
@@ -304,7 +189,7 @@ static size_t key_hash(const struct cluster *cl, uint8_t kind, const char *key,
 	return (size_t)(h & (cl->nbuckets - 1));
 }
 
-static struct cl_key *key_find(const struct cluster *cl, uint8_t kind,
+struct cl_key *cl_key_find(const struct cluster *cl, uint8_t kind,
 			       const char *key, size_t len)
 {
 	struct cl_key *k = cl->buckets[key_hash(cl, kind, key, len)];
@@ -326,7 +211,7 @@ static void key_free(struct cluster *cl, struct cl_key **link)
 }
 
 /* Forgets keys whose entry or tombstone expired; returns how many. */
-static size_t keys_sweep(struct cluster *cl, int64_t now)
+size_t cl_keys_sweep(struct cluster *cl, int64_t now)
 {
 	size_t n = 0;
 
@@ -354,7 +239,7 @@ static void keys_make_room(struct cluster *cl, int64_t now)
 {
 	struct cl_key **victim = NULL;
 
-	if (cl->nkeys < cl->keys_max || keys_sweep(cl, now) > 0)
+	if (cl->nkeys < cl->keys_max || cl_keys_sweep(cl, now) > 0)
 		return;
 	for (size_t b = 0; b < cl->nbuckets; b++)
 		for (struct cl_key **l = &cl->buckets[b]; *l; l = &(*l)->next)
@@ -365,10 +250,10 @@ static void keys_make_room(struct cluster *cl, int64_t now)
 		key_free(cl, victim);
 }
 
-static struct cl_key *key_get(struct cluster *cl, uint8_t kind, const char *key,
+struct cl_key *cl_key_get(struct cluster *cl, uint8_t kind, const char *key,
 			      size_t len, int64_t now)
 {
-	struct cl_key *k = key_find(cl, kind, key, len);
+	struct cl_key *k = cl_key_find(cl, kind, key, len);
 	size_t b;
 
 	if (k)
@@ -389,7 +274,7 @@ static struct cl_key *key_get(struct cluster *cl, uint8_t kind, const char *key,
 
 /* ---- Redis plumbing --------------------------------------------------- */
 
-static void entry_key(const struct cluster *cl, char *buf, size_t cap,
+void cl_entry_key(const struct cluster *cl, char *buf, size_t cap,
 		      char type, uint8_t kind, const char *key)
 {
 	snprintf(buf, cap, "%s%c:%u:%s", cl->prefix, type, kind, key);
@@ -399,7 +284,7 @@ static void entry_key(const struct cluster *cl, char *buf, size_t cap,
  * Every reply callback on "cmd" starts here: NULL when the context is being
  * torn down (cl_drop cleared its data first) or the reply is missing.
  */
-static struct cluster *reply_begin(redisAsyncContext *ac, void *reply)
+struct cluster *cl_reply_begin(redisAsyncContext *ac, void *reply)
 {
 	struct cluster *cl = ac->data;
 
@@ -411,14 +296,14 @@ static struct cluster *reply_begin(redisAsyncContext *ac, void *reply)
 }
 
 /* For commands whose reply only counts down inflight. */
-static void on_ignored(redisAsyncContext *ac, void *reply, void *priv)
+void cl_on_ignored(redisAsyncContext *ac, void *reply, void *priv)
 {
 	(void)priv;
-	reply_begin(ac, reply);
+	cl_reply_begin(ac, reply);
 }
 
 /* Sends on "cmd"; -1 when not connected or too many replies are awaited. */
-static int cmd_send(struct cluster *cl, redisCallbackFn *fn, void *priv,
+int cl_cmd_send(struct cluster *cl, redisCallbackFn *fn, void *priv,
 		    int argc, const char **argv, const size_t *lens)
 {
 	if (!cl->cmd || cl->inflight >= INFLIGHT_MAX)
@@ -429,7 +314,7 @@ static int cmd_send(struct cluster *cl, redisCallbackFn *fn, void *priv,
 	return 0;
 }
 
-static bool is_error(const redisReply *r, char *buf, size_t cap)
+bool cl_is_error(const redisReply *r, char *buf, size_t cap)
 {
 	if (r->type != REDIS_REPLY_ERROR)
 		return false;
@@ -438,7 +323,7 @@ static bool is_error(const redisReply *r, char *buf, size_t cap)
 }
 
 /* A reply that is an integer, or a decimal string of one. */
-static bool reply_u64(const redisReply *r, uint64_t *out)
+bool cl_reply_u64(const redisReply *r, uint64_t *out)
 {
 	char buf[32];
 	char *end;
@@ -490,13 +375,8 @@ static void write_finish(struct cl_write *w, enum cluster_outcome outcome,
 			missing[r.nmissing++] = w->nodes[i];
 	}
 	if (outcome == CLUSTER_ACKED) {
-		double s = (double)(now_us() - w->started_us) / 1e6;
 		cl->m_acked++;
-		cl->m_lat_count++;
-		cl->m_lat_sum += s;
-		for (int i = 0; i < LAT_BUCKETS; i++)
-			if (s <= lat_bounds[i])
-				cl->m_lat_bucket[i]++;
+		cl_observe_ack(cl, (double)(now_us() - w->started_us) / 1e6);
 		/* The reply shows the entry as this node's store holds it. */
 		if (!w->is_delete)
 			store_lookup(cl->hooks.store, w->entry.kind, w->entry.key,
@@ -552,6 +432,64 @@ static void write_acked_by(struct cl_write *w, const char *node)
 	}
 }
 
+static void write_applied(struct cl_write *w, int store_ret)
+{
+	w->applied_self = true;
+	w->store_ret = store_ret;
+	write_acked_by(w, w->cl->node);
+}
+
+/* This node's own write came back on the channel and is applied here. */
+void cl_write_applied(struct cluster *cl, uint64_t id, int store_ret)
+{
+	struct cl_write *w = write_find(cl, id);
+
+	if (w && !w->applied_self)
+		write_applied(w, store_ret);
+}
+
+/* An ack for a write that no longer waits is dropped. */
+void cl_write_acked(struct cluster *cl, uint64_t id, const char *node)
+{
+	struct cl_write *w = write_find(cl, id);
+
+	if (w)
+		write_acked_by(w, node);
+}
+
+/* A node that stopped cleanly (node_left): no write waits for it any more. */
+void cl_writes_node_left(struct cluster *cl, const char *node)
+{
+	for (struct cl_write *w = cl->pending, *next; w; w = next) {
+		next = w->next;
+		for (unsigned i = 0; i < w->nnodes; i++) {
+			if (strcmp(w->nodes[i], node) == 0 && !(w->acked & (1ull << i))) {
+				w->gone |= 1ull << i;
+				w->needed = write_needed(w, cl->ack);
+				write_check(w);
+				break;
+			}
+		}
+	}
+}
+
+/* Writes whose script reply is lost may or may not be in Redis. */
+void cl_writes_disconnected(struct cluster *cl)
+{
+	for (struct cl_write *w = cl->pending, *next; w; w = next) {
+		next = w->next;
+		if (!w->script_done)
+			write_finish(w, CLUSTER_FAILED, "lost the connection to "
+				     "Redis; the write may or may not be stored");
+	}
+}
+
+void cl_writes_stop(struct cluster *cl)
+{
+	while (cl->pending)
+		write_finish(cl->pending, CLUSTER_FAILED, "the node is stopping");
+}
+
 static void on_write_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct cl_write *w = arg;
@@ -577,11 +515,11 @@ static void on_write_timeout(evutil_socket_t fd, short what, void *arg)
  * the one held for the key, tombstones included. Returns 0 when the key
  * now holds this version or a newer one, or the store's -errno.
  */
-static int apply_event(struct cluster *cl, const struct clc_event *ev,
+int cl_apply_event(struct cluster *cl, const struct clc_event *ev,
 		       struct store_entry *e)
 {
 	int64_t now = clock_wall_ms();
-	struct cl_key *k = key_find(cl, ev->kind, ev->key, ev->key_len);
+	struct cl_key *k = cl_key_find(cl, ev->kind, ev->key, ev->key_len);
 	bool tomb = ev->op == CLC_DEL || ev->expires_ms <= now;
 	int ret = 0;
 
@@ -594,7 +532,7 @@ static int apply_event(struct cluster *cl, const struct clc_event *ev,
 	} else {
 		cl->hooks.apply_delete(cl->hooks.arg, ev->kind, ev->key, ev->key_len);
 	}
-	k = key_get(cl, ev->kind, ev->key, ev->key_len, now);
+	k = cl_key_get(cl, ev->kind, ev->key, ev->key_len, now);
 	k->version = ev->version;
 	k->deleted = tomb;
 	k->mine = strcmp(ev->origin, cl->node) == 0;
@@ -610,7 +548,7 @@ static int apply_event(struct cluster *cl, const struct clc_event *ev,
 	return ret;
 }
 
-static void hit_store(struct cl_key *k, const char *node, int64_t time_ms,
+void cl_hit_store(struct cl_key *k, const char *node, int64_t time_ms,
 		      uint8_t outcome, const char *peer)
 {
 	struct cl_hit *h = NULL;
@@ -652,7 +590,7 @@ static void ack_send(struct cluster *cl, const struct clc_event *ev)
 	if (lens[2] == 0)
 		return;
 	/* Fire and forget: the reply only counts down inflight. */
-	cmd_send(cl, on_ignored, NULL, 3, argv, lens);
+	cl_cmd_send(cl, cl_on_ignored, NULL, 3, argv, lens);
 }
 
 /* One message from the event channel, a hash, or a hit hash. */
@@ -671,12 +609,12 @@ static void handle_message(struct cluster *cl, const char *data, size_t len,
 		return;
 	}
 	if (ev.op == CLC_HIT) {
-		k = key_find(cl, ev.kind, ev.key, ev.key_len);
+		k = cl_key_find(cl, ev.kind, ev.key, ev.key_len);
 		if (k && !k->deleted)
-			hit_store(k, ev.origin, ev.hit_ms, ev.outcome, ev.peer);
+			cl_hit_store(k, ev.origin, ev.hit_ms, ev.outcome, ev.peer);
 		return;
 	}
-	ret = apply_event(cl, &ev, &cl->scratch);
+	ret = cl_apply_event(cl, &ev, &cl->scratch);
 	if (ret < 0) {
 		log_ratelimited(&lim, LOG_LVL_ERR, "cluster: cannot apply %s %s "
 				"from %s: %s", ev.op == CLC_PUT ? "put" : "delete",
@@ -693,12 +631,7 @@ static void handle_message(struct cluster *cl, const char *data, size_t len,
 	if (!live && strcmp(ev.origin, cl->node) == 0)
 		return;
 	if (strcmp(ev.origin, cl->node) == 0) {
-		struct cl_write *w = write_find(cl, ev.write_id);
-		if (w && !w->applied_self) {
-			w->applied_self = true;
-			w->store_ret = ret;
-			write_acked_by(w, cl->node);
-		}
+		cl_write_applied(cl, ev.write_id, ret);
 		return;
 	}
 	ack_send(cl, &ev);
@@ -706,7 +639,7 @@ static void handle_message(struct cluster *cl, const char *data, size_t len,
 
 /* ---- membership and heartbeats ---------------------------------------- */
 
-static bool in_list(char (*list)[CLC_NODE_MAX + 1], unsigned n, const char *s)
+bool cl_in_list(char (*list)[CLC_NODE_MAX + 1], unsigned n, const char *s)
 {
 	for (unsigned i = 0; i < n; i++)
 		if (strcmp(list[i], s) == 0)
@@ -727,10 +660,10 @@ static void update_live(struct cluster *cl, const redisReply *arr)
 		next[n++][e->len] = '\0';
 	}
 	for (unsigned i = 0; cl->live_known && i < n; i++)
-		if (!in_list(cl->live, cl->nlive, next[i]))
+		if (!cl_in_list(cl->live, cl->nlive, next[i]))
 			log_info("cluster: node %s joined (%u live)", next[i], n);
 	for (unsigned i = 0; cl->live_known && i < cl->nlive; i++)
-		if (!in_list(next, n, cl->live[i]))
+		if (!cl_in_list(next, n, cl->live[i]))
 			log_warn("cluster: node %s left: no heartbeat for %d ms "
 				 "(%u live)", cl->live[i], LIVE_MS, n);
 	if (!cl->live_known)
@@ -749,7 +682,7 @@ static void scan_next(struct cluster *cl);
  */
 static void node_joined(struct cluster *cl, const char *node)
 {
-	if (!cl->live_known || in_list(cl->live, cl->nlive, node) ||
+	if (!cl->live_known || cl_in_list(cl->live, cl->nlive, node) ||
 	    cl->nlive >= NODES_MAX)
 		return;
 	strcpy(cl->live[cl->nlive++], node);
@@ -773,23 +706,13 @@ static void node_left(struct cluster *cl, const char *node)
 	if (j != cl->nlive)
 		log_info("cluster: node %s left: it stopped (%u live)", node, j);
 	cl->nlive = j;
-	for (struct cl_write *w = cl->pending, *next; w; w = next) {
-		next = w->next;
-		for (unsigned i = 0; i < w->nnodes; i++) {
-			if (strcmp(w->nodes[i], node) == 0 && !(w->acked & (1ull << i))) {
-				w->gone |= 1ull << i;
-				w->needed = write_needed(w, cl->ack);
-				write_check(w);
-				break;
-			}
-		}
-	}
+	cl_writes_node_left(cl, node);
 }
 
 static void on_beat(redisAsyncContext *ac, void *reply, void *priv)
 {
 	static struct log_limit dup_lim;
-	struct cluster *cl = reply_begin(ac, reply);
+	struct cluster *cl = cl_reply_begin(ac, reply);
 	redisReply *r = reply;
 	char err[256];
 
@@ -797,7 +720,7 @@ static void on_beat(redisAsyncContext *ac, void *reply, void *priv)
 	if (!cl)
 		return;
 	cl->hb_outstanding = 0;
-	if (is_error(r, err, sizeof(err))) {
+	if (cl_is_error(r, err, sizeof(err))) {
 		cl_drop(cl, "heartbeat refused: %s", err);
 		return;
 	}
@@ -883,7 +806,7 @@ static void beat(struct cluster *cl)
 	argv[11] = cl->instance;
 	for (int i = 0; i < 12; i++)
 		lens[i] = strlen(argv[i]);
-	if (cmd_send(cl, on_beat, NULL, 12, argv, lens) == 0)
+	if (cl_cmd_send(cl, on_beat, NULL, 12, argv, lens) == 0)
 		cl->hb_outstanding = 1;
 }
 
@@ -898,7 +821,7 @@ static void announce(struct cluster *cl)
 	snprintf(msg, sizeof(msg), "+%s", cl->node);
 	for (int i = 0; i < 3; i++)
 		lens[i] = strlen(argv[i]);
-	cmd_send(cl, on_ignored, NULL, 3, argv, lens);
+	cl_cmd_send(cl, cl_on_ignored, NULL, 3, argv, lens);
 }
 
 static void sync_maybe_done(struct cluster *cl)
@@ -926,7 +849,7 @@ static void sync_maybe_done(struct cluster *cl)
 
 static void on_sync_entry(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct cluster *cl = reply_begin(ac, reply);
+	struct cluster *cl = cl_reply_begin(ac, reply);
 	redisReply *r = reply;
 
 	(void)priv;
@@ -952,7 +875,7 @@ static void on_sync_entry(redisAsyncContext *ac, void *reply, void *priv)
 
 static void on_scan(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct cluster *cl = reply_begin(ac, reply);
+	struct cluster *cl = cl_reply_begin(ac, reply);
 	redisReply *r = reply;
 	size_t plen;
 	char err[256];
@@ -960,7 +883,7 @@ static void on_scan(redisAsyncContext *ac, void *reply, void *priv)
 	(void)priv;
 	if (!cl)
 		return;
-	if (is_error(r, err, sizeof(err)) || r->type != REDIS_REPLY_ARRAY ||
+	if (cl_is_error(r, err, sizeof(err)) || r->type != REDIS_REPLY_ARRAY ||
 	    r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
 	    r->element[0]->len >= sizeof(cl->scan_cursor) ||
 	    r->element[1]->type != REDIS_REPLY_ARRAY) {
@@ -991,7 +914,7 @@ static void on_scan(redisAsyncContext *ac, void *reply, void *priv)
 		lens[0] = strlen(argv[0]);
 		lens[1] = k->len;
 		lens[2] = 1;
-		if (cmd_send(cl, on_sync_entry, NULL, argv[0][1] == 'G' ? 3 : 2,
+		if (cl_cmd_send(cl, on_sync_entry, NULL, argv[0][1] == 'G' ? 3 : 2,
 			     argv, lens) == 0)
 			cl->sync_outstanding++;
 	}
@@ -1010,7 +933,7 @@ static void scan_next(struct cluster *cl)
 
 	for (int i = 0; i < 6; i++)
 		lens[i] = strlen(argv[i]);
-	if (cmd_send(cl, on_scan, NULL, 6, argv, lens) != 0)
+	if (cl_cmd_send(cl, on_scan, NULL, 6, argv, lens) != 0)
 		cl_drop(cl, "cannot send SCAN");
 }
 
@@ -1018,7 +941,7 @@ static void scan_next(struct cluster *cl)
 
 static void on_republished(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct cluster *cl = reply_begin(ac, reply);
+	struct cluster *cl = cl_reply_begin(ac, reply);
 
 	(void)priv;
 	if (!cl)
@@ -1029,7 +952,7 @@ static void on_republished(redisAsyncContext *ac, void *reply, void *priv)
 		republish_step(cl);
 }
 
-static int send_write(struct cluster *cl, char mode, uint64_t version,
+int cl_send_write(struct cluster *cl, char mode, uint64_t version,
 		      const char *hkey, int64_t expires, bool tomb,
 		      size_t blen, redisCallbackFn *fn, void *priv)
 {
@@ -1044,7 +967,7 @@ static int send_write(struct cluster *cl, char mode, uint64_t version,
 	snprintf(exp, sizeof(exp), "%lld", (long long)expires);
 	for (int i = 0; i < 11; i++)
 		lens[i] = i == 9 ? blen : strlen(argv[i]);
-	return cmd_send(cl, fn, priv, 11, argv, lens);
+	return cl_cmd_send(cl, fn, priv, 11, argv, lens);
 }
 
 static void republish_step(struct cluster *cl)
@@ -1070,8 +993,8 @@ static void republish_step(struct cluster *cl)
 			} else {
 				continue;
 			}
-			entry_key(cl, hkey, sizeof(hkey), 'e', k->kind, k->key);
-			if (blen && send_write(cl, 'r', k->version, hkey, k->expires_ms,
+			cl_entry_key(cl, hkey, sizeof(hkey), 'e', k->kind, k->key);
+			if (blen && cl_send_write(cl, 'r', k->version, hkey, k->expires_ms,
 					       k->deleted, blen, on_republished,
 					       NULL) == 0) {
 				cl->repub_inflight++;
@@ -1092,7 +1015,7 @@ static void republish_step(struct cluster *cl)
 
 /* ---- the subscription ------------------------------------------------- */
 
-static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
+void cl_on_sub(redisAsyncContext *ac, void *reply, void *priv)
 {
 	struct cluster *cl = ac->data;
 	redisReply *r = reply;
@@ -1103,7 +1026,7 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
 		return;
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
 		char err[256];
-		if (is_error(r, err, sizeof(err)))
+		if (cl_is_error(r, err, sizeof(err)))
 			cl_drop(cl, "SUBSCRIBE refused: %s", err);
 		return;
 	}
@@ -1136,15 +1059,12 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
 		   memcmp(ch->str, cl->ch_acks, ch->len) == 0) {
 		char node[CLC_NODE_MAX + 1];
 		uint64_t id;
-		struct cl_write *w;
 
 		if (clc_ack_decode(payload->str, payload->len, &id, node) != 0) {
 			cl->m_bad++;
 			return;
 		}
-		w = write_find(cl, id);
-		if (w)
-			write_acked_by(w, node);
+		cl_write_acked(cl, id, node);
 	} else if (ch->len == strlen(cl->ch_members) &&
 		   memcmp(ch->str, cl->ch_members, ch->len) == 0 &&
 		   payload->len > 1 && (payload->str[0] == '+' || payload->str[0] == '-') &&
@@ -1173,7 +1093,14 @@ static void free_ctx(redisAsyncContext **slot)
 	redisAsyncFree(ac);
 }
 
-static void cl_drop(struct cluster *cl, const char *fmt, ...)
+void cl_redis_free(struct cluster *cl)
+{
+	free_ctx(&cl->cmd);
+	free_ctx(&cl->sub);
+	free_ctx(&cl->sentinel);
+}
+
+void cl_drop(struct cluster *cl, const char *fmt, ...)
 {
 	va_list ap;
 	bool was_ready = cl->state == CLUSTER_READY;
@@ -1181,9 +1108,7 @@ static void cl_drop(struct cluster *cl, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(cl->cause, sizeof(cl->cause), fmt, ap);
 	va_end(ap);
-	free_ctx(&cl->cmd);
-	free_ctx(&cl->sub);
-	free_ctx(&cl->sentinel);
+	cl_redis_free(cl);
 	event_del(cl->connect_to_ev);
 	cl->redis_up = false;
 	cl->subscribed = false;
@@ -1193,16 +1118,8 @@ static void cl_drop(struct cluster *cl, const char *fmt, ...)
 	cl->repub_inflight = 0;
 	cl->sync_outstanding = 0;
 	cl->live_known = false;
-	for (unsigned i = 0; i < cl->nhit_list; i++)
-		cl->hit_list[i]->cand_listed = false;
-	cl->nhit_list = 0;
-	/* Writes whose script reply is lost may or may not be in Redis. */
-	for (struct cl_write *w = cl->pending, *next; w; w = next) {
-		next = w->next;
-		if (!w->script_done)
-			write_finish(w, CLUSTER_FAILED, "lost the connection to "
-				     "Redis; the write may or may not be stored");
-	}
+	cl_hits_disconnected(cl);
+	cl_writes_disconnected(cl);
 	if (was_ready || !cl->drop_logged)
 		log_err("cluster: %s: %s; serving what this node holds, refusing "
 			"writes, reconnecting", cl->ever_ready ? "degraded"
@@ -1210,7 +1127,7 @@ static void cl_drop(struct cluster *cl, const char *fmt, ...)
 	cl->drop_logged = true;
 	/* A node that never loaded the set is still syncing, not degraded. */
 	cl->state = cl->ever_ready ? CLUSTER_DEGRADED : CLUSTER_SYNCING;
-	arm(cl->reconnect_ev, cl->backoff_ms);
+	cl_arm(cl->reconnect_ev, cl->backoff_ms);
 	cl->backoff_ms = cl->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
 							    : cl->backoff_ms * 2;
 }
@@ -1279,14 +1196,14 @@ static redisAsyncContext *open_ctx(struct cluster *cl, const char *host,
 /* Any error on the way up (AUTH, ROLE, SCRIPT LOAD) drops the connection. */
 static void on_setup(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct cluster *cl = reply_begin(ac, reply);
+	struct cluster *cl = cl_reply_begin(ac, reply);
 	redisReply *r = reply;
 	const char *what = priv;
 	char err[256];
 
 	if (!cl)
 		return;
-	if (is_error(r, err, sizeof(err))) {
+	if (cl_is_error(r, err, sizeof(err))) {
 		cl_drop(cl, "Redis %s:%u refused %s: %s", cl->target.host,
 			cl->target.port, what, err);
 		return;
@@ -1325,7 +1242,7 @@ static void send_auth(struct cluster *cl, redisAsyncContext *ac)
 	argv[argc] = cl->password;
 	lens[argc++] = strlen(cl->password);
 	if (ac == cl->cmd)
-		cmd_send(cl, on_setup, (void *)"AUTH", argc, argv, lens);
+		cl_cmd_send(cl, on_setup, (void *)"AUTH", argc, argv, lens);
 	else
 		redisAsyncCommandArgv(ac, on_setup, (void *)"AUTH", argc, argv, lens);
 }
@@ -1351,20 +1268,20 @@ static void connect_master(struct cluster *cl)
 	send_auth(cl, cl->sub);
 	argv[0] = "ROLE";
 	lens[0] = 4;
-	cmd_send(cl, on_setup, (void *)"ROLE", 1, argv, lens);
+	cl_cmd_send(cl, on_setup, (void *)"ROLE", 1, argv, lens);
 	for (int i = 0; i < SC_COUNT; i++) {
 		argv[0] = "SCRIPT";
 		argv[1] = "LOAD";
 		argv[2] = scripts[i];
 		for (int j = 0; j < 3; j++)
 			lens[j] = strlen(argv[j]);
-		cmd_send(cl, on_setup, (void *)load_names[i], 3, argv, lens);
+		cl_cmd_send(cl, on_setup, (void *)load_names[i], 3, argv, lens);
 	}
 	const char *sub[4] = {"SUBSCRIBE", cl->ch_events, cl->ch_acks, cl->ch_members};
 	size_t sublens[4];
 	for (int j = 0; j < 4; j++)
 		sublens[j] = strlen(sub[j]);
-	redisAsyncCommandArgv(cl->sub, on_sub, NULL, 4, sub, sublens);
+	redisAsyncCommandArgv(cl->sub, cl_on_sub, NULL, 4, sub, sublens);
 }
 
 /* Sentinel: ask each in turn where the master is, then connect to it. */
@@ -1381,7 +1298,7 @@ static void on_sentinel(redisAsyncContext *ac, void *reply, void *priv)
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
 	    r->element[0]->type == REDIS_REPLY_STRING &&
 	    r->element[0]->len > 0 && r->element[0]->len <= CFG_HOST_MAX &&
-	    reply_u64(r->element[1], &port) && port > 0 && port < 65536) {
+	    cl_reply_u64(r->element[1], &port) && port > 0 && port < 65536) {
 		memcpy(cl->target.host, r->element[0]->str, r->element[0]->len);
 		cl->target.host[r->element[0]->len] = '\0';
 		cl->target.port = (uint16_t)port;
@@ -1419,13 +1336,13 @@ static void ask_sentinel(struct cluster *cl)
 	redisAsyncCommandArgv(cl->sentinel, on_sentinel, NULL, 3, argv, lens);
 }
 
-static void cl_connect(struct cluster *cl)
+void cl_connect(struct cluster *cl)
 {
 	cl->scan_done = false;
 	cl->scan_cursor[0] = '\0';
 	cl->synced = 0;
 	cl->sync_started_ms = clock_mono_ms();
-	arm(cl->connect_to_ev, CONNECT_TIMEOUT_MS);
+	cl_arm(cl->connect_to_ev, CONNECT_TIMEOUT_MS);
 	if (cl->nsentinels) {
 		cl->sentinel_next = 0;
 		ask_sentinel(cl);
@@ -1435,7 +1352,7 @@ static void cl_connect(struct cluster *cl)
 	}
 }
 
-static void on_reconnect(evutil_socket_t fd, short what, void *arg)
+void cl_on_reconnect(evutil_socket_t fd, short what, void *arg)
 {
 	struct cluster *cl = arg;
 
@@ -1445,7 +1362,7 @@ static void on_reconnect(evutil_socket_t fd, short what, void *arg)
 	cl_connect(cl);
 }
 
-static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
+void cl_on_connect_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct cluster *cl = arg;
 
@@ -1456,7 +1373,7 @@ static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
 			cl->target.host, cl->target.port, CONNECT_TIMEOUT_MS);
 }
 
-static void on_beat_timer(evutil_socket_t fd, short what, void *arg)
+void cl_on_beat_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct cluster *cl = arg;
 
@@ -1464,7 +1381,7 @@ static void on_beat_timer(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	beat(cl);
 	if (++cl->beats % 20 == 0)
-		keys_sweep(cl, clock_wall_ms());
+		cl_keys_sweep(cl, clock_wall_ms());
 }
 
 /* ---- hit records ------------------------------------------------------ */
@@ -1472,7 +1389,7 @@ static void on_beat_timer(evutil_socket_t fd, short what, void *arg)
 static void collect_hit(const struct pstats_hit *h, void *arg)
 {
 	struct cluster *cl = arg;
-	struct cl_key *k = key_find(cl, h->kind, h->key, h->key_len);
+	struct cl_key *k = cl_key_find(cl, h->kind, h->key, h->key_len);
 
 	if (!k || k->deleted || h->time_ms <= k->hit_sent_time ||
 	    h->time_ms <= k->cand.time_ms)
@@ -1488,7 +1405,7 @@ static void collect_hit(const struct pstats_hit *h, void *arg)
 	k->cand.outcome = h->outcome;
 }
 
-static void on_hit_timer(evutil_socket_t fd, short what, void *arg)
+void cl_on_hit_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct cluster *cl = arg;
 	char path[CFG_PATH_MAX + 16], err[256];
@@ -1521,7 +1438,7 @@ static void on_hit_timer(evutil_socket_t fd, short what, void *arg)
 			continue;
 		}
 		k->cand_listed = false;
-		hit_store(k, cl->node, k->cand.time_ms, k->cand.outcome, k->cand.peer);
+		cl_hit_store(k, cl->node, k->cand.time_ms, k->cand.outcome, k->cand.peer);
 		n = clc_version_prefix(0, msg, sizeof(msg));
 		blen = clc_encode_hit(cl->node, k->kind, k->key, k->key_len,
 				      k->cand.time_ms, k->cand.outcome, k->cand.peer,
@@ -1530,7 +1447,7 @@ static void on_hit_timer(evutil_socket_t fd, short what, void *arg)
 		k->hit_sent_time = k->cand.time_ms;
 		if (!blen)
 			continue;
-		entry_key(cl, hkey, sizeof(hkey), 'h', k->kind, k->key);
+		cl_entry_key(cl, hkey, sizeof(hkey), 'h', k->kind, k->key);
 		snprintf(exp, sizeof(exp), "%lld", (long long)k->expires_ms);
 		const char *argv[8] = {"EVALSHA", cl->sha[SC_HIT], "1", hkey,
 				       cl->node, msg, exp, cl->ch_events};
@@ -1538,11 +1455,19 @@ static void on_hit_timer(evutil_socket_t fd, short what, void *arg)
 		for (int j = 0; j < 8; j++)
 			lens[j] = strlen(argv[j]);
 		lens[5] = n + blen;
-		if (cmd_send(cl, on_ignored, NULL, 8, argv,
+		if (cl_cmd_send(cl, cl_on_ignored, NULL, 8, argv,
 			     lens) == 0)
 			cl->m_hit_writes++;
 	}
 	cl->nhit_list = keep;
+}
+
+/* The candidates are collected again once the node is ready. */
+void cl_hits_disconnected(struct cluster *cl)
+{
+	for (unsigned i = 0; i < cl->nhit_list; i++)
+		cl->hit_list[i]->cand_listed = false;
+	cl->nhit_list = 0;
 }
 
 /* ---- the API's side --------------------------------------------------- */
@@ -1554,6 +1479,13 @@ static void sha1_hex(const char *s, char out[41])
 	SHA1((const unsigned char *)s, strlen(s), d);
 	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
 		snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* Known before SCRIPT LOAD answers, which on_setup checks them against. */
+void cl_scripts_hash(char sha[SC_COUNT][41])
+{
+	for (int i = 0; i < SC_COUNT; i++)
+		sha1_hex(scripts[i], sha[i]);
 }
 
 int cluster_open(struct event_base *base, const struct cfg *cfg,
@@ -1590,8 +1522,7 @@ int cluster_open(struct event_base *base, const struct cfg *cfg,
 		cl->scan_match[m++] = *p;
 	}
 	strcpy(cl->scan_match + m, "*");
-	for (int i = 0; i < SC_COUNT; i++)
-		sha1_hex(scripts[i], cl->sha[i]);
+	cl_scripts_hash(cl->sha);
 	cl->keys_max = (size_t)cfg->store.capacity * 4 + 1024;
 	for (cl->nbuckets = 1024; cl->nbuckets < cl->keys_max; cl->nbuckets *= 2)
 		;
@@ -1611,13 +1542,13 @@ int cluster_open(struct event_base *base, const struct cfg *cfg,
 	cl->state = CLUSTER_SYNCING;
 	snprintf(cl->cause, sizeof(cl->cause), "loading the cluster's entries "
 		 "from Redis");
-	cl->reconnect_ev = evtimer_new(base, on_reconnect, cl);
-	cl->connect_to_ev = evtimer_new(base, on_connect_timeout, cl);
-	cl->beat_ev = event_new(base, -1, EV_PERSIST, on_beat_timer, cl);
-	cl->hit_ev = event_new(base, -1, EV_PERSIST, on_hit_timer, cl);
+	cl->reconnect_ev = evtimer_new(base, cl_on_reconnect, cl);
+	cl->connect_to_ev = evtimer_new(base, cl_on_connect_timeout, cl);
+	cl->beat_ev = event_new(base, -1, EV_PERSIST, cl_on_beat_timer, cl);
+	cl->hit_ev = event_new(base, -1, EV_PERSIST, cl_on_hit_timer, cl);
 	BUG_ON(!cl->reconnect_ev || !cl->connect_to_ev || !cl->beat_ev || !cl->hit_ev);
-	arm(cl->beat_ev, HEARTBEAT_MS);
-	arm(cl->hit_ev, HIT_INTERVAL_MS);
+	cl_arm(cl->beat_ev, HEARTBEAT_MS);
+	cl_arm(cl->hit_ev, HIT_INTERVAL_MS);
 	log_info("cluster: node %s, %s %s:%u, ack %s, ack_timeout_ms %u, "
 		 "prefix \"%s\"%s", cl->node, cl->nsentinels ? "sentinel" : "redis",
 		 cl->nsentinels ? cl->sentinels[0].host : cl->redis.host,
@@ -1646,7 +1577,7 @@ void cluster_reload(struct cluster *cl, const struct cfg *cfg)
 }
 
 /* Leaves the live set now, so that no write waits for a node that stopped. */
-static void leave(struct cluster *cl)
+void cl_leave(struct cluster *cl)
 {
 	struct timeval tv = {0, 300 * 1000};
 	redisContext *c;
@@ -1678,9 +1609,8 @@ void cluster_stop(struct cluster *cl)
 	if (cl->stopping)
 		return;
 	cl->stopping = true;
-	leave(cl);
-	while (cl->pending)
-		write_finish(cl->pending, CLUSTER_FAILED, "the node is stopping");
+	cl_leave(cl);
+	cl_writes_stop(cl);
 }
 
 void cluster_close(struct cluster *cl)
@@ -1688,9 +1618,7 @@ void cluster_close(struct cluster *cl)
 	if (!cl)
 		return;
 	cluster_stop(cl);
-	free_ctx(&cl->cmd);
-	free_ctx(&cl->sub);
-	free_ctx(&cl->sentinel);
+	cl_redis_free(cl);
 	event_free(cl->reconnect_ev);
 	event_free(cl->connect_to_ev);
 	event_free(cl->beat_ev);
@@ -1735,7 +1663,7 @@ static struct cl_write *write_start(struct cluster *cl, cluster_done_fn done,
 	/* Those live now must confirm; self always counts. */
 	for (unsigned i = 0; i < cl->nlive; i++)
 		strcpy(w->nodes[w->nnodes++], cl->live[i]);
-	if (!in_list(w->nodes, w->nnodes, cl->node) && w->nnodes < NODES_MAX)
+	if (!cl_in_list(w->nodes, w->nnodes, cl->node) && w->nnodes < NODES_MAX)
 		strcpy(w->nodes[w->nnodes++], cl->node);
 	w->needed = write_needed(w, cl->ack);
 	return w;
@@ -1743,7 +1671,7 @@ static struct cl_write *write_start(struct cluster *cl, cluster_done_fn done,
 
 static void on_write_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct cluster *cl = reply_begin(ac, reply);
+	struct cluster *cl = cl_reply_begin(ac, reply);
 	redisReply *r = reply;
 	struct cl_write *w;
 	uint64_t id = (uint64_t)(uintptr_t)priv, v;
@@ -1753,7 +1681,7 @@ static void on_write_reply(redisAsyncContext *ac, void *reply, void *priv)
 
 	if (!cl || !(w = write_find(cl, id)))
 		return;
-	if (is_error(r, err, sizeof(err))) {
+	if (cl_is_error(r, err, sizeof(err))) {
 		if (!strncmp(err, "READONLY", 8) || !strncmp(err, "NOSCRIPT", 8)) {
 			write_finish(w, CLUSTER_FAILED, "Redis refused the write; "
 				     "reconnecting");
@@ -1765,7 +1693,7 @@ static void on_write_reply(redisAsyncContext *ac, void *reply, void *priv)
 	}
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 	    r->element[0]->type != REDIS_REPLY_INTEGER ||
-	    !reply_u64(r->element[1], &v)) {
+	    !cl_reply_u64(r->element[1], &v)) {
 		write_finish(w, CLUSTER_FAILED, "unexpected reply from Redis");
 		return;
 	}
@@ -1788,11 +1716,9 @@ static void on_write_reply(redisAsyncContext *ac, void *reply, void *priv)
 		/* apply_put fills version and slot: apply a copy, keep ours. */
 		if (!w->is_delete)
 			memcpy(&cl->scratch, &w->entry, sizeof(cl->scratch));
-		ret = apply_event(cl, &ev, &cl->scratch);
+		ret = cl_apply_event(cl, &ev, &cl->scratch);
 		if (ret >= 0) {
-			w->applied_self = true;
-			w->store_ret = ret;
-			write_acked_by(w, cl->node);
+			write_applied(w, ret);
 			return;
 		}
 		if (ret == -ENOSPC) {
@@ -1809,8 +1735,8 @@ static int write_send(struct cluster *cl, struct cl_write *w, size_t blen,
 {
 	char hkey[CFG_PREFIX_MAX + STORE_KEY_MAX + 8];
 
-	entry_key(cl, hkey, sizeof(hkey), 'e', w->kind, w->key);
-	if (!blen || send_write(cl, 'w', cl->max_version, hkey, w->expires_ms,
+	cl_entry_key(cl, hkey, sizeof(hkey), 'e', w->kind, w->key);
+	if (!blen || cl_send_write(cl, 'w', cl->max_version, hkey, w->expires_ms,
 				w->is_delete, blen, on_write_reply,
 				(void *)(uintptr_t)w->id) != 0) {
 		free(w);
@@ -1820,7 +1746,7 @@ static int write_send(struct cluster *cl, struct cl_write *w, size_t blen,
 	}
 	w->timer = evtimer_new(cl->base, on_write_timeout, w);
 	BUG_ON(!w->timer);
-	arm(w->timer, cl->ack_timeout_ms);
+	cl_arm(w->timer, cl->ack_timeout_ms);
 	w->next = cl->pending;
 	cl->pending = w;
 	cl->npending++;
@@ -1864,6 +1790,16 @@ int cluster_delete(struct cluster *cl, enum store_kind kind, const char *key,
 }
 
 /* ---- observability ---------------------------------------------------- */
+
+/* Each bucket counts every write at or under its bound: cumulative already. */
+void cl_observe_ack(struct cluster *cl, double seconds)
+{
+	cl->m_lat_count++;
+	cl->m_lat_sum += seconds;
+	for (int i = 0; i < LAT_BUCKETS; i++)
+		if (seconds <= lat_bounds[i])
+			cl->m_lat_bucket[i]++;
+}
 
 void cluster_metrics(const struct cluster *cl, struct evbuffer *b)
 {
@@ -1967,7 +1903,7 @@ json_t *cluster_hits_json(const struct cluster *cl, uint8_t kind,
 			  const char *key, size_t key_len,
 			  const struct pstats_hit *local)
 {
-	const struct cl_key *k = key_find(cl, kind, key, key_len);
+	const struct cl_key *k = cl_key_find(cl, kind, key, key_len);
 	json_t *arr = json_array();
 	bool self_done = false;
 
