@@ -45,7 +45,8 @@ FILE_RULES = {
 CLUSTER = "cluster mode's state is its own; the rest sees solver-api/cluster.h"
 PRIVATE = {
     "solver-api/cluster_int.h": ({"solver-api/cluster.c",
-                                  "solver-api/cluster_redis.c"}, CLUSTER),
+                                  "solver-api/cluster_redis.c",
+                                  "solver-api/cluster_write.c"}, CLUSTER),
 }
 # Tests may include any part, and headers beside them by bare name.
 TEST_DIRS = ("tests/",)
