@@ -45,6 +45,7 @@ FILE_RULES = {
 CLUSTER = "cluster mode's state is its own; the rest sees solver-api/cluster.h"
 PRIVATE = {
     "solver-api/cluster_int.h": ({"solver-api/cluster.c",
+                                  "solver-api/cluster_hits.c",
                                   "solver-api/cluster_redis.c",
                                   "solver-api/cluster_write.c"}, CLUSTER),
 }
