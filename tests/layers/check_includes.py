@@ -46,6 +46,7 @@ CLUSTER = "cluster mode's state is its own; the rest sees solver-api/cluster.h"
 PRIVATE = {
     "solver-api/cluster_int.h": ({"solver-api/cluster.c",
                                   "solver-api/cluster_hits.c",
+                                  "solver-api/cluster_metrics.c",
                                   "solver-api/cluster_redis.c",
                                   "solver-api/cluster_write.c"}, CLUSTER),
 }
