@@ -58,7 +58,7 @@ struct cl_key {
 	uint8_t key_len;
 	bool deleted;
 	bool mine;			/* written through this node: it republishes it */
-	bool cand_listed;		/* in hit_list: not to be freed meanwhile */
+	bool cand_listed;		/* on hit_list: kept while there */
 	char key[];			/* key_len + 1 bytes, NUL-terminated */
 };
 

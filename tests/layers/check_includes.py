@@ -48,6 +48,7 @@ PRIVATE = {
                                   "solver-api/cluster_hits.c",
                                   "solver-api/cluster_metrics.c",
                                   "solver-api/cluster_redis.c",
+                                  "solver-api/cluster_sync.c",
                                   "solver-api/cluster_write.c"}, CLUSTER),
 }
 # Tests may include any part, and headers beside them by bare name.
