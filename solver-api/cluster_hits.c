@@ -22,7 +22,7 @@
 #define HITS_PER_KEY 16
 
 void cl_hit_store(struct cl_key *k, const char *node, int64_t time_ms,
-		      uint8_t outcome, const char *peer)
+		  uint8_t outcome, const char *peer)
 {
 	struct cl_hit *h = NULL;
 
@@ -119,8 +119,7 @@ void cl_on_hit_timer(evutil_socket_t fd, short what, void *arg)
 		for (int j = 0; j < 8; j++)
 			lens[j] = strlen(argv[j]);
 		lens[5] = n + blen;
-		if (cl_cmd_send(cl, cl_on_ignored, NULL, 8, argv,
-			     lens) == 0)
+		if (cl_cmd_send(cl, cl_on_ignored, NULL, 8, argv, lens) == 0)
 			cl->m_hit_writes++;
 	}
 	cl->nhit_list = keep;

@@ -122,7 +122,7 @@ void cl_scripts_hash(char sha[SC_COUNT][41])
 /* ---- Redis plumbing --------------------------------------------------- */
 
 void cl_entry_key(const struct cluster *cl, char *buf, size_t cap,
-		      char type, uint8_t kind, const char *key)
+		  char type, uint8_t kind, const char *key)
 {
 	snprintf(buf, cap, "%s%c:%u:%s", cl->prefix, type, kind, key);
 }
@@ -151,7 +151,7 @@ void cl_on_ignored(redisAsyncContext *ac, void *reply, void *priv)
 
 /* Sends on "cmd"; -1 when not connected or too many replies are awaited. */
 int cl_cmd_send(struct cluster *cl, redisCallbackFn *fn, void *priv,
-		    int argc, const char **argv, const size_t *lens)
+		int argc, const char **argv, const size_t *lens)
 {
 	if (!cl->cmd || cl->inflight >= INFLIGHT_MAX)
 		return -1;

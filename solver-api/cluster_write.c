@@ -219,8 +219,8 @@ static void on_write_timeout(evutil_socket_t fd, short what, void *arg)
 /* ---- starting a write ------------------------------------------------- */
 
 int cl_send_write(struct cluster *cl, char mode, uint64_t version,
-		      const char *hkey, int64_t expires, bool tomb,
-		      size_t blen, redisCallbackFn *fn, void *priv)
+		  const char *hkey, int64_t expires, bool tomb,
+		  size_t blen, redisCallbackFn *fn, void *priv)
 {
 	char ver[24], exp[24];
 	const char *argv[11] = {"EVALSHA", cl->sha[SC_WRITE], "2", hkey, cl->k_ver,
@@ -335,8 +335,8 @@ static int write_send(struct cluster *cl, struct cl_write *w, size_t blen,
 
 	cl_entry_key(cl, hkey, sizeof(hkey), 'e', w->kind, w->key);
 	if (!blen || cl_send_write(cl, 'w', cl->max_version, hkey, w->expires_ms,
-				w->is_delete, blen, on_write_reply,
-				(void *)(uintptr_t)w->id) != 0) {
+				   w->is_delete, blen, on_write_reply,
+				   (void *)(uintptr_t)w->id) != 0) {
 		free(w);
 		cl->m_refused++;
 		*why = "cannot send the write to Redis";
