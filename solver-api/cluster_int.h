@@ -5,8 +5,7 @@
  * cluster.c; the public interface is cluster.h.
  *
  * Everything here runs on the API's event loop, one callback at a time:
- * no field is guarded by a lock, and a callback may count on the state it
- * finds staying as it is until it returns.
+ * no field is guarded by a lock.
  */
 #ifndef EDGE_CLUSTER_INT_H
 #define EDGE_CLUSTER_INT_H
@@ -150,14 +149,15 @@ struct cl_key *cl_key_get(struct cluster *cl, uint8_t kind, const char *key,
 			  size_t len, int64_t now);
 size_t cl_keys_sweep(struct cluster *cl, int64_t now);
 
-/* ---- cluster_redis.c: the transport ------------------------------------ */
+/* ---- cluster_redis.c: the transport ----------------------------------- */
 
 void cl_scripts_hash(char sha[SC_COUNT][41]);
 /* Connects (through the sentinels, if any); the subscription then syncs. */
 void cl_connect(struct cluster *cl);
 /*
- * Drops both connections, fails the writes whose fate is unknown, and
- * reconnects after a back-off. Safe from inside any reply callback.
+ * Drops the connections, fails the writes whose fate is unknown, and
+ * reconnects after a back-off. Callable from a reply callback: the
+ * dropped contexts' own callbacks then find no cluster (ac->data NULL).
  */
 void cl_drop(struct cluster *cl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -173,7 +173,7 @@ int cl_cmd_send(struct cluster *cl, redisCallbackFn *fn, void *priv, int argc,
 bool cl_is_error(const redisReply *r, char *buf, size_t cap);
 bool cl_reply_u64(const redisReply *r, uint64_t *out);
 
-/* ---- cluster_write.c: the writes this node starts ---------------------- */
+/* ---- cluster_write.c: the writes this node starts --------------------- */
 
 /* The write script's call; body is cl->body, blen bytes of it. */
 int cl_send_write(struct cluster *cl, char mode, uint64_t version,
@@ -185,7 +185,7 @@ void cl_writes_node_left(struct cluster *cl, const char *node);
 void cl_writes_disconnected(struct cluster *cl);
 void cl_writes_stop(struct cluster *cl);
 
-/* ---- cluster_sync.c: applying events, the resync, membership ----------- */
+/* ---- cluster_sync.c: applying events, the resync, membership ---------- */
 
 int cl_apply_event(struct cluster *cl, const struct clc_event *ev,
 		   struct store_entry *e);
@@ -194,14 +194,14 @@ void cl_on_sub(redisAsyncContext *ac, void *reply, void *priv);
 void cl_on_beat_timer(evutil_socket_t fd, short what, void *arg);
 void cl_leave(struct cluster *cl);
 
-/* ---- cluster_hits.c: hit records --------------------------------------- */
+/* ---- cluster_hits.c: hit records -------------------------------------- */
 
 void cl_hit_store(struct cl_key *k, const char *node, int64_t time_ms,
 		  uint8_t outcome, const char *peer);
 void cl_on_hit_timer(evutil_socket_t fd, short what, void *arg);
 void cl_hits_disconnected(struct cluster *cl);
 
-/* ---- cluster_metrics.c ------------------------------------------------- */
+/* ---- cluster_metrics.c ------------------------------------------------ */
 
 void cl_observe_ack(struct cluster *cl, double seconds);
 

@@ -468,7 +468,7 @@ static void scan_next(struct cluster *cl)
 		cl_drop(cl, "cannot send SCAN");
 }
 
-/* ---- republishing what this node wrote, after Redis lost it ------------ */
+/* ---- republishing what this node wrote, after Redis lost it ----------- */
 
 static void on_republished(redisAsyncContext *ac, void *reply, void *priv)
 {

@@ -2,8 +2,9 @@
  * Cluster mode's write path: a write started here (cluster_put,
  * cluster_delete) goes to Redis through the write script, then waits until
  * enough of the nodes that were live when it started confirm it, or until
- * ack_timeout_ms. Its done callback runs exactly once: write_finish() is
- * the only way off the pending list, and it frees the write.
+ * ack_timeout_ms. A write that started (cluster_put or cluster_delete
+ * returned 0) is answered exactly once: write_finish() is the only way off
+ * the pending list, and it calls done and frees the write.
  *
  * A write is acknowledged only once the script answered and this node
  * applied it itself (from the script's reply or from the channel, whichever
