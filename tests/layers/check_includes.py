@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Checks every quoted #include in the tree against the layers of
 docs/ARCHITECTURE.md: a part includes only itself and the parts below it,
-and a few files (FILE_RULES) only some headers of their own part.
+a few files (FILE_RULES) only some headers of their own part, and a few
+headers (PRIVATE) are included only by the files they serve.
 
 The build enforces the same rule through include paths (a part reaches
 another's headers only by linking its library); this check covers what a
@@ -38,6 +39,17 @@ FILE_RULES = {
     "proxy/epoll.c": ({"proxy/io.h", "proxy/worker.h"}, BACKEND),
     "proxy/worker.h": ({"proxy/io.h"}, "the I/O backends include it"),
     "proxy/io.h": (set(), "the I/O backends include it"),
+}
+# Headers private to some files of their part: header -> (the files that
+# may include it, why). Held everywhere, tests included.
+CLUSTER = "cluster mode's state is its own; the rest sees solver-api/cluster.h"
+PRIVATE = {
+    "solver-api/cluster_int.h": ({"solver-api/cluster.c",
+                                  "solver-api/cluster_hits.c",
+                                  "solver-api/cluster_metrics.c",
+                                  "solver-api/cluster_redis.c",
+                                  "solver-api/cluster_sync.c",
+                                  "solver-api/cluster_write.c"}, CLUSTER),
 }
 # Tests may include any part, and headers beside them by bare name.
 TEST_DIRS = ("tests/",)
@@ -77,6 +89,10 @@ def check(top):
                     bad.append(f"{where}: no part named {target}")
                 elif not os.path.exists(os.path.join(top, inc)):
                     bad.append(f"{where}: no such header")
+                elif inc in PRIVATE and rel not in PRIVATE[inc][0]:
+                    bad.append(f"{where}: only "
+                               f"{', '.join(sorted(PRIVATE[inc][0]))} "
+                               f"may include it ({PRIVATE[inc][1]})")
                 elif rel.startswith(TEST_DIRS):
                     continue
                 elif target != part and target not in ALLOWED[part]:

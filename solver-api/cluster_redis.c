@@ -1,0 +1,484 @@
+/*
+ * Cluster mode's transport: the two connections to the Redis master ("cmd"
+ * for commands, "sub" for the subscription), the master found through the
+ * sentinels when there are some, each connection authenticated, the master
+ * checked to be one, the scripts loaded; any failure drops both and
+ * reconnects after a back-off. The Lua scripts live here because their
+ * digests, which every EVALSHA names, are checked here against what Redis
+ * loaded.
+ *
+ * A context's data is the cluster while the context is in use and NULL
+ * once it is dropped: every callback starts from ac->data, so a reply that
+ * arrives for a dropped connection finds nothing to act on.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <openssl/sha.h>
+
+#include "common/edge.h"
+#include "common/log.h"
+#include "solver-api/cluster_int.h"
+
+#define NODE_FORGET_MS (3600 * 1000)	/* the live set forgets long-dead nodes */
+#define CONNECT_TIMEOUT_MS 2000
+#define BACKOFF_MAX_MS 5000
+
+static void ask_sentinel(struct cluster *cl);
+
+/* ---- the scripts ------------------------------------------------------ */
+
+/*
+ * The write. KEYS: the entry's hash, the version counter. ARGV: mode ("w"
+ * a new write: assign a version; "r" a republish: keep ARGV[2] unless the
+ * hash already holds as new), version floor or version, expiry (ms), "1"
+ * for a tombstone, the body, the event channel. Versions are at least
+ * Redis's clock in microseconds-like units (ms * 1000) and above every
+ * version the caller has seen, so they keep increasing across a FLUSHALL
+ * or a restart without persistence. Returns {1, version} written,
+ * {0, version held} when a republish is not newer, {-1, 0} when already
+ * expired.
+ */
+static const char script_write[] =
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"local x = tonumber(ARGV[3])\n"
+	"local v\n"
+	"if ARGV[1] == 'w' then\n"
+	"  v = redis.call('INCR', KEYS[2])\n"
+	"  local lo = math.max(now * 1000, tonumber(ARGV[2]) + 1)\n"
+	"  if v < lo then v = lo; redis.call('SET', KEYS[2], string.format('%.0f', v)) end\n"
+	"  if ARGV[4] == '1' then\n"
+	"    local old = tonumber(redis.call('HGET', KEYS[1], 'x') or '0') or 0\n"
+	"    if old > x then x = old end\n"
+	"  end\n"
+	"else\n"
+	"  v = tonumber(ARGV[2])\n"
+	"  local cur = tonumber(redis.call('HGET', KEYS[1], 'v') or '0') or 0\n"
+	"  if cur >= v then return {0, cur} end\n"
+	"  local c = tonumber(redis.call('GET', KEYS[2]) or '0') or 0\n"
+	"  if c < v then redis.call('SET', KEYS[2], string.format('%.0f', v)) end\n"
+	"end\n"
+	"if x <= now then return {-1, 0} end\n"
+	"local vs = string.format('%.0f', v)\n"
+	"local msg = vs .. ':' .. ARGV[5]\n"
+	"redis.call('HSET', KEYS[1], 'v', vs, 'x', string.format('%.0f', x), 'm', msg)\n"
+	"redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', x))\n"
+	"redis.call('PUBLISH', ARGV[6], msg)\n"
+	"return {1, v}\n";
+
+/*
+ * The heartbeat. KEYS: the live set, the epoch, the version counter, this
+ * node name's instance key. ARGV: this node, the live window (ms), this
+ * node's highest version, an epoch to set if none is (a new random one
+ * each call, so that two data losses in a row are both seen), this
+ * process's instance id. Returns {epoch, {live nodes}, the instance that
+ * beat under this name last, if within the live window}.
+ */
+static const char script_beat[] =
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"redis.call('ZADD', KEYS[1], now, ARGV[1])\n"
+	"redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - " "3600000" ")\n"
+	"local e = redis.call('GET', KEYS[2])\n"
+	"if not e then redis.call('SET', KEYS[2], ARGV[4]); e = ARGV[4] end\n"
+	"local c = tonumber(redis.call('GET', KEYS[3]) or '0') or 0\n"
+	"if c < tonumber(ARGV[3]) then redis.call('SET', KEYS[3], ARGV[3]) end\n"
+	"local o = redis.call('GET', KEYS[4]) or ''\n"
+	"redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[2])\n"
+	"return {e, redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[2]), '+inf'), o}\n";
+
+/* A hit record. KEYS: the entry's hit hash. ARGV: node, message, expiry, channel. */
+static const char script_hit[] =
+	"redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
+	"redis.call('PEXPIREAT', KEYS[1], ARGV[3])\n"
+	"redis.call('PUBLISH', ARGV[4], ARGV[2])\n"
+	"return 1\n";
+
+static const char *const scripts[SC_COUNT] = {script_write, script_beat, script_hit};
+
+static void sha1_hex(const char *s, char out[41])
+{
+	uint8_t d[SHA_DIGEST_LENGTH];
+
+	SHA1((const unsigned char *)s, strlen(s), d);
+	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+		snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* Known before SCRIPT LOAD answers, which on_setup checks them against. */
+void cl_scripts_hash(char sha[SC_COUNT][41])
+{
+	for (int i = 0; i < SC_COUNT; i++)
+		sha1_hex(scripts[i], sha[i]);
+}
+
+/* ---- Redis plumbing --------------------------------------------------- */
+
+void cl_entry_key(const struct cluster *cl, char *buf, size_t cap,
+		  char type, uint8_t kind, const char *key)
+{
+	snprintf(buf, cap, "%s%c:%u:%s", cl->prefix, type, kind, key);
+}
+
+/*
+ * Every reply callback on "cmd" starts here: NULL when the context is being
+ * torn down (cl_drop cleared its data first) or the reply is missing.
+ */
+struct cluster *cl_reply_begin(redisAsyncContext *ac, void *reply)
+{
+	struct cluster *cl = ac->data;
+
+	if (!cl)
+		return NULL;
+	if (ac == cl->cmd && cl->inflight > 0)
+		cl->inflight--;
+	return reply ? cl : NULL;
+}
+
+/* For commands whose reply only counts down inflight. */
+void cl_on_ignored(redisAsyncContext *ac, void *reply, void *priv)
+{
+	(void)priv;
+	cl_reply_begin(ac, reply);
+}
+
+/* Sends on "cmd"; -1 when not connected or too many replies are awaited. */
+int cl_cmd_send(struct cluster *cl, redisCallbackFn *fn, void *priv,
+		int argc, const char **argv, const size_t *lens)
+{
+	if (!cl->cmd || cl->inflight >= INFLIGHT_MAX)
+		return -1;
+	if (redisAsyncCommandArgv(cl->cmd, fn, priv, argc, argv, lens) != REDIS_OK)
+		return -1;
+	cl->inflight++;
+	return 0;
+}
+
+bool cl_is_error(const redisReply *r, char *buf, size_t cap)
+{
+	if (r->type != REDIS_REPLY_ERROR)
+		return false;
+	snprintf(buf, cap, "%.*s", (int)(r->len > 200 ? 200 : r->len), r->str);
+	return true;
+}
+
+/* A reply that is an integer, or a decimal string of one. */
+bool cl_reply_u64(const redisReply *r, uint64_t *out)
+{
+	char buf[32];
+	char *end;
+
+	if (r->type == REDIS_REPLY_INTEGER) {
+		if (r->integer < 0)
+			return false;
+		*out = (uint64_t)r->integer;
+		return true;
+	}
+	if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len >= sizeof(buf))
+		return false;
+	memcpy(buf, r->str, r->len);
+	buf[r->len] = '\0';
+	errno = 0;
+	*out = strtoull(buf, &end, 10);
+	return !errno && *end == '\0' && buf[0] >= '0' && buf[0] <= '9';
+}
+
+/* ---- connecting ------------------------------------------------------- */
+
+static void free_ctx(redisAsyncContext **slot)
+{
+	redisAsyncContext *ac = *slot;
+
+	if (!ac)
+		return;
+	*slot = NULL;
+	ac->data = NULL;	/* its callbacks, run by the free, see no cluster */
+	redisAsyncFree(ac);
+}
+
+void cl_redis_free(struct cluster *cl)
+{
+	free_ctx(&cl->cmd);
+	free_ctx(&cl->sub);
+	free_ctx(&cl->sentinel);
+}
+
+void cl_drop(struct cluster *cl, const char *fmt, ...)
+{
+	va_list ap;
+	bool was_ready = cl->state == CLUSTER_READY;
+
+	va_start(ap, fmt);
+	vsnprintf(cl->cause, sizeof(cl->cause), fmt, ap);
+	va_end(ap);
+	cl_redis_free(cl);
+	event_del(cl->connect_to_ev);
+	cl->redis_up = false;
+	cl->subscribed = false;
+	cl->inflight = 0;
+	cl->hb_outstanding = 0;
+	cl->beats_up = 0;
+	cl->repub_inflight = 0;
+	cl->sync_outstanding = 0;
+	cl->live_known = false;
+	cl_hits_disconnected(cl);
+	cl_writes_disconnected(cl);
+	if (was_ready || !cl->drop_logged)
+		log_err("cluster: %s: %s; serving what this node holds, refusing "
+			"writes, reconnecting", cl->ever_ready ? "degraded"
+			: "not ready", cl->cause);
+	cl->drop_logged = true;
+	/* A node that never loaded the set is still syncing, not degraded. */
+	cl->state = cl->ever_ready ? CLUSTER_DEGRADED : CLUSTER_SYNCING;
+	cl_arm(cl->reconnect_ev, cl->backoff_ms);
+	cl->backoff_ms = cl->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
+							    : cl->backoff_ms * 2;
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+	struct cluster *cl = ac->data;
+
+	if (!cl || status == REDIS_OK)
+		return;
+	/* hiredis frees a context whose connect failed: forget it first. */
+	((redisAsyncContext *)ac)->data = NULL;
+	if (ac == cl->cmd) {
+		cl->cmd = NULL;
+	} else if (ac == cl->sub) {
+		cl->sub = NULL;
+	} else if (ac == cl->sentinel) {
+		cl->sentinel = NULL;
+		log_warn("cluster: sentinel %s:%u: %s", cl->target.host,
+			 cl->target.port, ac->errstr);
+		cl->sentinel_next++;
+		ask_sentinel(cl);
+		return;
+	}
+	cl_drop(cl, "cannot connect to Redis %s:%u: %s", cl->target.host,
+		cl->target.port, ac->errstr[0] ? ac->errstr : "error");
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct cluster *cl = ac->data;
+
+	(void)status;
+	if (!cl)
+		return;
+	((redisAsyncContext *)ac)->data = NULL;
+	if (ac == cl->cmd)
+		cl->cmd = NULL;
+	else if (ac == cl->sub)
+		cl->sub = NULL;
+	else if (ac == cl->sentinel)
+		cl->sentinel = NULL;
+	cl_drop(cl, "lost the connection to Redis %s:%u%s%s", cl->target.host,
+		cl->target.port, ac->errstr[0] ? ": " : "", ac->errstr);
+}
+
+static redisAsyncContext *open_ctx(struct cluster *cl, const char *host,
+				   uint16_t port)
+{
+	redisAsyncContext *ac = redisAsyncConnect(host, port);
+
+	if (!ac)
+		return NULL;
+	if (ac->err) {
+		snprintf(cl->cause, sizeof(cl->cause), "%s", ac->errstr);
+		redisAsyncFree(ac);
+		return NULL;
+	}
+	ac->data = cl;
+	redisLibeventAttach(ac, cl->base);
+	redisAsyncSetConnectCallback(ac, on_connect);
+	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	return ac;
+}
+
+/* Any error on the way up (AUTH, ROLE, SCRIPT LOAD) drops the connection. */
+static void on_setup(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct cluster *cl = cl_reply_begin(ac, reply);
+	redisReply *r = reply;
+	const char *what = priv;
+	char err[256];
+
+	if (!cl)
+		return;
+	if (cl_is_error(r, err, sizeof(err))) {
+		cl_drop(cl, "Redis %s:%u refused %s: %s", cl->target.host,
+			cl->target.port, what, err);
+		return;
+	}
+	if (strcmp(what, "ROLE") == 0) {
+		if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+		    r->element[0]->type != REDIS_REPLY_STRING ||
+		    strcmp(r->element[0]->str, "master") != 0)
+			cl_drop(cl, "Redis %s:%u is not a master", cl->target.host,
+				cl->target.port);
+		return;
+	}
+	if (strncmp(what, "SCRIPT", 6) == 0) {
+		int i = what[6] - '0';
+		if (r->type != REDIS_REPLY_STRING || r->len != 40 ||
+		    memcmp(r->str, cl->sha[i], 40) != 0)
+			cl_drop(cl, "SCRIPT LOAD returned another digest");
+		return;
+	}
+	if (strcmp(what, "AUTH") == 0 && ac == cl->cmd)
+		log_debug("cluster: authenticated to Redis");
+}
+
+static void send_auth(struct cluster *cl, redisAsyncContext *ac)
+{
+	const char *argv[3] = {"AUTH"};
+	size_t lens[3] = {4};
+	int argc = 1;
+
+	if (!cl->password[0])
+		return;
+	if (cl->user[0]) {
+		argv[argc] = cl->user;
+		lens[argc++] = strlen(cl->user);
+	}
+	argv[argc] = cl->password;
+	lens[argc++] = strlen(cl->password);
+	if (ac == cl->cmd)
+		cl_cmd_send(cl, on_setup, (void *)"AUTH", argc, argv, lens);
+	else
+		redisAsyncCommandArgv(ac, on_setup, (void *)"AUTH", argc, argv, lens);
+}
+
+static void connect_master(struct cluster *cl)
+{
+	static const char *const load_names[SC_COUNT] = {"SCRIPT0", "SCRIPT1",
+							  "SCRIPT2"};
+	const char *argv[3];
+	size_t lens[3];
+
+	cl->cmd = open_ctx(cl, cl->target.host, cl->target.port);
+	cl->sub = cl->cmd ? open_ctx(cl, cl->target.host, cl->target.port) : NULL;
+	if (!cl->cmd || !cl->sub) {
+		char why[256];
+		snprintf(why, sizeof(why), "%s", cl->cause);
+		cl_drop(cl, "cannot connect to Redis %s:%u: %s", cl->target.host,
+			cl->target.port, why);
+		return;
+	}
+	/* hiredis queues these until the connection is up, in this order. */
+	send_auth(cl, cl->cmd);
+	send_auth(cl, cl->sub);
+	argv[0] = "ROLE";
+	lens[0] = 4;
+	cl_cmd_send(cl, on_setup, (void *)"ROLE", 1, argv, lens);
+	for (int i = 0; i < SC_COUNT; i++) {
+		argv[0] = "SCRIPT";
+		argv[1] = "LOAD";
+		argv[2] = scripts[i];
+		for (int j = 0; j < 3; j++)
+			lens[j] = strlen(argv[j]);
+		cl_cmd_send(cl, on_setup, (void *)load_names[i], 3, argv, lens);
+	}
+	const char *sub[4] = {"SUBSCRIBE", cl->ch_events, cl->ch_acks, cl->ch_members};
+	size_t sublens[4];
+	for (int j = 0; j < 4; j++)
+		sublens[j] = strlen(sub[j]);
+	redisAsyncCommandArgv(cl->sub, cl_on_sub, NULL, 4, sub, sublens);
+}
+
+/* Sentinel: ask each in turn where the master is, then connect to it. */
+
+static void on_sentinel(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct cluster *cl = ac->data;
+	redisReply *r = reply;
+	uint64_t port;
+
+	(void)priv;
+	if (!cl || !r)
+		return;
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[0]->type == REDIS_REPLY_STRING &&
+	    r->element[0]->len > 0 && r->element[0]->len <= CFG_HOST_MAX &&
+	    cl_reply_u64(r->element[1], &port) && port > 0 && port < 65536) {
+		memcpy(cl->target.host, r->element[0]->str, r->element[0]->len);
+		cl->target.host[r->element[0]->len] = '\0';
+		cl->target.port = (uint16_t)port;
+		/* Freed from inside its own callback: hiredis defers it. */
+		free_ctx(&cl->sentinel);
+		connect_master(cl);
+		return;
+	}
+	free_ctx(&cl->sentinel);
+	cl->sentinel_next++;
+	ask_sentinel(cl);
+}
+
+static void ask_sentinel(struct cluster *cl)
+{
+	const struct cfg_hostport *s;
+	const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", cl->master};
+	size_t lens[3];
+
+	if (cl->sentinel_next >= cl->nsentinels) {
+		cl->sentinel_next = 0;
+		cl_drop(cl, "no sentinel knows master %s", cl->master);
+		return;
+	}
+	s = &cl->sentinels[cl->sentinel_next];
+	cl->target = *s;	/* what on_connect names if this one fails */
+	cl->sentinel = open_ctx(cl, s->host, s->port);
+	if (!cl->sentinel) {
+		cl->sentinel_next++;
+		ask_sentinel(cl);
+		return;
+	}
+	for (int i = 0; i < 3; i++)
+		lens[i] = strlen(argv[i]);
+	redisAsyncCommandArgv(cl->sentinel, on_sentinel, NULL, 3, argv, lens);
+}
+
+void cl_connect(struct cluster *cl)
+{
+	cl->scan_done = false;
+	cl->scan_cursor[0] = '\0';
+	cl->synced = 0;
+	cl->sync_started_ms = clock_mono_ms();
+	cl_arm(cl->connect_to_ev, CONNECT_TIMEOUT_MS);
+	if (cl->nsentinels) {
+		cl->sentinel_next = 0;
+		ask_sentinel(cl);
+	} else {
+		cl->target = cl->redis;
+		connect_master(cl);
+	}
+}
+
+void cl_on_reconnect(evutil_socket_t fd, short what, void *arg)
+{
+	struct cluster *cl = arg;
+
+	(void)fd;
+	(void)what;
+	cl->m_reconnects++;
+	cl_connect(cl);
+}
+
+void cl_on_connect_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct cluster *cl = arg;
+
+	(void)fd;
+	(void)what;
+	if (!cl->subscribed)
+		cl_drop(cl, "Redis %s:%u did not answer within %d ms",
+			cl->target.host, cl->target.port, CONNECT_TIMEOUT_MS);
+}
