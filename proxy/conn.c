@@ -209,6 +209,7 @@ void conn_close(struct worker *w, struct conn *c, int stat)
 		pstats_add(w->stats, (enum pstat)stat, 1);
 	conn_state(w, c, ST_CLOSING);
 	timer_unlink(w, c);
+	worker_undefer(w, c);
 	if (c->inflight) {
 		for (int s = 0; s < 2; s++)
 			if (c->io.fd[s] >= 0)
@@ -270,6 +271,15 @@ void op_cancel(struct worker *w, struct conn *c, enum side s)
 }
 
 /* ---- completions ------------------------------------------------------ */
+
+bool conn_urgent(const struct io_conn *ic)
+{
+	const struct conn *c = (const struct conn *)((const char *)ic -
+						     offsetof(struct conn, io));
+
+	return c->state == ST_PEEK || c->state == ST_ANSWER ||
+	       c->state == ST_ACME_TLS;
+}
 
 bool conn_complete(struct worker *w, struct io_conn *ic, enum io_op op,
 		   enum side s, int res, void *buf)

@@ -101,6 +101,8 @@ struct conn {
 	bool keep_alive;	/* answer keeps the connection for more requests */
 	bool said_all;		/* the client has no more bytes to send us */
 	bool nonblock;		/* both sockets O_NONBLOCK (splice needs it) */
+	bool deferred;		/* its peek decided; the decision waits (worker.h) */
+	bool decide_now;	/* its turn in that queue: carry the decision out */
 	uint16_t inflight;	/* operations started, not yet completed */
 	/*
 	 * The client, from accept (or a trusted PROXY header): the kernel
@@ -133,6 +135,9 @@ struct conn {
 	struct acme_tls *tls;
 	char *tls_names;	/* "key\0identifier\0" of the entry, for the log */
 	uint32_t requests;	/* answered on this connection */
+
+	/* The worker's queue of decisions waiting (deferred). */
+	struct conn *lprev, *lnext;
 
 	/* Timer list membership: deadlines in a list are in arm order. */
 	uint8_t tlist;

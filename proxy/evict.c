@@ -16,32 +16,49 @@ static struct conn *oldest(struct worker *w, enum timer_list a,
 	return timer_armed_at(w, x) <= timer_armed_at(w, y) ? x : y;
 }
 
-static void evict_at_peek(struct worker *w)
+/* The connection at the peek longest, other than spare (NULL: none). */
+static void evict_at_peek(struct worker *w, const struct conn *spare)
 {
 	/* Every connection at the peek is on one of these two lists. */
 	struct conn *victim = oldest(w, TL_PEEK, TL_LINGER);
 
+	if (victim && victim == spare) {
+		struct conn *other = victim->tlist == TL_PEEK ? w->timers[TL_LINGER].head
+							      : w->timers[TL_PEEK].head;
+		victim = victim->tnext;
+		if (!victim || (other && timer_armed_at(w, other) <= timer_armed_at(w, victim)))
+			victim = other;
+	}
 	if (victim) {
 		w->cap_evicted[0]++;
 		conn_close(w, victim, PS_CLOSE_EVICTED);
 	}
 }
 
+/* Descriptors the worker's connections hold: one at the peek, two a relay. */
+static uint32_t fds_held(const struct worker *w)
+{
+	return w->at_peek + 2 * w->relaying;
+}
+
 void evict_for_accept(struct worker *w)
 {
-	if (w->at_peek + w->relaying >= w->max_conns && w->at_peek >= w->reserve)
-		evict_at_peek(w);
+	if (fds_held(w) >= worker_fd_room(w) && w->at_peek >= w->reserve)
+		evict_at_peek(w, NULL);
 }
 
 void evict_for_descriptor(struct worker *w)
 {
-	evict_at_peek(w);
+	evict_at_peek(w, NULL);
 }
 
-bool evict_for_relay(struct worker *w)
+bool evict_for_relay(struct worker *w, const struct conn *c)
 {
 	struct conn *victim;
 
+	/* Its upstream socket is one descriptor more. */
+	if (fds_held(w) >= worker_fd_room(w))
+		evict_at_peek(w, c);
 	if (w->relaying < w->max_conns)
 		return true;
 	/* Every relay is on one of these, in the order it last moved a byte. */

@@ -161,7 +161,7 @@ int uring_probe(char *why, size_t len);
  * Connections a backend may have accepted, per listener, and not yet
  * handed over: descriptors open that no slot holds yet.
  */
-#define IO_ACCEPTED_PENDING_MAX 16
+#define IO_ACCEPTED_PENDING_MAX 32
 
 /* ---- what a backend calls ---------------------------------------------- */
 
@@ -180,6 +180,16 @@ void worker_accept_ended(struct worker *w, unsigned li);
  * is free or lives another life (the completion is stale).
  */
 struct io_conn *io_conn_at(struct worker *w, uint32_t slot, uint32_t gen);
+
+/*
+ * Whether c's completions go first in a loop turn: it is at the peek,
+ * being read or answered (as every validator's connection is), not
+ * relaying, lingering after an answer or closing. A connection only ever
+ * goes from urgent to not, or stays, so a backend that delivers the
+ * urgent completions of a turn before the others still delivers each
+ * connection's completions in order.
+ */
+bool conn_urgent(const struct io_conn *c);
 
 /*
  * Delivers the completion of one of c's requests. buf: the pool buffer a

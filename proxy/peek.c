@@ -43,6 +43,18 @@ void peek_more(struct worker *w, struct conn *c)
 			c->in_cap - c->in_len, c->requests > 0 && c->in_len == 0);
 }
 
+/*
+ * Whether what the peek decided for c waits for the end of the loop turn
+ * (worker.h): anything but answering a recognised challenge does, once.
+ */
+static bool later(struct worker *w, struct conn *c)
+{
+	if (c->decide_now)
+		return false;
+	worker_defer(w, c);
+	return true;
+}
+
 void peek_refuse(struct worker *w, struct conn *c, int stat, const char *why)
 {
 	char peer[ADDR_STRLEN];
@@ -67,6 +79,8 @@ static bool peek_proxy_header(struct worker *w, struct conn *c)
 		peek_more(w, c);
 		return false;
 	}
+	if ((!c->trusted || r < 0) && later(w, c))
+		return false;
 	if (!c->trusted) {
 		peek_refuse(w, c, PS_CLOSE_PROXY_UNTRUSTED,
 			    "PROXY header from an address not in trusted_proxies");
@@ -93,6 +107,7 @@ static void peek_hello(struct worker *w, struct conn *c)
 	const struct store_entry *e = NULL;
 	struct tls_hello h;
 	struct tls_ask ask;
+	enum policy_action act;
 	int r = tls_hello_parse(c->in, c->in_len, &h, w->hello_scratch,
 				sizeof(w->hello_scratch));
 
@@ -100,6 +115,8 @@ static void peek_hello(struct worker *w, struct conn *c)
 		peek_more(w, c);
 		return;
 	}
+	if (r < 0 && later(w, c))
+		return;
 	if (r == WIRE_PARTIAL || r == WIRE_TOOBIG) {
 		peek_refuse(w, c, PS_CLOSE_HELLO_TOO_LARGE, "ClientHello too large");
 		return;
@@ -113,7 +130,10 @@ static void peek_hello(struct worker *w, struct conn *c)
 	    store_lookup(w->px->store, STORE_TLSALPN01, ask.name, ask.name_len,
 			 clock_wall_ms(), &w->entry) == 0)
 		e = &w->entry;
-	if (answer_tls(w, c, &ask, policy_tls(&ask, e, cfg->proxy.tls_miss), e))
+	act = policy_tls(&ask, e, cfg->proxy.tls_miss);
+	if (act != POLICY_ANSWER && later(w, c))
+		return;
+	if (answer_tls(w, c, &ask, act, e))
 		return;
 	upstream_forward(w, c, ask.name, ask.name_len);
 }
@@ -126,12 +146,13 @@ static void peek_request(struct worker *w, struct conn *c)
 	struct http_head h;
 	struct http01_ask ask;
 	struct rest_ask rest;
+	enum policy_action act;
 	int r = policy_h2_preface(c->in, c->in_len);
 
 	if (r >= 0) {
 		if (r == 0)
 			peek_more(w, c);
-		else
+		else if (!later(w, c))
 			upstream_forward(w, c, NULL, 0);
 		return;
 	}
@@ -141,6 +162,8 @@ static void peek_request(struct worker *w, struct conn *c)
 		peek_more(w, c);
 		return;
 	}
+	if (r < 0 && later(w, c))
+		return;
 	if (r == WIRE_PARTIAL || r == WIRE_TOOBIG) {
 		answer_http_error(w, c, 431, "Request Header Fields Too Large",
 				  PS_CLOSE_HEAD_TOO_LARGE);
@@ -157,7 +180,8 @@ static void peek_request(struct worker *w, struct conn *c)
 	/* PUT and DELETE of a challenge path: the gateway's, never relayed. */
 	policy_rest_ask(&h, &rest);
 	if (rest.asks) {
-		rest_request(w, c, &h, &rest);
+		if (!later(w, c))
+			rest_request(w, c, &h, &rest);
 		return;
 	}
 	policy_http01_ask(&h, &ask);
@@ -165,9 +189,10 @@ static void peek_request(struct worker *w, struct conn *c)
 				     ask.token.len, clock_wall_ms(), &w->entry) == 0)
 		e = &w->entry;
 	rule = policy_stateless_rule(&ask, &h, cfg);
-	if (answer_http01(w, c, &h, &ask,
-			  policy_http01(&ask, &h, e, rule, cfg->proxy.http_miss),
-			  e, rule))
+	act = policy_http01(&ask, &h, e, rule, cfg->proxy.http_miss);
+	if (act != POLICY_ANSWER && act != POLICY_STATELESS && later(w, c))
+		return;
+	if (answer_http01(w, c, &h, &ask, act, e, rule))
 		return;
 	upstream_forward(w, c, h.has_host ? h.host : NULL, h.host_len);
 }

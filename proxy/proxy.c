@@ -190,7 +190,9 @@ static int worker_setup(struct proxy *px, struct worker *w, unsigned id,
 	w->now_ms = clock_mono_ms();
 	w->max_conns = px->max_conns;
 	w->reserve = reserve_for(w->max_conns);
-	conn_slab_init(w, w->max_conns + 2 * w->reserve);
+	/* The descriptor room at one per slot, and the reserve again for
+	 * slots still closing (evict.h). */
+	conn_slab_init(w, worker_fd_room(w) + w->reserve);
 
 	w->nlisteners = (unsigned)(cfg->proxy.nhttp + cfg->proxy.nhttps);
 	w->listeners = calloc(w->nlisteners ? w->nlisteners : 1,

@@ -118,7 +118,7 @@ static void forward_to(struct worker *w, struct conn *c, size_t n)
 		conn_close(w, c, PS_CLOSE_RESET);
 		return;
 	}
-	if (!evict_for_relay(w)) {
+	if (!evict_for_relay(w, c)) {
 		no_relay(w, c, 503, "Service Unavailable", PS_CLOSE_OVER_CAP);
 		return;
 	}

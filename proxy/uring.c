@@ -38,6 +38,8 @@
 #define BGID 0
 #define BR_ENTRIES 256		/* slots of the buffer ring (a power of 2) */
 #define BR_STOCK_MIN 32		/* buffers kept in the ring at first */
+#define URGENT_ROUNDS 3		/* submit-and-reap rounds of a turn's first pass */
+#define TW_BATCH 512		/* deferred completions run per reap (see reap) */
 /* Accepts in flight per listener (at most 32: a bit each). */
 #define ACCEPT_DEPTH IO_ACCEPTED_PENDING_MAX
 
@@ -65,6 +67,7 @@ struct uring {
 	uint32_t nfree_bids;
 	void *bufs[BR_ENTRIES];		/* id -> the buffer given to the ring */
 	struct uaccept *acc;		/* by listener */
+	uint32_t *later;		/* a turn's CQEs left for its second pass */
 };
 
 static struct io_uring_sqe *get_sqe(struct worker *w)
@@ -259,7 +262,8 @@ static int uring_init(struct worker *w, char *err, size_t errlen)
 		return rc == -EINVAL ? -ENOSYS : rc;
 	}
 	u->acc = calloc(w->nlisteners ? w->nlisteners : 1, sizeof(*u->acc));
-	BUG_ON(!u->acc);
+	u->later = calloc(p.cq_entries, sizeof(*u->later));
+	BUG_ON(!u->acc || !u->later);
 	io_uring_register_ring_fd(&u->ring);
 	w->io_priv = u;
 	return 0;
@@ -277,6 +281,7 @@ static void uring_fini(struct worker *w)
 	for (uint32_t i = 0; i < BR_ENTRIES; i++)
 		free(u->bufs[i]);
 	free(u->acc);
+	free(u->later);
 	free(u);
 	w->io_priv = NULL;
 }
@@ -464,6 +469,46 @@ static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
 	conn_complete(w, c, op, s, cqe->res, buf);
 }
 
+/*
+ * Runs the ring's deferred completions, up to TW_BATCH, without waiting.
+ * Since Linux 6.13 a DEFER_TASKRUN ring runs only max(20, min_complete) of
+ * them per wait: asked for one completion, a turn under a flood would take
+ * in some 40 of the hundreds pending, and a validator's accept would wait
+ * several turns behind relay completions before it is even seen.
+ */
+static void reap(struct uring *u)
+{
+	struct __kernel_timespec now = { 0 };
+	struct io_uring_cqe *cqe;
+
+	(void)io_uring_wait_cqes(&u->ring, &cqe, TW_BATCH, &now, NULL);
+}
+
+/* Accepts and connections at the peek: the first pass of a turn. */
+static bool cqe_urgent(struct worker *w, const struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	enum io_op op = io_ud_op(ud);
+	struct io_conn *c;
+
+	if (op == IO_ACCEPT)
+		return true;
+	if (op == IO_IGNORE)
+		return false;
+	c = io_conn_at(w, io_ud_slot(ud), io_ud_gen(ud));
+	return c && conn_urgent(c);
+}
+
+/*
+ * A turn in two passes over its completions. First, accepts and
+ * connections at the peek; their requests (an answer, the next accepts
+ * and receives) go to the kernel at once, and what that completes at once
+ * (a receive whose bytes were already there) is taken in the same pass, up
+ * to URGENT_ROUNDS times: a validator's connection goes from accepted to
+ * answered within one turn. Then the relays' completions, and what those
+ * start. A challenge's answer so never waits behind a turn's worth of bulk
+ * copying or upstream connects.
+ */
 static void uring_wait(struct worker *w, unsigned timeout_ms)
 {
 	struct uring *u = w->io_priv;
@@ -472,7 +517,7 @@ static void uring_wait(struct worker *w, unsigned timeout_ms)
 		.tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
 	};
 	struct io_uring_cqe *cqe;
-	unsigned head, n = 0;
+	unsigned head, seen = 0, nlater = 0, mask = u->ring.cq.ring_mask;
 	int rc;
 
 	br_stock(w, u);
@@ -485,12 +530,32 @@ static void uring_wait(struct worker *w, unsigned timeout_ms)
 		/* Never spin on a ring that keeps failing. */
 		usleep(10000);
 	}
+	reap(u);
 	w->now_ms = clock_mono_ms();
-	io_uring_for_each_cqe(&u->ring, head, cqe) {
-		dispatch(w, cqe);
-		n++;
+	/* The CQ head stays put until the turn ends: seen counts from it. */
+	head = *u->ring.cq.khead;
+	for (unsigned round = 0;; round++) {
+		unsigned n = io_uring_cq_ready(&u->ring), urgent = 0;
+
+		for (; seen < n; seen++) {
+			cqe = &u->ring.cq.cqes[(head + seen) & mask];
+			if (cqe_urgent(w, cqe)) {
+				dispatch(w, cqe);
+				urgent++;
+			} else {
+				u->later[nlater++] = seen;
+			}
+		}
+		if (!urgent || round == URGENT_ROUNDS)
+			break;
+		io_uring_submit(&u->ring);
+		reap(u);
 	}
-	io_uring_cq_advance(&u->ring, n);
+	if (io_uring_sq_ready(&u->ring))
+		io_uring_submit(&u->ring);
+	for (unsigned i = 0; i < nlater; i++)
+		dispatch(w, &u->ring.cq.cqes[(head + u->later[i]) & mask]);
+	io_uring_cq_advance(&u->ring, seen);
 }
 
 const struct io_ops io_uring_ops = {

@@ -17,6 +17,9 @@
 #include "proxy/worker.h"
 
 #define LOOP_TICK_MS 100
+/* Deadlines handled per loop turn at most (worker_tick). */
+#define EXPIRE_BUDGET 256
+
 /* After an accept error, before accepting again on that listener. */
 #define ACCEPT_BACKOFF_MS 100
 
@@ -116,6 +119,53 @@ static void listeners_resume(struct worker *w)
 	}
 }
 
+/* ---- decisions that wait for the end of the turn ---------------------- */
+
+void worker_defer(struct worker *w, struct conn *c)
+{
+	BUG_ON(c->deferred);
+	c->deferred = true;
+	c->lnext = NULL;
+	c->lprev = w->later_tail;
+	if (w->later_tail)
+		w->later_tail->lnext = c;
+	else
+		w->later_head = c;
+	w->later_tail = c;
+	w->later_len++;
+}
+
+void worker_undefer(struct worker *w, struct conn *c)
+{
+	if (!c->deferred)
+		return;
+	if (c->lprev)
+		c->lprev->lnext = c->lnext;
+	else
+		w->later_head = c->lnext;
+	if (c->lnext)
+		c->lnext->lprev = c->lprev;
+	else
+		w->later_tail = c->lprev;
+	c->lprev = c->lnext = NULL;
+	c->deferred = false;
+	w->later_len--;
+}
+
+bool worker_run_deferred(struct worker *w)
+{
+	for (unsigned n = 0; n < DEFER_BUDGET && w->later_head; n++) {
+		struct conn *c = w->later_head;
+
+		worker_undefer(w, c);
+		/* Its decision again, from the same bytes, now carried out. */
+		c->decide_now = true;
+		peek_advance(w, c);
+		c->decide_now = false;
+	}
+	return w->later_len > 0;
+}
+
 /* ---- deadlines and draining ------------------------------------------- */
 
 static void expire(struct worker *w, struct conn *c)
@@ -144,13 +194,25 @@ static void expire(struct worker *w, struct conn *c)
 	}
 }
 
-static void worker_tick(struct worker *w)
+/*
+ * Deadlines past, EXPIRE_BUDGET a turn: thousands of connections opened
+ * together by a flood time out together, and closing them all in one turn
+ * would keep a validator's bytes waiting that long. Returns whether some
+ * are left for the next turn.
+ */
+static bool worker_tick(struct worker *w)
 {
+	unsigned n = 0;
+
 	for (int tl = TL_PEEK; tl < TL_COUNT; tl++) {
 		struct conn *c;
-		while ((c = w->timers[tl].head) && c->deadline_ms <= w->now_ms)
+		while ((c = w->timers[tl].head) && c->deadline_ms <= w->now_ms) {
+			if (n++ == EXPIRE_BUDGET)
+				return true;
 			expire(w, c);
+		}
 	}
+	return false;
 }
 
 /*
@@ -205,6 +267,7 @@ void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct proxy *px = w->px;
+	bool busy = false;		/* work left over: the next wait polls */
 
 	if (worker_start_io(w) != 0)
 		return NULL;
@@ -232,8 +295,9 @@ void *worker_main(void *arg)
 			if (w->active == 0 && !listeners_armed(w))
 				break;
 		}
-		w->io->wait(w, LOOP_TICK_MS);
-		worker_tick(w);
+		w->io->wait(w, busy ? 0 : LOOP_TICK_MS);
+		busy = worker_run_deferred(w);
+		busy |= worker_tick(w);
 		listeners_resume(w);
 		evict_log(w);
 		log_flush();

@@ -82,7 +82,7 @@ struct worker {
 	unsigned nlisteners;
 	bool accepting;
 
-	/* The slab: max_conns + reserve, and as many again closing (evict.h). */
+	/* The slab: the descriptor room, and the reserve again closing (evict.h). */
 	struct conn *conns;
 	uint32_t nconns_cap;
 	uint32_t max_conns;		/* relays at most */
@@ -96,6 +96,14 @@ struct worker {
 	uint32_t cap_evicted[2];	/* at the peek, relays */
 	uint32_t cap_refused[2];	/* no free slot, no relay idle */
 	uint64_t cap_logged_ms;
+
+	/*
+	 * Connections whose peek decided on something other than answering a
+	 * challenge, waiting for it to be carried out, first in first out
+	 * (linked through conn.lprev/lnext; one closing leaves the list).
+	 */
+	struct conn *later_head, *later_tail;
+	uint32_t later_len;
 
 	struct timer_head timers[TL_COUNT];
 	uint64_t now_ms;		/* monotonic, refreshed each loop turn */
@@ -132,6 +140,29 @@ struct proxy {
 };
 
 /* A relay buffer: the most recently freed one, else a new one. */
+/*
+ * A recognised challenge is answered in the loop turn that brought its
+ * last byte. What else a peek decides (a relay to set up, an error to
+ * answer, a miss, a refusal) is queued here and carried out after the
+ * turn's completions, DEFER_BUDGET a turn, oldest first: so however many
+ * connections a flood brings in one turn, a validator's answer is queued
+ * to the kernel before any of their upstream connects, and a turn stays
+ * short enough for the next validator's bytes to be read soon.
+ */
+#define DEFER_BUDGET 16
+struct conn;
+void worker_defer(struct worker *w, struct conn *c);
+/* c leaves the queue (it closes, or its turn came). */
+void worker_undefer(struct worker *w, struct conn *c);
+/* Carries out up to DEFER_BUDGET queued decisions; whether some remain. */
+bool worker_run_deferred(struct worker *w);
+
+/* Descriptors the worker's connections may hold (evict.h). */
+static inline uint32_t worker_fd_room(const struct worker *w)
+{
+	return 2 * w->max_conns + w->reserve;
+}
+
 static inline void *bufpool_get(struct worker *w)
 {
 	void *b = w->npool ? w->pool[--w->npool] : malloc(RELAY_BUF);
