@@ -655,9 +655,8 @@ out:
 	return why;
 }
 
-static void *one_check(void *arg)
+static void one_check(struct check *c)
 {
-	struct check *c = arg;
 	double deadline = c->start + o.timeout;
 	enum vfail r = c->tls ? check_tls(deadline) : check_http(deadline);
 	double end = now_s();
@@ -665,7 +664,60 @@ static void *one_check(void *arg)
 	c->result = end > deadline && r == V_OK ? V_TIMEOUT : r;
 	c->lat = end - c->start;
 	atomic_fetch_sub(&running, 1);
+}
+
+/*
+ * The checkers: threads started before the first check and kept, because
+ * a new thread's first TLS handshake pays for OpenSSL's per-thread set-up
+ * (its random generator among it), which is no part of the server's
+ * answer. A check waits for none: with every checker busy (answers slow to
+ * come), a new one is started for it.
+ */
+#define CHECKERS 32
+
+static pthread_mutex_t q_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t q_cv = PTHREAD_COND_INITIALIZER;
+static struct check **queue;	/* a ring as long as the checks */
+static int q_head, q_len, q_cap, idle;
+
+static void *checker(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&q_mu);
+	for (;;) {
+		while (q_len == 0) {
+			idle++;
+			pthread_cond_wait(&q_cv, &q_mu);
+			idle--;
+		}
+		struct check *c = queue[q_head];
+		q_head = (q_head + 1) % q_cap;
+		q_len--;
+		pthread_mutex_unlock(&q_mu);
+		one_check(c);
+		pthread_mutex_lock(&q_mu);
+	}
 	return NULL;
+}
+
+static bool start_checker(pthread_attr_t *at)
+{
+	pthread_t th;
+
+	return pthread_create(&th, at, checker, NULL) == 0;
+}
+
+/* Hands c to an idle checker, or to a new one; false when none starts. */
+static bool submit(struct check *c, pthread_attr_t *at)
+{
+	bool need;
+
+	pthread_mutex_lock(&q_mu);
+	queue[(q_head + q_len++) % q_cap] = c;
+	need = q_len > idle;
+	pthread_cond_signal(&q_cv);
+	pthread_mutex_unlock(&q_mu);
+	return !need || start_checker(at);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -734,13 +786,28 @@ static int run_validate(void)
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&at, 256 * 1024);
+	q_cap = total;
+	queue = calloc((size_t)total, sizeof(*queue));
+	if (!queue)
+		die("out of memory");
+	for (int i = 0; i < CHECKERS; i++)
+		if (!start_checker(&at))
+			die("pthread_create");
+	/* Every checker waiting before the schedule starts. */
+	for (;;) {
+		pthread_mutex_lock(&q_mu);
+		bool all = idle == CHECKERS;
+		pthread_mutex_unlock(&q_mu);
+		if (all)
+			break;
+		usleep(1000);
+	}
 	t0 = now_s();
 	/* http-01 checks on the schedule's whole steps, acme-tls/1 ones half a
 	 * step later: the two kinds never start together. */
 	while (!stopping && issued < total - 1) {
 		double due = t0 + (issued / 2) / o.rate + (issued % 2) / (2 * o.rate);
 		double now = now_s();
-		pthread_t th;
 
 		if (due - t0 >= o.seconds)
 			break;
@@ -757,11 +824,8 @@ static int run_validate(void)
 		c->lat = -1;
 		c->start = now_s();
 		atomic_fetch_add(&running, 1);
-		if (pthread_create(&th, &at, one_check, c) != 0) {
-			atomic_fetch_sub(&running, 1);
-			c->result = V_CONNECT;
-			c->lat = 0;
-		}
+		if (!submit(c, &at))
+			die("pthread_create");
 		issued++;
 	}
 	/* The last checks may take up to their timeout. */
