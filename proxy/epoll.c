@@ -15,7 +15,8 @@
  *      list (recv/send with MSG_DONTWAIT, a connect's SO_ERROR), queueing
  *      its result unless it would block; deliver queued results through
  *      conn_complete(), which starts new operations onto the ready list;
- *      again, a bounded number of rounds.
+ *      again, a bounded number of rounds. Each pass takes connections at
+ *      the peek first and a bounded number of the others (run_list, run).
  *   2. event_base_loop(EVLOOP_ONCE), bounded by timeout_ms with a timer,
  *      or non-blocking when work is left over; the callbacks only mark
  *      sides ready.
@@ -53,6 +54,7 @@
 
 #define NIL UINT32_MAX
 #define RUN_ROUNDS 16		/* run passes per loop turn */
+#define RUN_BUDGET 64		/* sides not at the peek run per run() */
 #define ACCEPT_BATCH 64		/* accepts per listener readiness */
 #define LISTEN_RETRY_MS 100	/* after event_add refused a listener */
 
@@ -129,6 +131,8 @@ struct ep {
 	uint32_t nsides;
 	uint32_t ready_head, ready_tail;
 	uint32_t done_head, done_tail;
+	uint32_t *urgent, *rest;	/* a pass's sides, by kind (run_list) */
+	unsigned spent;			/* sides not at the peek run by this run() */
 };
 
 /* ---- side records ------------------------------------------------------ */
@@ -490,21 +494,6 @@ static void side_cb(evutil_socket_t fd, short what, void *arg)
 		ready_push(e->ep, e);
 }
 
-static void run_ready(struct ep *ep)
-{
-	uint32_t idx = ep->ready_head;
-
-	/* Take the list as it is: what this pass starts waits for the next. */
-	ep->ready_head = ep->ready_tail = NIL;
-	while (idx != NIL) {
-		struct eside *e = side_at(ep, idx);
-
-		idx = e->ready_next;
-		e->in_ready = false;
-		attempt(ep, e);
-	}
-}
-
 /* Deletes the events of both sockets of a slot. */
 static void slot_unreg(struct ep *ep, uint32_t slot)
 {
@@ -572,18 +561,60 @@ static void deliver(struct ep *ep, struct eside *e)
 	}
 }
 
-static void run_done(struct ep *ep)
+/*
+ * The ready list (attempts) or the done list (deliveries), taken as it is:
+ * what a pass starts waits for the next. The sides of connections at the
+ * peek go first, then others while the run's RUN_BUDGET lasts; those left
+ * keep their place at the front of the list. So a validator's accept, read and answer
+ * never wait behind a pass's worth of bulk relaying, and a pass stays
+ * short enough for the next round to take in new connections soon.
+ */
+static inline uint32_t *link_of(struct eside *e, bool ready)
 {
-	uint32_t idx = ep->done_head;
+	return ready ? &e->ready_next : &e->done_next;
+}
 
-	ep->done_head = ep->done_tail = NIL;
-	while (idx != NIL) {
-		struct eside *e = side_at(ep, idx);
+static void run_one(struct ep *ep, uint32_t idx, bool ready)
+{
+	struct eside *e = side_at(ep, idx);
 
-		idx = e->done_next;
+	if (ready) {
+		e->in_ready = false;
+		attempt(ep, e);
+	} else {
 		e->in_done = false;
 		deliver(ep, e);
 	}
+}
+
+static void run_list(struct ep *ep, bool ready)
+{
+	uint32_t *head = ready ? &ep->ready_head : &ep->done_head;
+	uint32_t *tail = ready ? &ep->ready_tail : &ep->done_tail;
+	uint32_t idx = *head, nu = 0, nr = 0, i;
+
+	*head = *tail = NIL;
+	for (; idx != NIL; idx = *link_of(side_at(ep, idx), ready)) {
+		const struct eside *e = side_at(ep, idx);
+		const struct io_conn *c = io_conn_at(ep->w, idx >> 1, e->gen);
+
+		if (!c || conn_urgent(c))
+			ep->urgent[nu++] = idx;
+		else
+			ep->rest[nr++] = idx;
+	}
+	for (i = 0; i < nu; i++)
+		run_one(ep, ep->urgent[i], ready);
+	for (i = 0; i < nr && ep->spent < RUN_BUDGET; i++, ep->spent++)
+		run_one(ep, ep->rest[i], ready);
+	if (i == nr)
+		return;
+	for (uint32_t k = i; k + 1 < nr; k++)
+		*link_of(side_at(ep, ep->rest[k]), ready) = ep->rest[k + 1];
+	*link_of(side_at(ep, ep->rest[nr - 1]), ready) = *head;
+	if (*head == NIL)
+		*tail = ep->rest[nr - 1];
+	*head = ep->rest[i];
 }
 
 /* ---- accepting ---------------------------------------------------------- */
@@ -725,15 +756,23 @@ static bool has_work(const struct ep *ep)
 	return ep->ready_head != NIL || ep->done_head != NIL || ep->nlis_work;
 }
 
+/*
+ * Rounds until nothing is left, RUN_ROUNDS at most, or RUN_BUDGET sides
+ * not at the peek have run: new connections and bytes are only seen in
+ * the event loop between two runs, so a run must not last a flood's worth
+ * of relaying.
+ */
 static void run(struct ep *ep)
 {
-	for (unsigned round = 0; round < RUN_ROUNDS && has_work(ep); round++) {
+	ep->spent = 0;
+	for (unsigned round = 0; round < RUN_ROUNDS && has_work(ep) &&
+	     ep->spent < RUN_BUDGET; round++) {
 		if (ep->nlis_work)
 			run_listeners(ep);
 		if (ep->ready_head != NIL)
-			run_ready(ep);
+			run_list(ep, true);
 		if (ep->done_head != NIL)
-			run_done(ep);
+			run_list(ep, false);
 	}
 }
 
@@ -800,6 +839,8 @@ static void ep_free(struct ep *ep)
 		event_base_free(ep->base);
 	free(ep->lis);
 	free(ep->sides);
+	free(ep->urgent);
+	free(ep->rest);
 	free(ep);
 }
 
@@ -869,7 +910,9 @@ static int ep_init(struct worker *w, char *err, size_t errlen)
 		     ~(size_t)15;
 	ep->nsides = w->nconns_cap * 2;
 	ep->sides = calloc(ep->nsides, ep->stride);
-	BUG_ON(!ep->sides);
+	ep->urgent = calloc(ep->nsides, sizeof(*ep->urgent));
+	ep->rest = calloc(ep->nsides, sizeof(*ep->rest));
+	BUG_ON(!ep->sides || !ep->urgent || !ep->rest);
 	for (uint32_t i = 0; i < ep->nsides; i++) {
 		struct eside *e = side_at(ep, i);
 		e->ep = ep;

@@ -18,7 +18,7 @@
 
 #define LOOP_TICK_MS 100
 /* Deadlines handled per loop turn at most (worker_tick). */
-#define EXPIRE_BUDGET 256
+#define EXPIRE_BUDGET 64
 
 /* After an accept error, before accepting again on that listener. */
 #define ACCEPT_BACKOFF_MS 100
