@@ -9,6 +9,30 @@ from .common import PEERS, say
 from .scenarios import compared
 
 
+# What every chart of the bench starts with: a clustered histogram, a
+# panel per worker count. %-formatted with (height, png path).
+HISTOGRAM = """set terminal pngcairo size 1200,%d font "sans,9"
+set output "%s"
+set datafile missing "-"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set grid ytics
+set key top left
+"""
+
+
+def gnuplot(gp, png_path):
+    """Runs the script gp; png_path, or None when gnuplot failed."""
+    r = subprocess.run(["gnuplot", gp], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=60)
+    if r.returncode != 0:
+        say("gnuplot: " + r.stdout.strip()[-500:])
+        return None
+    return png_path
+
+
 def chart(ctx, results, png_path):
     """Ratios per scenario and peer, one panel per worker count."""
     if not shutil.which("gnuplot"):
@@ -31,21 +55,13 @@ def chart(ctx, results, png_path):
     gp = os.path.join(ctx.work, "ratios.gp")
     n = len(ctx.worker_counts)
     with open(gp, "w") as f:
-        f.write("""set terminal pngcairo size 1200,%d font "sans,9"
-set output "%s"
-set datafile missing "-"
-set style data histograms
-set style histogram clustered gap 1
-set style fill solid 0.8 border -1
-set boxwidth 0.9
-set grid ytics
-set yrange [0:*]
+        f.write(HISTOGRAM % (420 * n, png_path))
+        f.write("""set yrange [0:*]
 set xtics rotate by -35 left
 set bmargin 7
 set rmargin 8
-set key top left
 set multiplot layout %d,1 title "acme-edge ÷ peer, per core of server CPU (higher is better for acme-edge; memory inverted)"
-""" % (420 * n, png_path, n))
+""" % n)
         for i, w in enumerate(ctx.worker_counts):
             f.write('set title "workers=%d%s"\n' % (
                 w, " (both workers on one core)" if w > 1 else ""))
@@ -55,10 +71,5 @@ set multiplot layout %d,1 title "acme-edge ÷ peer, per core of server CPU (high
                     '1 with lines lc rgb "black" dt 2 notitle, '
                     '1.5 with lines lc rgb "red" dt 3 title "1.5×"\n' % (data, i, i, i))
         f.write("unset multiplot\n")
-    r = subprocess.run(["gnuplot", gp], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       text=True, timeout=60)
-    if r.returncode != 0:
-        say("gnuplot: " + r.stdout.strip()[-500:])
-        return None
-    return png_path
+    return gnuplot(gp, png_path)
 

@@ -13,6 +13,7 @@ import time
 from . import common
 from .accounting import backend_rows
 from .chart import chart
+from .flood_report import flood_chart, verdicts as flood_verdicts
 from .common import BENCH, TOP, die, say
 from .peers import Ports
 from .prepare import acme_edge_exe, build, compile_clients, install, make_certs, make_www
@@ -132,8 +133,13 @@ def finish(ctx, a, out, results, speed, errors, t0):
     stem = "%s-%s%s" % (ctx.date, ctx.host, "-quick" if a.quick else "")
     md = os.path.join(out, stem + ".md")
     png = chart(ctx, results, os.path.join(out, stem + ".png"))
-    trows, erows = report(ctx, results, speed, errors, md, png, wall)
-    say("== results: %s%s" % (md, (" and " + png) if png else ""))
+    fpng = flood_chart(ctx, results, os.path.join(out, stem + "-floods.png"))
+    trows, erows = report(ctx, results, speed, errors, md, png, wall, fpng)
+    say("== results: %s%s%s" % (md, (" and " + png) if png else "",
+                                 (" and " + fpng) if fpng else ""))
+    for row in flood_verdicts(results, ctx.worker_counts):
+        say("   %-15s w%d %-15s validator p99 %6.1f ms, better peer %s: %s" % (
+            row[0], row[1], row[2], row[3], "%.1f ms" % row[4] if row[4] else "—", row[7]))
     for row in trows + erows:
         say("   %-62s w%d %-22s %-12s %s" % row)
     for w, sid, _, kind, cells in backend_rows(ctx, results, ctx.worker_counts):

@@ -10,6 +10,7 @@ from .accounting import (added_latency, backend_rows, cpu_per_op, epoll_verdicts
                          med, per_core, ratio_summary, target_rows)
 from .common import (ACME_NAME, BENCH, CHAL_PATH, EPOLL, EPOLL_PAR, EPOLL_PAR_SCENARIOS, KA,
                      KA_SHA, PASS_NAME, PEERS, SERVERS)
+from .flood_report import flood_section
 from .proc import CLIENT_CPU, SERVER_CPU, sh
 from .scenarios import of_kind
 
@@ -73,7 +74,7 @@ def backends_text(ctx, name):
     return ", ".join("workers=%d: %s" % (w, b) for w, b in sorted(seen.items()))
 
 
-def report(ctx, results, speed, errors, md_path, png_path, wall):
+def report(ctx, results, speed, errors, md_path, png_path, wall, flood_png=None):
     """Writes the results file; returns the verdict rows (targets, epoll)."""
     workers = ctx.worker_counts
     v = versions(ctx)
@@ -86,6 +87,7 @@ def report(ctx, results, speed, errors, md_path, png_path, wall):
         L += throughput_section(ctx, results, w)
     L += latency_section(results, workers)
     L += cluster_section(results, workers)
+    L += flood_section(ctx, results, workers, flood_png)
     L += memory_section(ctx, results, workers)
     L += bounds_section(ctx, results)
     L += speed_section(speed)

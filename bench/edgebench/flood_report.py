@@ -1,0 +1,187 @@
+"""The results of the flood scenarios: their section of the results file,
+their verdicts, and their chart (validator p99 per scenario and server)."""
+import os
+import shutil
+
+from .accounting import med
+from .chart import HISTOGRAM, gnuplot
+from .common import EPOLL
+from .flood import SIZES, VALIDATOR_RATE, flood_secs
+from .scenarios import of_kind
+
+# What acme-edge is held to under every flood.
+P99_MAX_MS = 10.0
+PEER_RATIO = 0.25       # acme-edge's p99 ≤ this × the better peer's ...
+PEER_FLOOR_MS = 5.0     # ... where either peer's p99 exceeds this
+PEERS = ("nginx", "haproxy")
+ACME_EDGES = ("acme-edge", EPOLL)
+
+
+def runs_of(results, w, sid, server):
+    return [r for r in results.get((w, sid, server), []) if not r.get("error")]
+
+
+def stat(runs, key):
+    """Median over the runs of one validator figure (ms), with min and max."""
+    xs = [r["lat"][key] for r in runs]
+    return (med(xs), min(xs), max(xs)) if xs else None
+
+
+def fmt_ms(s):
+    if s is None:
+        return "—"
+    m, lo, hi = s
+    if lo == hi:
+        return "%.1f" % m
+    return "%.1f (%.1f–%.1f)" % (m, lo, hi)
+
+
+def background(runs):
+    """What the flood kept up, median over the runs, one phrase per part."""
+    if not runs or not runs[0].get("bg"):
+        return "—"
+    out = []
+    for part in sorted(runs[0]["bg"]):
+        unit = runs[0]["bg"][part][0]
+        v = med([r["bg"][part][1] for r in runs if part in r.get("bg", {})])
+        if unit == "held":
+            out.append("%s %s held" % (part, "{:,.0f}".format(v)))
+        elif unit == "per s":
+            out.append("%s {:,.0f}/s".format(v) % part)
+        else:
+            out.append("%s %.0f MiB/s" % (part, v))
+    return "; ".join(out)
+
+
+def verdicts(results, workers):
+    """Rows (scenario, workers, acme-edge p99, better peer p99, ratio, verdict)
+    for each acme-edge instance."""
+    rows = []
+    for sc in of_kind("flood"):
+        if sc.id == "flood-none":
+            continue
+        for w in workers:
+            peer_p99 = [stat(runs_of(results, w, sc.id, p), "99") for p in PEERS]
+            peer_p99 = [s[0] for s in peer_p99 if s]
+            best = min(peer_p99) if peer_p99 else None
+            for ae in ACME_EDGES:
+                runs = runs_of(results, w, sc.id, ae)
+                s = stat(runs, "99")
+                if not s:
+                    continue
+                fails = sum(r["fail"] for r in runs)
+                ratio = s[0] / best if best else None
+                ok = fails == 0 and s[0] <= P99_MAX_MS
+                if best is not None and max(peer_p99) > PEER_FLOOR_MS:
+                    ok = ok and ratio <= PEER_RATIO
+                rows.append((sc.id, w, ae, s[0], best, ratio, fails,
+                             "met" if ok else "not met"))
+    return rows
+
+
+def flood_section(ctx, results, workers, png):
+    scs = of_kind("flood")
+    if not any(runs_of(results, w, sc.id, s) for sc in scs for w in workers
+               for s in ACME_EDGES + PEERS):
+        return []
+    L = ["## Validators under floods", ""]
+    L.append(
+        "Each server is set up as the same challenge gateway on two ports: port 80 "
+        "answers http-01 and relays the rest, port 443 answers acme-tls/1 (nginx and "
+        "HAProxy through a local TLS listener chosen by ALPN) and passes the rest "
+        "through by name; acme-edge runs its default limits. While a flood runs from "
+        "the client CPU, a validator makes %d http-01 GETs and %d acme-tls/1 handshakes "
+        "a second for %d s, each on a new connection as a CA does, started on schedule "
+        "whatever the earlier ones are doing, each answer checked (the key authorization; "
+        "ALPN and the acmeIdentifier), with 10 s allowed. Latency runs from `socket()` "
+        "to the checked answer. The validator runs at real-time priority so that the "
+        "floods' competition for the client CPU is not measured, and idle CPUs are kept "
+        "from halting (`/dev/cpu_dma_latency` = 0%s), so that no server is charged "
+        "with a virtual CPU's wake-up. `flood-none` is the validator alone: its floor, "
+        "mostly the client's own TLS handshake." % (
+            VALIDATOR_RATE, VALIDATOR_RATE, flood_secs(ctx),
+            "" if getattr(ctx, "cpus_awake", True) else "; **not possible here**"))
+    L.append("")
+    L.append("The floods: idle %s connections that never send (%d processes); slow %s "
+             "connections sending a byte every %.0f s; newconn %d concurrent new :443 "
+             "passthrough connections to an upstream that answers and closes; bulk %d "
+             "relayed connections fetching 1 MiB back to back; garbage %d concurrent "
+             "connections sending invalid ClientHellos, oversized heads and bad PROXY "
+             "headers; mixed, all at once. Each server's listeners, routes and timeouts: "
+             "bench/edgebench/peers/." % (
+                 "{:,}".format(SIZES["idle"]["conns"]), SIZES["idle"]["procs"],
+                 "{:,}".format(SIZES["slow"]["conns"]), SIZES["slow"]["interval_ms"] / 1000,
+                 SIZES["newconn"]["conc"], SIZES["bulk"]["conns"], SIZES["garbage"]["conc"]))
+    L.append("")
+    for w in workers:
+        L.append("### workers=%d" % w)
+        L.append("")
+        L.append("| flood | server | validator p50 ms | p99 ms | max ms | failed | "
+                 "http-01 p99 | acme-tls/1 p99 | the flood kept up |")
+        L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for sc in scs:
+            for s in ACME_EDGES + PEERS:
+                runs = runs_of(results, w, sc.id, s)
+                if not runs:
+                    continue
+                L.append("| %s | %s | %s | %s | %.1f | %d of %d | %.1f | %.1f | %s |" % (
+                    sc.id, s, fmt_ms(stat(runs, "50")), fmt_ms(stat(runs, "99")),
+                    max(r["lat"]["max"] for r in runs), sum(r["fail"] for r in runs),
+                    sum(r["n"] for r in runs), med([r["http"]["99"] for r in runs]),
+                    med([r["tls"]["99"] for r in runs]), background(runs)))
+        L.append("")
+    L.append("Held to: no failure, p99 ≤ %.0f ms, and p99 ≤ %.0f %% of the better peer's "
+             "wherever a peer's exceeds %.0f ms." % (P99_MAX_MS, PEER_RATIO * 100,
+                                                   PEER_FLOOR_MS))
+    L.append("")
+    L.append("| flood | workers | instance | p99 ms | better peer's p99 ms | ratio | "
+             "failed | verdict |")
+    L.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for sid, w, ae, p99, best, ratio, fails, v in verdicts(results, workers):
+        L.append("| %s | %d | %s | %.1f | %s | %s | %d | %s |" % (
+            sid, w, ae, p99, "%.1f" % best if best else "—",
+            "%.2f" % ratio if ratio else "—", fails, v))
+    L.append("")
+    if png:
+        L += ["![validator p99 under floods](%s)" % os.path.basename(png), ""]
+    return L
+
+
+def flood_chart(ctx, results, png_path):
+    """Validator p99 per flood and server, log scale, a panel per worker count."""
+    scs = [sc for sc in of_kind("flood")]
+    servers = [s for s in ACME_EDGES + PEERS
+               if any(runs_of(results, w, sc.id, s) for w in ctx.worker_counts for sc in scs)]
+    if not shutil.which("gnuplot") or not servers:
+        return None
+    data = os.path.join(ctx.work, "floods.dat")
+    with open(data, "w") as f:
+        for w in ctx.worker_counts:
+            f.write("# workers=%d\n" % w)
+            for sc in scs:
+                vals = []
+                for s in servers:
+                    st = stat(runs_of(results, w, sc.id, s), "99")
+                    vals.append("%.3f" % st[0] if st else "-")
+                f.write('"%s" %s\n' % (sc.id[len("flood-"):], " ".join(vals)))
+            f.write("\n\n")
+    gp = os.path.join(ctx.work, "floods.gp")
+    n = len(ctx.worker_counts)
+    with open(gp, "w") as f:
+        f.write(HISTOGRAM % (380 * n, png_path))
+        f.write("""set logscale y
+set yrange [1:*]
+set ytics (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+set ylabel "validator p99, ms (log scale)"
+set multiplot layout %d,1 title "Validator p99 under each flood (lower is better; the dashed line is %.0f ms)"
+""" % (n, P99_MAX_MS))
+        for i, w in enumerate(ctx.worker_counts):
+            f.write('set title "workers=%d%s"\n' % (
+                w, " (both workers on one core)" if w > 1 else ""))
+            cols = ", ".join('"%s" index %d using %d%s title "%s"' % (
+                data if j == 0 else "", i, j + 2, ":xtic(1)" if j == 0 else "", s)
+                for j, s in enumerate(servers))
+            f.write("plot %s, %.0f with lines lc rgb \"black\" dt 2 notitle\n" % (
+                cols, P99_MAX_MS))
+        f.write("unset multiplot\n")
+    return gnuplot(gp, png_path)
