@@ -278,7 +278,7 @@ bool conn_urgent(const struct io_conn *ic)
 						     offsetof(struct conn, io));
 
 	return c->state == ST_PEEK || c->state == ST_ANSWER ||
-	       c->state == ST_ACME_TLS;
+	       c->state == ST_ACME_TLS || c->state == ST_CLOSING;
 }
 
 bool conn_complete(struct worker *w, struct io_conn *ic, enum io_op op,

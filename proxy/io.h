@@ -183,11 +183,13 @@ struct io_conn *io_conn_at(struct worker *w, uint32_t slot, uint32_t gen);
 
 /*
  * Whether c's completions go first in a loop turn: it is at the peek,
- * being read or answered (as every validator's connection is), not
- * relaying, lingering after an answer or closing. A connection only ever
- * goes from urgent to not, or stays, so a backend that delivers the
- * urgent completions of a turn before the others still delivers each
- * connection's completions in order.
+ * being read or answered (as every validator's connection is), or closing
+ * (its slot is what a new connection needs when a flood churns), not
+ * relaying or lingering after an answer. A connection goes from urgent to
+ * not, never back, except into closing, whose completions only count down
+ * to its release and may come in any order. So a backend that delivers
+ * the urgent completions of a turn before the others still delivers every
+ * connection's completions in an order it can use.
  */
 bool conn_urgent(const struct io_conn *c);
 

@@ -40,6 +40,7 @@
 #define BR_STOCK_MIN 32		/* buffers kept in the ring at first */
 #define URGENT_ROUNDS 3		/* submit-and-reap rounds of a turn's first pass */
 #define TW_BATCH 512		/* deferred completions run per reap (see reap) */
+#define REAP_AFTER 16		/* a wait bringing this many may have left some */
 /* Accepts in flight per listener (at most 32: a bit each). */
 #define ACCEPT_DEPTH IO_ACCEPTED_PENDING_MAX
 
@@ -530,7 +531,9 @@ static void uring_wait(struct worker *w, unsigned timeout_ms)
 		/* Never spin on a ring that keeps failing. */
 		usleep(10000);
 	}
-	reap(u);
+	/* A wait that brought few completions left none behind. */
+	if (io_uring_cq_ready(&u->ring) >= REAP_AFTER)
+		reap(u);
 	w->now_ms = clock_mono_ms();
 	/* The CQ head stays put until the turn ends: seen counts from it. */
 	head = *u->ring.cq.khead;
@@ -546,12 +549,13 @@ static void uring_wait(struct worker *w, unsigned timeout_ms)
 				u->later[nlater++] = seen;
 			}
 		}
-		if (!urgent || round == URGENT_ROUNDS)
+		/* With no relay work to go ahead of, the next wait submits. */
+		if (!urgent || !nlater || round == URGENT_ROUNDS)
 			break;
 		io_uring_submit(&u->ring);
 		reap(u);
 	}
-	if (io_uring_sq_ready(&u->ring))
+	if (nlater && io_uring_sq_ready(&u->ring))
 		io_uring_submit(&u->ring);
 	for (unsigned i = 0; i < nlater; i++)
 		dispatch(w, &u->ring.cq.cqes[(head + u->later[i]) & mask]);

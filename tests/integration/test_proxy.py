@@ -2047,6 +2047,28 @@ class CapTest(GatewayCase):
         self.assertEqual(json.loads(body)["upstream"], "app-http")
         self.metric_deltas(m0, {M(REFUSED, reason="evicted_at_cap"): 1})
 
+    def test_idle_clients_fill_the_descriptor_room_before_any_is_closed(self):
+        # A connection at the peek holds one descriptor, a relay two: with no
+        # relay open, the room (2 x CAP + the reserve) holds that many idle
+        # clients, none closed to make room (each one closed would be a
+        # reconnect to take in). Counting connections, the cap used to close
+        # one for each past CAP + the reserve.
+        room = 2 * CAP + CAP_RESERVE
+        m0 = self.gw.metrics()
+        for i in range(room - 4):
+            self.held.append(connect(self.gw.https if i % 2 else self.gw.http))
+        self.gw.wait_metric(M("acmeedge_proxy_connections_active"),
+                            lambda v: v >= room - 4, timeout=10)
+        self._validators_answered("idle clients filling the room")
+        self.metric_deltas(m0, {M(REFUSED, reason="evicted_at_cap"): 0})
+        for s in self.held:
+            self.assertFalse(closed_without_data(s, 0.01), "an idle client was closed")
+        # Past the room, the one at the peek longest makes room for a new one.
+        for _ in range(6):
+            self.held.append(connect(self.gw.http))
+        time.sleep(0.3)
+        self.assertTrue(closed_without_data(self.held[0], 2), "the oldest was not closed")
+
     def test_slow_upstream_connects(self):
         self._hold(self.gw.http, http_req("GET", "/held", "silent.test", close=False))
         time.sleep(0.3)
