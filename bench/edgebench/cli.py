@@ -13,7 +13,8 @@ import time
 from . import common
 from .accounting import backend_rows
 from .chart import chart
-from .flood_report import flood_chart, verdicts as flood_verdicts
+from .flood_report import flood_chart, verdicts as flood_verdicts, wrong_answers as \
+    flood_wrong_answers
 from .common import BENCH, TOP, die, say
 from .peers import Ports
 from .prepare import acme_edge_exe, build, compile_clients, install, make_certs, make_www
@@ -155,8 +156,11 @@ def finish(ctx, a, out, results, speed, errors, t0):
             missing.append("workers=%d %s %s" % (w, sid, s))
     if missing:
         say("bench/run: could not run: " + "; ".join(missing))
+    wrong = flood_wrong_answers(results)
+    if wrong:
+        say("bench/run: validators got wrong answers or none: " + "; ".join(wrong))
     say("== done in %.0f s" % (time.monotonic() - t0))
-    return not missing
+    return not missing and not wrong
 
 
 def main(description):

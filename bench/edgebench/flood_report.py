@@ -6,7 +6,7 @@ import shutil
 from .accounting import med
 from .chart import HISTOGRAM, gnuplot
 from .common import EPOLL
-from .flood import SIZES, VALIDATOR_RATE, flood_secs
+from .flood import SIZES, VALIDATOR_RATE, flood_secs, realtime
 from .scenarios import of_kind
 
 # What acme-edge is held to under every flood.
@@ -53,6 +53,27 @@ def background(runs):
     return "; ".join(out)
 
 
+# A validator's check that got an answer, and a wrong one.
+WRONG = ("status", "body", "handshake", "alpn", "ident")
+
+
+def wrong_answers(results):
+    """What fails a bench run whatever its timings: any validator check
+    acme-edge did not pass, and any wrong answer from any server (a peer
+    may run out of connections and time out under a flood; it must not
+    answer wrongly)."""
+    out = []
+    for (w, sid, s), runs in sorted(results.items()):
+        for r in runs:
+            if r.get("error") or "fails" not in r:
+                continue
+            bad = {k: v for k, v in r["fails"].items()
+                   if s in ACME_EDGES or k in WRONG}
+            if bad:
+                out.append("workers=%d %s %s: %s" % (w, sid, s, bad))
+    return out
+
+
 def verdicts(results, workers):
     """Rows (scenario, workers, acme-edge p99, better peer p99, ratio, verdict)
     for each acme-edge instance."""
@@ -94,12 +115,14 @@ def flood_section(ctx, results, workers, png):
         "a second for %d s, each on a new connection as a CA does, started on schedule "
         "whatever the earlier ones are doing, each answer checked (the key authorization; "
         "ALPN and the acmeIdentifier), with 10 s allowed. Latency runs from `socket()` "
-        "to the checked answer. The validator runs at real-time priority so that the "
+        "to the checked answer. The validator runs at real-time priority%s so that the "
         "floods' competition for the client CPU is not measured, and idle CPUs are kept "
         "from halting (`/dev/cpu_dma_latency` = 0%s), so that no server is charged "
         "with a virtual CPU's wake-up. `flood-none` is the validator alone: its floor, "
         "mostly the client's own TLS handshake." % (
             VALIDATOR_RATE, VALIDATOR_RATE, flood_secs(ctx),
+            "" if realtime() else " (**refused here: figures include the client's "
+            "scheduling**)",
             "" if getattr(ctx, "cpus_awake", True) else "; **not possible here**"))
     L.append("")
     L.append("The floods: idle %s connections that never send (%d processes); slow %s "
