@@ -564,10 +564,10 @@ static void deliver(struct ep *ep, struct eside *e)
 /*
  * The ready list (attempts) or the done list (deliveries), taken as it is:
  * what a pass starts waits for the next. The sides of connections at the
- * peek go first, then others while the run's RUN_BUDGET lasts; those left
- * keep their place at the front of the list. So a validator's accept, read and answer
- * never wait behind a pass's worth of bulk relaying, and a pass stays
- * short enough for the next round to take in new connections soon.
+ * peek (and closing ones, whose slots new connections need) go first, then
+ * others while the run's RUN_BUDGET lasts; those left keep their place at
+ * the front of the list. So a validator's accept, read and answer never
+ * wait behind a pass's worth of bulk relaying.
  */
 static inline uint32_t *link_of(struct eside *e, bool ready)
 {

@@ -16,17 +16,23 @@ static struct conn *oldest(struct worker *w, enum timer_list a,
 	return timer_armed_at(w, x) <= timer_armed_at(w, y) ? x : y;
 }
 
-/* The connection at the peek longest, other than spare (NULL: none). */
+/*
+ * Closes the connection at the peek longest, other than spare (the one
+ * about to become a relay, itself still at the peek).
+ */
 static void evict_at_peek(struct worker *w, const struct conn *spare)
 {
 	/* Every connection at the peek is on one of these two lists. */
 	struct conn *victim = oldest(w, TL_PEEK, TL_LINGER);
 
 	if (victim && victim == spare) {
-		struct conn *other = victim->tlist == TL_PEEK ? w->timers[TL_LINGER].head
-							      : w->timers[TL_PEEK].head;
+		/* The next in spare's list, or the other list's head. */
+		struct conn *other = w->timers[victim->tlist == TL_PEEK ? TL_LINGER
+									  : TL_PEEK].head;
+
 		victim = victim->tnext;
-		if (!victim || (other && timer_armed_at(w, other) <= timer_armed_at(w, victim)))
+		if (!victim || (other && timer_armed_at(w, other) <=
+						 timer_armed_at(w, victim)))
 			victim = other;
 	}
 	if (victim) {
