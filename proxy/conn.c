@@ -44,20 +44,9 @@ static uint32_t timeout_of(const struct worker *w, enum timer_list tl)
 
 void timer_unlink(struct worker *w, struct conn *c)
 {
-	struct timer_head *t;
-
 	if (c->tlist == TL_NONE)
 		return;
-	t = &w->timers[c->tlist];
-	if (c->tprev)
-		c->tprev->tnext = c->tnext;
-	else
-		t->head = c->tnext;
-	if (c->tnext)
-		c->tnext->tprev = c->tprev;
-	else
-		t->tail = c->tprev;
-	c->tprev = c->tnext = NULL;
+	conn_list_remove(&w->timers[c->tlist], c, offsetof(struct conn, timer));
 	c->tlist = TL_NONE;
 }
 
@@ -69,18 +58,10 @@ void timer_unlink(struct worker *w, struct conn *c)
  */
 void timer_arm(struct worker *w, struct conn *c, enum timer_list tl)
 {
-	struct timer_head *t = &w->timers[tl];
-
 	timer_unlink(w, c);
 	c->tlist = (uint8_t)tl;
 	c->deadline_ms = w->now_ms + timeout_of(w, tl);
-	c->tprev = t->tail;
-	c->tnext = NULL;
-	if (t->tail)
-		t->tail->tnext = c;
-	else
-		t->head = c;
-	t->tail = c;
+	conn_list_append(&w->timers[tl], c, offsetof(struct conn, timer));
 }
 
 uint64_t timer_armed_at(const struct worker *w, const struct conn *c)

@@ -40,6 +40,13 @@
 #include "proxy/io.h"
 #include "proxy/worker.h"
 
+struct conn;
+
+/* One connection's links in a list of them (struct conn_list). */
+struct conn_link {
+	struct conn *prev, *next;
+};
+
 /* Bytes of client input a connection first allocates. */
 #define CONN_IN_INITIAL 2048
 
@@ -137,13 +144,53 @@ struct conn {
 	uint32_t requests;	/* answered on this connection */
 
 	/* The worker's queue of decisions waiting (deferred). */
-	struct conn *lprev, *lnext;
+	struct conn_link later;
 
 	/* Timer list membership: deadlines in a list are in arm order. */
 	uint8_t tlist;
 	uint64_t deadline_ms;
-	struct conn *tprev, *tnext;
+	struct conn_link timer;
 };
+
+/*
+ * The lists a connection is on (a timer list, the deferred queue), each
+ * through its own links: off is offsetof(struct conn, timer) or
+ * offsetof(struct conn, later).
+ */
+static inline struct conn_link *conn_link_at(struct conn *c, size_t off)
+{
+	return (struct conn_link *)((char *)c + off);
+}
+
+static inline void conn_list_append(struct conn_list *l, struct conn *c,
+				    size_t off)
+{
+	struct conn_link *k = conn_link_at(c, off);
+
+	k->prev = l->tail;
+	k->next = NULL;
+	if (l->tail)
+		conn_link_at(l->tail, off)->next = c;
+	else
+		l->head = c;
+	l->tail = c;
+}
+
+static inline void conn_list_remove(struct conn_list *l, struct conn *c,
+				    size_t off)
+{
+	struct conn_link *k = conn_link_at(c, off);
+
+	if (k->prev)
+		conn_link_at(k->prev, off)->next = k->next;
+	else
+		l->head = k->next;
+	if (k->next)
+		conn_link_at(k->next, off)->prev = k->prev;
+	else
+		l->tail = k->prev;
+	k->prev = k->next = NULL;
+}
 
 static inline struct conn *conn_of(struct io_conn *ic)
 {

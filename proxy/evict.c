@@ -30,7 +30,7 @@ static void evict_at_peek(struct worker *w, const struct conn *spare)
 		struct conn *other = w->timers[victim->tlist == TL_PEEK ? TL_LINGER
 									  : TL_PEEK].head;
 
-		victim = victim->tnext;
+		victim = victim->timer.next;
 		if (!victim || (other && timer_armed_at(w, other) <=
 						 timer_armed_at(w, victim)))
 			victim = other;

@@ -125,13 +125,7 @@ void worker_defer(struct worker *w, struct conn *c)
 {
 	BUG_ON(c->deferred);
 	c->deferred = true;
-	c->lnext = NULL;
-	c->lprev = w->later_tail;
-	if (w->later_tail)
-		w->later_tail->lnext = c;
-	else
-		w->later_head = c;
-	w->later_tail = c;
+	conn_list_append(&w->later, c, offsetof(struct conn, later));
 	w->later_len++;
 }
 
@@ -139,23 +133,15 @@ void worker_undefer(struct worker *w, struct conn *c)
 {
 	if (!c->deferred)
 		return;
-	if (c->lprev)
-		c->lprev->lnext = c->lnext;
-	else
-		w->later_head = c->lnext;
-	if (c->lnext)
-		c->lnext->lprev = c->lprev;
-	else
-		w->later_tail = c->lprev;
-	c->lprev = c->lnext = NULL;
+	conn_list_remove(&w->later, c, offsetof(struct conn, later));
 	c->deferred = false;
 	w->later_len--;
 }
 
 bool worker_run_deferred(struct worker *w)
 {
-	for (unsigned n = 0; n < DEFER_BUDGET && w->later_head; n++) {
-		struct conn *c = w->later_head;
+	for (unsigned n = 0; n < DEFER_BUDGET && w->later.head; n++) {
+		struct conn *c = w->later.head;
 
 		worker_undefer(w, c);
 		/* Its decision again, from the same bytes, now carried out. */

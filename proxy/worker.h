@@ -64,7 +64,8 @@ struct listener {
 	struct sockaddr_storage addr;
 };
 
-struct timer_head {
+/* A list of connections linked through one struct conn_link of each (conn.h). */
+struct conn_list {
 	struct conn *head, *tail;
 };
 
@@ -100,12 +101,12 @@ struct worker {
 	/*
 	 * Connections whose peek decided on something other than answering a
 	 * challenge, waiting for it to be carried out, first in first out
-	 * (linked through conn.lprev/lnext; one closing leaves the list).
+	 * (linked through conn.later; one closing leaves the list).
 	 */
-	struct conn *later_head, *later_tail;
+	struct conn_list later;
 	uint32_t later_len;
 
-	struct timer_head timers[TL_COUNT];
+	struct conn_list timers[TL_COUNT];
 	uint64_t now_ms;		/* monotonic, refreshed each loop turn */
 	uint64_t stop_deadline_ms;	/* when draining: force-close after */
 	bool draining;
