@@ -535,6 +535,8 @@ static int key_proxy(struct load_ctx *c, const char *k, const char *v)
 	}
 	if (strcmp(k, "peek_timeout") == 0)
 		return parse_duration(c, k, v, 100, 600000, &cfg->proxy.peek_timeout_ms);
+	if (strcmp(k, "defer_accept") == 0)
+		return parse_duration(c, k, v, 0, 600000, &cfg->proxy.defer_accept_ms);
 	if (strcmp(k, "connect_timeout") == 0)
 		return parse_duration(c, k, v, 100, 600000,
 				      &cfg->proxy.connect_timeout_ms);
@@ -1035,6 +1037,13 @@ static void cfg_defaults(struct cfg *cfg)
 	cfg->api.sweep_interval_ms = 5000;
 	cfg->proxy.workers = 0;
 	cfg->proxy.peek_timeout_ms = 10000;
+	/*
+	 * Clients speak first on both ports, so a connection that has sent
+	 * nothing waits in the kernel's queue (no descriptor, no slot) until
+	 * its first byte; 15 s is a point of the SYN-ACK retransmission
+	 * schedule the kernel rounds to (1, 3, 7, 15, 31 s ...).
+	 */
+	cfg->proxy.defer_accept_ms = 15000;
 	cfg->proxy.connect_timeout_ms = 5000;
 	cfg->proxy.idle_timeout_ms = 300000;
 	cfg->proxy.grace_ms = 30000;

@@ -150,6 +150,7 @@ struct cfg {
 		enum cfg_miss http_miss;
 		enum cfg_miss tls_miss;
 		uint32_t peek_timeout_ms;
+		uint32_t defer_accept_ms;	/* 0: accept at the handshake */
 		uint32_t connect_timeout_ms;
 		uint32_t idle_timeout_ms;
 		uint32_t grace_ms;

@@ -32,7 +32,12 @@
 #include "proxy/worker.h"
 
 #define RETIRE_MS 2000
-#define LISTEN_BACKLOG 4096
+/*
+ * The kernel caps it at net.core.somaxconn. It bounds the accept queue and
+ * the handshakes defer_accept keeps waiting before SYN cookies take over,
+ * so the host's limit, not ours, is the one that counts.
+ */
+#define LISTEN_BACKLOG 65535
 /* Descriptors a proxy process holds besides its workers' (stdio, store...). */
 #define FD_PROCESS 64
 /* And a worker besides its connections and listeners (ring, event base). */
@@ -69,10 +74,10 @@ static struct live_cfg *live_cfg_new(struct cfg *cfg)
 	return lc;
 }
 
-static int listen_on(const struct cfg_addr *a)
+static int listen_on(const struct cfg_addr *a, uint32_t defer_ms)
 {
 	char addr[ADDR_STRLEN];
-	int one = 1, fd;
+	int one = 1, fd, defer_s = (int)((defer_ms + 999) / 1000);
 
 	fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -84,6 +89,15 @@ static int listen_on(const struct cfg_addr *a)
 		goto fail;
 	/* Inherited by every accepted socket (Linux), saving a call each. */
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+		goto fail;
+	/*
+	 * A connection that has sent nothing stays a request in the kernel's
+	 * queue, costing no descriptor, until its first byte or defer_s; a
+	 * flood of idle clients past the queue's length is accepted as usual
+	 * (SYN cookies) and meets the peek timeout and the cap.
+	 */
+	if (defer_s > 0 && setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT,
+				      &defer_s, sizeof(defer_s)) != 0)
 		goto fail;
 	if (a->sa.ss_family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)
@@ -207,7 +221,7 @@ static int worker_setup(struct proxy *px, struct worker *w, unsigned id,
 			struct listener *l = &w->listeners[n];
 			l->https = https;
 			l->addr = addrs[i].sa;
-			l->fd = listen_on(&addrs[i]);
+			l->fd = listen_on(&addrs[i], cfg->proxy.defer_accept_ms);
 			if (l->fd < 0)
 				return -1;
 		}
@@ -256,10 +270,11 @@ static void reload(struct proxy *px, struct retired *ret, size_t *nret)
 		   next->proxy.nhttps * sizeof(*next->proxy.https)) ||
 	    next->proxy.workers != cur->proxy.workers ||
 	    next->proxy.max_connections != cur->proxy.max_connections ||
+	    next->proxy.defer_accept_ms != cur->proxy.defer_accept_ms ||
 	    strcmp(next->store.path, cur->store.path))
-		log_warn("proxy: listeners, workers, max_connections and [store] "
-			 "change only on restart; routes, upstreams, policies and "
-			 "timeouts change now");
+		log_warn("proxy: listeners, defer_accept, workers, "
+			 "max_connections and [store] change only on restart; "
+			 "routes, upstreams, policies and timeouts change now");
 	struct live_cfg *old = atomic_exchange(&px->live, live_cfg_new(next));
 	if (*nret < 64) {
 		ret[*nret].lc = old;

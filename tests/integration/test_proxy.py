@@ -33,6 +33,7 @@ import json
 import os
 import re
 import resource
+import select
 import selectors
 import shutil
 import signal
@@ -1979,8 +1980,10 @@ def read_http(sock, timeout=5.0):
 
 class CapTest(GatewayCase):
     NAME = "cap"
+    # defer_accept off: silent clients must reach the worker, whose room is
+    # what these tests hold to.
     PROXY = {"workers": "1", "max_connections": str(CAP), "peek_timeout": "20s",
-             "connect_timeout": "4s", "idle_timeout": "60s"}
+             "connect_timeout": "4s", "idle_timeout": "60s", "defer_accept": "0"}
 
     def setUp(self):
         super().setUp()
@@ -2094,7 +2097,7 @@ class CapTest(GatewayCase):
 
 class HostileTest(GatewayCase):
     NAME = "hostile"
-    PROXY = {"peek_timeout": "1s"}
+    PROXY = {"peek_timeout": "1s", "defer_accept": "1s"}
 
     def _bytewise(self, data, sock, delay=0.0005):
         for i in range(len(data)):
@@ -2231,12 +2234,54 @@ class HostileTest(GatewayCase):
             if data:
                 s.sendall(data)
             socks.append((s, time.monotonic()))
-        for s, t0 in socks:
-            self.assertTrue(closed_without_data(s, 4), "a slow client was never closed")
-            dt = time.monotonic() - t0
-            self.assertGreater(dt, 0.8, "closed before peek_timeout")
-            self.assertLess(dt, 2.5, "closed long after peek_timeout")
+        closed_at = {}
+        deadline = time.monotonic() + 5
+        while len(closed_at) < len(socks) and time.monotonic() < deadline:
+            ready, _, _ = select.select([s for s, _ in socks if s not in closed_at],
+                                        [], [], 0.05)
+            for s in ready:
+                self.assertTrue(closed_without_data(s, 1), "a slow client was sent data")
+                closed_at[s] = time.monotonic()
+        for (s, t0), silent in zip(socks, (True, False, True, False)):
+            self.assertIn(s, closed_at, "a slow client was never closed")
+            dt = closed_at[s] - t0
+            # A silent client waits out defer_accept (1 s) in the kernel
+            # first, then the peek timeout like any other.
+            low, high = (1.8, 4.0) if silent else (0.8, 2.5)
+            self.assertGreater(dt, low, "closed before peek_timeout")
+            self.assertLess(dt, high, "closed long after peek_timeout")
         self.metric_deltas(m0, {M(REFUSED, reason="peek_timeout"): 4})
+
+    def test_silent_clients_wait_in_the_kernel(self):
+        """defer_accept: a connection that has sent nothing is neither
+        accepted nor given a slot; its first byte brings it in at once."""
+        m0 = self.gw.metrics()
+        socks = [connect(port) for port in (self.gw.http, self.gw.https) for _ in range(20)]
+        for s in socks:
+            self.closers.append(s.close)
+        time.sleep(0.5)
+        self.metric_deltas(m0, {M("acmeedge_proxy_accepted_total", port="http"): 0,
+                                M("acmeedge_proxy_accepted_total", port="https"): 0}, 0)
+        self.assertEqual(self.gw.metrics().get(M("acmeedge_proxy_connections_active"), 0), 0)
+        t0 = time.monotonic()
+        socks[0].sendall(b"GET / HTTP/9.9\r\nHost: a\r\n\r\n")
+        socks[0].settimeout(3)
+        got = socks[0].recv(65536)
+        self.assertEqual(parse_http(got)[0], 400, got)
+        socks[20].sendall(b"\x16\x03\x01\x00\x08\x02\x00\x00\x04abcd")
+        self.assertTrue(closed_without_data(socks[20], 3))
+        # Well before the kernel's second runs out.
+        self.assertLess(time.monotonic() - t0, 0.9, "the first byte did not bring it in")
+        self.metric_deltas(m0, {M("acmeedge_proxy_accepted_total", port="http"): 1,
+                                M("acmeedge_proxy_accepted_total", port="https"): 1,
+                                M(REFUSED, reason="bad_request"): 1,
+                                M(REFUSED, reason="bad_hello"): 1})
+        # A client's FIN is a byte too: the rest come in, and leave.
+        for s in socks:
+            s.close()
+        self.metric_deltas(m0, {M("acmeedge_proxy_accepted_total", port="http"): 20,
+                                M("acmeedge_proxy_accepted_total", port="https"): 20})
+        self.gw.wait_metric(M("acmeedge_proxy_connections_active"), lambda v: v == 0)
 
     def test_upstream_down(self):
         m0 = self.gw.metrics()
