@@ -17,7 +17,8 @@ from .flood_report import flood_chart, verdicts as flood_verdicts, wrong_answers
     flood_wrong_answers
 from .common import BENCH, TOP, die, say
 from .peers import Ports
-from .prepare import acme_edge_exe, build, compile_clients, install, make_certs, make_www
+from .prepare import (acme_edge_exe, build, compile_clients, install, make_certs, make_www,
+                      raise_somaxconn)
 from .proc import port_free, sh, stop_all
 from .report import backends_text, report, update_readme
 from .runner import Ctx, run_all
@@ -123,6 +124,7 @@ def prepare(ctx, a):
         " --quick" if a.quick else "", ctx.runs, ctx.duration, a.workers, load, ctx.work))
     if load > 0.5 and not a.quick:
         say("   warning: the machine is not quiet (load %.2f): figures will be noisy" % load)
+    raise_somaxconn(ctx)
     make_certs(ctx.work)
     make_www(ctx.work)
     clean_stores(ctx)

@@ -17,6 +17,18 @@ PEERS = ("nginx", "haproxy")
 ACME_EDGES = ("acme-edge", EPOLL)
 
 
+def somaxconn_note(ctx):
+    """What the listen queues got: the kernel caps them at somaxconn."""
+    now, was = getattr(ctx, "somaxconn", (None, None))
+    if now is None:
+        return "unknown here"
+    if now != was:
+        return "raised to {:,} for the run, {:,} before and after".format(now, was)
+    if now < 65535:
+        return "{:,} here, **which caps them**".format(now)
+    return "{:,}".format(now)
+
+
 def runs_of(results, w, sid, server):
     return [r for r in results.get((w, sid, server), []) if not r.get("error")]
 
@@ -110,7 +122,12 @@ def flood_section(ctx, results, workers, png):
         "Each server is set up as the same challenge gateway on two ports: port 80 "
         "answers http-01 and relays the rest, port 443 answers acme-tls/1 (nginx and "
         "HAProxy through a local TLS listener chosen by ALPN) and passes the rest "
-        "through by name; acme-edge runs its default limits. While a flood runs from "
+        "through by name; acme-edge runs its default limits. Every gateway listener "
+        "asks for a listen queue of 65,535 (net.core.somaxconn %s) and defers a "
+        "connection until it sends: acme-edge's `defer_accept` (15 s by default), "
+        "HAProxy's `defer-accept` and nginx's `deferred` (a fixed second each; "
+        "nginx's stream module, on :443, has no such option in Debian 12's 1.22). "
+        "While a flood runs from "
         "the client CPU, a validator makes %d http-01 GETs and %d acme-tls/1 handshakes "
         "a second for %d s, each on a new connection as a CA does, started on schedule "
         "whatever the earlier ones are doing, each answer checked (the key authorization; "
@@ -120,7 +137,7 @@ def flood_section(ctx, results, workers, png):
         "from halting (`/dev/cpu_dma_latency` = 0%s), so that no server is charged "
         "with a virtual CPU's wake-up. `flood-none` is the validator alone: its floor, "
         "mostly the client's own TLS handshake." % (
-            VALIDATOR_RATE, VALIDATOR_RATE, flood_secs(ctx),
+            somaxconn_note(ctx), VALIDATOR_RATE, VALIDATOR_RATE, flood_secs(ctx),
             "" if realtime() else " (**refused here: figures include the client's "
             "scheduling**)",
             "" if getattr(ctx, "cpus_awake", True) else "; **not possible here**"))

@@ -1,11 +1,44 @@
 """Before any server starts: the packages the bench drives, the binaries it
 measures and runs, the certificates and the files served."""
+import atexit
 import os
 import shutil
 import subprocess
 
 from .common import ACME_NAME, BENCH, KA_SHA, PASS_NAME, TOP, die, say
 from .proc import sh
+
+
+SOMAXCONN = "/proc/sys/net/core/somaxconn"
+LISTEN_QUEUE = 65535
+
+
+def raise_somaxconn(ctx):
+    """net.core.somaxconn at 65,535 for the run, the old value restored at
+    exit: every gateway asks for that listen queue, and the kernel caps it
+    here. The queue bounds the handshakes a server may leave deferred
+    before SYN cookies take over, which on loopback cost a connection its
+    64 KiB segments. ctx.somaxconn: (the servers' value, the machine's)."""
+    try:
+        with open(SOMAXCONN) as f:
+            old = int(f.read())
+    except (OSError, ValueError):
+        ctx.somaxconn = (None, None)
+        return
+    ctx.somaxconn = (old, old)
+    if old >= LISTEN_QUEUE:
+        return
+    try:
+        with open(SOMAXCONN, "w") as f:
+            f.write(str(LISTEN_QUEUE))
+    except OSError:
+        return
+
+    def restore():
+        with open(SOMAXCONN, "w") as f:
+            f.write(str(old))
+    atexit.register(restore)
+    ctx.somaxconn = (LISTEN_QUEUE, old)
 
 
 def install():

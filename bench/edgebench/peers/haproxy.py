@@ -60,16 +60,18 @@ frontend relay_splice
 
 # The gateway: :80 answers the challenge and relays the rest (mode http),
 # :443 sends acme-tls/1 to the local answerer above and the rest by name.
+# Its listeners, as acme-edge's, ask for a 65,535 listen queue and defer a
+# connection until it sends (HAProxy's defer-accept: a fixed second).
 frontend gw80
   mode http
-  bind 127.0.0.1:{p.ha_gw80}
+  bind 127.0.0.1:{p.ha_gw80} backlog 65535 defer-accept
   timeout http-request 10s
   http-request return status 200 content-type application/octet-stream string "{ka}" if {{ path {path} }}
   default_backend gw_up_http
 
 frontend gw443
   mode tcp
-  bind 127.0.0.1:{p.ha_gw443}
+  bind 127.0.0.1:{p.ha_gw443} backlog 65535 defer-accept
   tcp-request inspect-delay 10s
   tcp-request content accept if {{ req.ssl_hello_type 1 }}
   tcp-request content reject

@@ -79,10 +79,13 @@ class Nginx(Server):
     location = {path} {{ return 200 "{ka}"; }}
   }}
   # The gateway's :80: the challenge answered, everything else proxied
-  # unbuffered over kept-alive upstream connections.
+  # unbuffered over kept-alive upstream connections. Its listeners, as
+  # acme-edge's, ask for a 65,535 listen queue, and this one defers a
+  # connection until it sends (nginx's deferred: a fixed second; the stream
+  # module's listen has no such parameter in Debian 12's nginx 1.22).
   upstream gw_up_http {{ server 127.0.0.1:{p.up_http}; keepalive 64; }}
   server {{
-    listen 127.0.0.1:{p.ng_gw80} backlog=4096 reuseport;
+    listen 127.0.0.1:{p.ng_gw80} backlog=65535 deferred reuseport;
     client_header_timeout 10s;
     location = {path} {{ return 200 "{ka}"; }}
     location / {{
@@ -105,7 +108,7 @@ stream {{
   map $ssl_preread_server_name $gw_by_name {{ {flood_name} up_sink; default up_tls; }}
   map $ssl_preread_alpn_protocols $gw_up {{ "~(^|,)acme-tls/1(,|$)" acme_local; default $gw_by_name; }}
   server {{
-    listen 127.0.0.1:{p.ng_gw443} backlog=4096 reuseport;
+    listen 127.0.0.1:{p.ng_gw443} backlog=65535 reuseport;
     ssl_preread on;
     preread_timeout 10s;
     proxy_timeout 600s;
