@@ -191,6 +191,7 @@ void conn_close(struct worker *w, struct conn *c, int stat)
 	conn_state(w, c, ST_CLOSING);
 	timer_unlink(w, c);
 	worker_undefer(w, c);
+	relay_unwait(w, c);
 	if (c->inflight) {
 		for (int s = 0; s < 2; s++)
 			if (c->io.fd[s] >= 0)

@@ -109,6 +109,7 @@ struct conn {
 	bool said_all;		/* the client has no more bytes to send us */
 	bool nonblock;		/* both sockets O_NONBLOCK (splice needs it) */
 	bool deferred;		/* its peek decided; the decision waits (worker.h) */
+	uint8_t splice_wait;	/* 1 << d: bulk directions waiting for a turn */
 	bool decide_now;	/* its turn in that queue: carry the decision out */
 	uint16_t inflight;	/* operations started, not yet completed */
 	/*
@@ -143,7 +144,11 @@ struct conn {
 	char *tls_names;	/* "key\0identifier\0" of the entry, for the log */
 	uint32_t requests;	/* answered on this connection */
 
-	/* The worker's queue of decisions waiting (deferred). */
+	/*
+	 * The worker's queue of decisions waiting (deferred) at the peek, or
+	 * of bulk directions waiting for splicing room (splice_wait) once
+	 * relaying: never both at once.
+	 */
 	struct conn_link later;
 
 	/* Timer list membership: deadlines in a list are in arm order. */

@@ -101,6 +101,22 @@ void relay_release(struct worker *w, struct conn *c)
  */
 #define SPLICE_ROUNDS 16
 
+/* Direction d of c waits for a later turn's splicing (relay.h). */
+static void splice_wait(struct worker *w, struct conn *c, int d)
+{
+	if (!c->splice_wait)
+		conn_list_append(&w->splice_wait, c, offsetof(struct conn, later));
+	c->splice_wait |= (uint8_t)(1u << d);
+}
+
+void relay_unwait(struct worker *w, struct conn *c)
+{
+	if (!c->splice_wait)
+		return;
+	conn_list_remove(&w->splice_wait, c, offsetof(struct conn, later));
+	c->splice_wait = 0;
+}
+
 /*
  * splice(2) needs both sockets non-blocking: it blocks on the files' own
  * flags. Receives and sends through the backends are unaffected.
@@ -162,6 +178,12 @@ static bool splice_pump(struct worker *w, struct conn *c, int d)
 			pipe_put(w, r);
 			return false;
 		}
+		if (w->turn_spliced >= TURN_SPLICE_BYTES ||
+		    (w->splice_wait.head && !w->splice_resuming)) {
+			pipe_put(w, r);
+			splice_wait(w, c, d);
+			return true;
+		}
 		/*
 		 * Others' turn; it comes back at once if still readable. A
 		 * short read most likely emptied the socket: waiting saves the
@@ -184,6 +206,7 @@ static bool splice_pump(struct worker *w, struct conn *c, int d)
 			pstats_add(w->stats, d == 0 ? PS_BYTES_TO_UPSTREAM
 						    : PS_BYTES_TO_CLIENT, (uint64_t)n);
 			pstats_add(w->stats, PS_BYTES_SPLICED, (uint64_t)n);
+			w->turn_spliced += (uint64_t)n;
 			timer_arm(w, c, TL_IDLE);
 			continue;
 		}
@@ -308,6 +331,23 @@ void relay_sent(struct worker *w, struct conn *c, enum side s, int res)
 	c->dir[d].off += (uint32_t)res;
 	timer_arm(w, c, TL_IDLE);
 	relay_pump(w, c, d);
+}
+
+bool relay_run_waiting(struct worker *w)
+{
+	w->splice_resuming = true;
+	while (w->splice_wait.head && w->turn_spliced < TURN_SPLICE_BYTES) {
+		struct conn *c = w->splice_wait.head;
+		uint8_t dirs = c->splice_wait;
+
+		relay_unwait(w, c);
+		/* The first direction's pump may close the connection. */
+		for (int d = 0; d < 2 && c->state == ST_RELAY; d++)
+			if (dirs & (1u << d))
+				relay_pump(w, c, d);
+	}
+	w->splice_resuming = false;
+	return w->splice_wait.head != NULL;
 }
 
 void relay_shut(struct worker *w, struct conn *c)

@@ -27,4 +27,17 @@ void relay_sent(struct worker *w, struct conn *c, enum side s, int res);
 void relay_ready(struct worker *w, struct conn *c, int d, int res);
 void relay_shut(struct worker *w, struct conn *c);
 
+/*
+ * Bytes all bulk directions of a worker splice in one loop turn. Past
+ * them a direction that would read more waits in the worker's splice_wait
+ * queue, oldest first, and while any waits, newly ready ones queue behind
+ * them: a turn never holds the next validator's accept behind a flood's
+ * worth of copying, and every relay still gets its share.
+ */
+#define TURN_SPLICE_BYTES (1024 * 1024)
+/* Resumes waiting directions while the turn's bytes last; whether any wait. */
+bool relay_run_waiting(struct worker *w);
+/* c leaves the queue (it closes). */
+void relay_unwait(struct worker *w, struct conn *c);
+
 #endif

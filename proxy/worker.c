@@ -14,6 +14,7 @@
 #include "proxy/conn.h"
 #include "proxy/evict.h"
 #include "proxy/peek.h"
+#include "proxy/relay.h"
 #include "proxy/worker.h"
 
 #define LOOP_TICK_MS 100
@@ -281,8 +282,10 @@ void *worker_main(void *arg)
 			if (w->active == 0 && !listeners_armed(w))
 				break;
 		}
+		w->turn_spliced = 0;
 		w->io->wait(w, busy ? 0 : LOOP_TICK_MS);
 		busy = worker_run_deferred(w);
+		busy |= relay_run_waiting(w);
 		busy |= worker_tick(w);
 		listeners_resume(w);
 		evict_log(w);

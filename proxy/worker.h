@@ -105,6 +105,10 @@ struct worker {
 	 */
 	struct conn_list later;
 	uint32_t later_len;
+	/* Bulk relays waiting for the next turn's splicing (relay.h). */
+	struct conn_list splice_wait;
+	uint64_t turn_spliced;		/* bytes spliced in this loop turn */
+	bool splice_resuming;		/* relay_run_waiting() is running */
 
 	struct conn_list timers[TL_COUNT];
 	uint64_t now_ms;		/* monotonic, refreshed each loop turn */
