@@ -81,6 +81,7 @@ static struct {
 	int interval_ms;
 	double seconds, rate, timeout;
 	uint16_t http_port, https_port;
+	bool trace;
 } o = { .sni = "flood.example.com", .n = 1000, .conc = 256, .seconds = 10,
 	.rate = 20, .timeout = 10, .churn_kind = "hello" };
 
@@ -113,7 +114,9 @@ static void usage(void)
 		"usage: floodload hold  -p PORT/tls|http ... -n N [-i MS] [-s SNI] [-d S]\n"
 		"       floodload churn -p PORT/tls|http ... -k hello|garbage -c CONC [-s SNI] [-d S]\n"
 		"       floodload validate --http PORT --https PORT -s NAME -T TOKEN -K KEYAUTH\n"
-		"                          [-r RATE] [-w TIMEOUT] [-d S]\n");
+		"                          [-r RATE] [-w TIMEOUT] [-d S] [--trace]\n"
+		"  --trace: each check on stderr (start s, kind, ms, result), to line\n"
+		"  a validator's slow checks up with what the server was doing\n");
 	exit(2);
 }
 
@@ -834,6 +837,10 @@ static int run_validate(void)
 		usleep(10000);
 	if (atomic_load(&running) > 0)
 		die("checks still running after their timeout");
+	for (int i = 0; o.trace && i < issued; i++)
+		fprintf(stderr, "CHECK %.4f %s %.3f %s\n", cs[i].start - t0,
+			cs[i].tls ? "tls" : "http", cs[i].lat * 1000.0,
+			vfail_names[cs[i].result]);
 	printf("RESULT mode=validate secs=%.2f", now_s() - t0);
 	report("", cs, issued, -1);
 	report("http_", cs, issued, 0);
@@ -864,6 +871,7 @@ int main(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "http", required_argument, NULL, 'h' },
 		{ "https", required_argument, NULL, 'S' },
+		{ "trace", no_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct sigaction sa = { .sa_handler = on_term };
@@ -889,6 +897,7 @@ int main(int argc, char **argv)
 		case 'w': o.timeout = atof(optarg); break;
 		case 'h': o.http_port = (uint16_t)atoi(optarg); break;
 		case 'S': o.https_port = (uint16_t)atoi(optarg); break;
+		case 't': o.trace = true; break;
 		default: usage();
 		}
 	}
