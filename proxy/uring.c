@@ -40,6 +40,7 @@
 #define BR_STOCK_MIN 32		/* buffers kept in the ring at first */
 #define URGENT_ROUNDS 3		/* submit-and-reap rounds of a turn's first pass */
 #define TW_BATCH 512		/* deferred completions run per reap (see reap) */
+#define TW_PER_ENTER 20		/* the most the kernel runs per enter (reap) */
 #define REAP_AFTER 16		/* a wait bringing this many may have left some */
 /* Accepts in flight per listener (at most 32: a bit each). */
 #define ACCEPT_DEPTH IO_ACCEPTED_PENDING_MAX
@@ -475,14 +476,25 @@ static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
  * Since Linux 6.13 a DEFER_TASKRUN ring runs only max(20, min_complete) of
  * them per wait: asked for one completion, a turn under a flood would take
  * in some 40 of the hundreds pending, and a validator's accept would wait
- * several turns behind relay completions before it is even seen.
+ * several turns behind relay completions before it is even seen. Each
+ * get_events runs up to those 20, and one that brought fewer found the
+ * rest done. Asking a wait for TW_BATCH with a zero timeout instead costs
+ * the trip through the scheduler that every timed wait takes: measured,
+ * 15 % of the HTTP-01 keep-alive throughput per core.
  */
 static void reap(struct uring *u)
 {
-	struct __kernel_timespec now = { 0 };
-	struct io_uring_cqe *cqe;
+	unsigned n = io_uring_cq_ready(&u->ring);
 
-	(void)io_uring_wait_cqes(&u->ring, &cqe, TW_BATCH, &now, NULL);
+	for (unsigned i = 0; i < TW_BATCH / TW_PER_ENTER; i++) {
+		unsigned before = n;
+
+		if (io_uring_get_events(&u->ring) < 0)
+			break;
+		n = io_uring_cq_ready(&u->ring);
+		if (n - before < TW_PER_ENTER)
+			break;
+	}
 }
 
 /* Accepts and connections at the peek: the first pass of a turn. */
