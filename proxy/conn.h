@@ -109,8 +109,8 @@ struct conn {
 	bool said_all;		/* the client has no more bytes to send us */
 	bool nonblock;		/* both sockets O_NONBLOCK (splice needs it) */
 	bool deferred;		/* its peek decided; the decision waits (worker.h) */
-	uint8_t splice_wait;	/* 1 << d: bulk directions waiting for a turn */
 	bool decide_now;	/* its turn in that queue: carry the decision out */
+	uint8_t splice_wait;	/* 1 << d: bulk directions waiting for a turn */
 	uint16_t inflight;	/* operations started, not yet completed */
 	/*
 	 * The client, from accept (or a trusted PROXY header): the kernel

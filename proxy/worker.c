@@ -127,7 +127,6 @@ void worker_defer(struct worker *w, struct conn *c)
 	BUG_ON(c->deferred);
 	c->deferred = true;
 	conn_list_append(&w->later, c, offsetof(struct conn, later));
-	w->later_len++;
 }
 
 void worker_undefer(struct worker *w, struct conn *c)
@@ -136,7 +135,6 @@ void worker_undefer(struct worker *w, struct conn *c)
 		return;
 	conn_list_remove(&w->later, c, offsetof(struct conn, later));
 	c->deferred = false;
-	w->later_len--;
 }
 
 bool worker_run_deferred(struct worker *w)
@@ -150,7 +148,7 @@ bool worker_run_deferred(struct worker *w)
 		peek_advance(w, c);
 		c->decide_now = false;
 	}
-	return w->later_len > 0;
+	return w->later.head != NULL;
 }
 
 /* ---- deadlines and draining ------------------------------------------- */

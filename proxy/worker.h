@@ -104,7 +104,6 @@ struct worker {
 	 * (linked through conn.later; one closing leaves the list).
 	 */
 	struct conn_list later;
-	uint32_t later_len;
 	/* Bulk relays waiting for the next turn's splicing (relay.h). */
 	struct conn_list splice_wait;
 	uint64_t turn_spliced;		/* bytes spliced in this loop turn */
