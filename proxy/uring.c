@@ -23,6 +23,7 @@
 #include <liburing.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,7 +194,7 @@ static int uring_init(struct worker *w, char *err, size_t errlen)
 {
 	static const int needed[] = {
 		IORING_OP_ACCEPT, IORING_OP_RECV, IORING_OP_SEND,
-		IORING_OP_CONNECT, IORING_OP_SHUTDOWN, IORING_OP_ASYNC_CANCEL,
+		IORING_OP_CONNECT, IORING_OP_ASYNC_CANCEL,
 		IORING_OP_TIMEOUT, IORING_OP_POLL_ADD,
 		/*
 		 * Not used, but it arrived in 5.19 with cancel by descriptor,
@@ -203,7 +204,7 @@ static int uring_init(struct worker *w, char *err, size_t errlen)
 		IORING_OP_SOCKET,
 	};
 	static const char *const names[] = {
-		"accept", "recv", "send", "connect", "shutdown", "async_cancel",
+		"accept", "recv", "send", "connect", "async_cancel",
 		"timeout", "poll_add", "socket (5.19: cancel by fd)",
 	};
 	struct uring *u = calloc(1, sizeof(*u));
@@ -394,10 +395,19 @@ static void uring_poll(struct worker *w, struct io_conn *c, enum side s,
 			       c->fd[s], out ? POLLOUT : POLLIN);
 }
 
+/*
+ * The kernel never runs IORING_OP_SHUTDOWN in place: it always goes to an
+ * io-wq thread, which then competes with this one for the core (seen under
+ * a new-connection flood: a worker thread woken per batch of half-closes,
+ * running for milliseconds). shutdown(2) on a TCP socket does not block, so
+ * it runs here, and a NOP, completed within the submit, carries its
+ * completion; nothing reads a shutdown's result.
+ */
 static void uring_shutdown_wr(struct worker *w, struct io_conn *c,
 			      enum side s)
 {
-	io_uring_prep_shutdown(conn_sqe(w, c, IO_SHUTDOWN, s), c->fd[s], SHUT_WR);
+	(void)shutdown(c->fd[s], SHUT_WR);
+	io_uring_prep_nop(conn_sqe(w, c, IO_SHUTDOWN, s));
 }
 
 /*
