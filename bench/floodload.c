@@ -115,8 +115,9 @@ static void usage(void)
 		"       floodload churn -p PORT/tls|http ... -k hello|garbage -c CONC [-s SNI] [-d S]\n"
 		"       floodload validate --http PORT --https PORT -s NAME -T TOKEN -K KEYAUTH\n"
 		"                          [-r RATE] [-w TIMEOUT] [-d S] [--trace]\n"
-		"  --trace: each check on stderr (start s, kind, ms, result), to line\n"
-		"  a validator's slow checks up with what the server was doing\n");
+		"  --trace: each check on stderr (start s, kind, ms, result, then ms to\n"
+		"  connect and to the server's first byte), to line a validator's slow\n"
+		"  checks up with what the server was doing\n");
 	exit(2);
 }
 
@@ -513,6 +514,8 @@ struct check {
 	int idx;
 	double start;
 	double lat;		/* seconds; < 0 while running */
+	double connected, answered;	/* when connect() completed, when the
+					 * server's first byte was read (0: never) */
 	enum vfail result;
 };
 
@@ -523,7 +526,7 @@ static atomic_int running;
 
 /* Connected within the time left, blocking with the time left as I/O
  * timeout afterwards; -1 on failure, with *why set. */
-static int connect_by(uint16_t port, double deadline, enum vfail *why)
+static int connect_by(struct check *c, uint16_t port, double deadline, enum vfail *why)
 {
 	struct sockaddr_in a = loopback(port);
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
@@ -550,6 +553,7 @@ static int connect_by(uint16_t port, double deadline, enum vfail *why)
 		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err)
 			goto fail;
 	}
+	c->connected = now_s();
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	left = deadline - now_s();
 	if (left <= 0) {
@@ -566,12 +570,12 @@ fail:
 	return -1;
 }
 
-static enum vfail check_http(double deadline)
+static enum vfail check_http(struct check *c, double deadline)
 {
 	char req[512], resp[8192];
 	size_t have = 0, body_at = 0, clen = (size_t)-1;
 	enum vfail why;
-	int fd = connect_by(o.http_port, deadline, &why);
+	int fd = connect_by(c, o.http_port, deadline, &why);
 	int n = snprintf(req, sizeof(req),
 			 "GET /.well-known/acme-challenge/%s HTTP/1.1\r\nHost: %s\r\n"
 			 "User-Agent: floodload-validator\r\nAccept: */*\r\n"
@@ -599,6 +603,8 @@ static enum vfail check_http(double deadline)
 		}
 		if (r <= 0)
 			break;
+		if (!have)
+			c->answered = now_s();
 		have += (size_t)r;
 		resp[have] = '\0';
 		if (!body_at) {
@@ -621,12 +627,24 @@ static enum vfail check_http(double deadline)
 	return V_OK;
 }
 
-static enum vfail check_tls(double deadline)
+/* The first record the server sends marks its answer; what follows is the
+ * client's own handshake work. */
+static void first_record(int write_p, int version, int content_type, const void *buf,
+			 size_t len, SSL *s, void *arg)
+{
+	struct check *c = arg;
+
+	(void)version; (void)buf; (void)len; (void)s;
+	if (!write_p && content_type == SSL3_RT_HEADER && !c->answered)
+		c->answered = now_s();
+}
+
+static enum vfail check_tls(struct check *c, double deadline)
 {
 	const unsigned char *sel = NULL;
 	unsigned sel_len = 0;
 	enum vfail why;
-	int fd = connect_by(o.https_port, deadline, &why);
+	int fd = connect_by(c, o.https_port, deadline, &why);
 	SSL *s;
 	X509 *cert;
 
@@ -639,6 +657,10 @@ static enum vfail check_tls(double deadline)
 		return V_HANDSHAKE;
 	}
 	SSL_set_fd(s, fd);
+	if (o.trace) {
+		SSL_set_msg_callback(s, first_record);
+		SSL_set_msg_callback_arg(s, c);
+	}
 	if (SSL_connect(s) != 1) {
 		why = now_s() >= deadline ? V_TIMEOUT : V_HANDSHAKE;
 		ERR_clear_error();
@@ -661,7 +683,7 @@ out:
 static void one_check(struct check *c)
 {
 	double deadline = c->start + o.timeout;
-	enum vfail r = c->tls ? check_tls(deadline) : check_http(deadline);
+	enum vfail r = c->tls ? check_tls(c, deadline) : check_http(c, deadline);
 	double end = now_s();
 
 	c->result = end > deadline && r == V_OK ? V_TIMEOUT : r;
@@ -838,9 +860,11 @@ static int run_validate(void)
 	if (atomic_load(&running) > 0)
 		die("checks still running after their timeout");
 	for (int i = 0; o.trace && i < issued; i++)
-		fprintf(stderr, "CHECK %.4f %s %.3f %s\n", cs[i].start - t0,
-			cs[i].tls ? "tls" : "http", cs[i].lat * 1000.0,
-			vfail_names[cs[i].result]);
+		fprintf(stderr, "CHECK %.4f %s %.3f %s connect %.3f answer %.3f\n",
+			cs[i].start - t0, cs[i].tls ? "tls" : "http", cs[i].lat * 1000.0,
+			vfail_names[cs[i].result],
+			cs[i].connected ? (cs[i].connected - cs[i].start) * 1000.0 : -1.0,
+			cs[i].answered ? (cs[i].answered - cs[i].start) * 1000.0 : -1.0);
 	printf("RESULT mode=validate secs=%.2f", now_s() - t0);
 	report("", cs, issued, -1);
 	report("http_", cs, issued, 0);
