@@ -19,7 +19,7 @@ from .common import BENCH, TOP, die, say
 from .peers import Ports
 from .prepare import (acme_edge_exe, build, compile_clients, install, make_certs, make_www,
                       raise_somaxconn)
-from .proc import port_free, sh, stop_all
+from .proc import CLIENT_CPU, port_free, sh, stop_all
 from .report import backends_text, report, update_readme
 from .runner import Ctx, run_all
 
@@ -114,6 +114,10 @@ def prepare(ctx, a):
         install()
     ctx.exe = acme_edge_exe() if a.no_build else build()
     ctx.tlsload, ctx.floodload = compile_clients(ctx.work)
+    # The server's CPU is the server's alone from here: the bench itself and
+    # what it starts without a CPU of its own (API calls, perf) keep to the
+    # clients' (the build above used both).
+    os.sched_setaffinity(0, {int(CLIENT_CPU)})
     # The tree the binary was built from (it may change during a long run).
     ctx.commit = sh("git -C %s describe --always --dirty 2>/dev/null" % TOP)
     busy = [p for p in ctx.ports.all() if not port_free(p)]
