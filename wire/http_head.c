@@ -389,6 +389,48 @@ static int on_field(const uint8_t *name, size_t nlen, const uint8_t *v,
 }
 
 /* One field line, the cursor at its first byte (not CR, LF, SP or HTAB). */
+/* A control byte other than HTAB, or DEL: never in a field value, and CR
+ * and LF end one. */
+static bool value_stops(uint8_t ch)
+{
+	return (ch < ' ' && ch != '\t') || ch == 0x7f;
+}
+
+/*
+ * Where the field value from pos on stops: at its first byte value_stops()
+ * takes, or at len. A field value is most of a large head, and the caller
+ * parses a head again as more of it arrives, so eight bytes are judged at
+ * once while none of them is below 0x20 or 0x7f (exact tests for "some byte
+ * is", with no false negatives); a word that may hold one, HTAB included,
+ * is walked byte by byte.
+ */
+static size_t value_stop(const uint8_t *b, size_t pos, size_t len)
+{
+	const uint64_t ones = UINT64_C(0x0101010101010101);
+	const uint64_t highs = UINT64_C(0x8080808080808080);
+
+	for (;;) {
+		size_t word_end;
+
+		while (len - pos >= 8) {
+			uint64_t x, del;
+
+			memcpy(&x, b + pos, 8);
+			del = x ^ (ones * 0x7f);
+			if (((x - ones * 0x20) & ~x & highs) |
+			    ((del - ones) & ~del & highs))
+				break;
+			pos += 8;
+		}
+		word_end = len - pos >= 8 ? pos + 8 : len;
+		for (; pos < word_end; pos++)
+			if (value_stops(b[pos]))
+				return pos;
+		if (pos == len)
+			return pos;
+	}
+}
+
 static int parse_field(struct cur *c, struct fields *f)
 {
 	size_t ns, ne, vs, ve;
@@ -407,14 +449,9 @@ static int parse_field(struct cur *c, struct fields *f)
 	while (c->pos < c->len && is_ows(c->b[c->pos]))
 		c->pos++;
 	vs = c->pos;
-	for (; c->pos < c->len; c->pos++) {
-		uint8_t ch = c->b[c->pos];
-
-		if (ch == '\r' || ch == '\n')
-			break;
-		if ((ch < ' ' && ch != '\t') || ch == 0x7f)
-			return WIRE_INVALID;
-	}
+	c->pos = value_stop(c->b, c->pos, c->len);
+	if (c->pos < c->len && c->b[c->pos] != '\r' && c->b[c->pos] != '\n')
+		return WIRE_INVALID;
 	ve = c->pos;
 	rc = eat_eol(c);
 	if (rc < 0)

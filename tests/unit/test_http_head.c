@@ -374,6 +374,49 @@ static void run(const struct hcase *c)
 		 &ops, c, &h);
 }
 
+/*
+ * Field values are judged eight bytes at a time: every byte value at every
+ * offset of a value long enough to span several words (and at its very
+ * end, where the last word is partial) must be judged as a byte-at-a-time
+ * walk would, with a tab (allowed, yet below 0x20) before it or not.
+ */
+static void long_values(void)
+{
+	static const char pre[] = "GET /" H11 HOST_A "X-Fill: ";
+	char in[sizeof(pre) + 64];
+	size_t n_cases = 0;
+
+	for (unsigned byte = 0; byte < 256; byte++) {
+		if (byte == '\r' || byte == '\n')
+			continue;	/* they end the value: the table's cases */
+		for (size_t at = 0; at < 24; at++) {
+			for (int tab = 0; tab < 2; tab++) {
+				bool stops = (byte < ' ' && byte != '\t') ||
+					     byte == 0x7f;
+				struct hcase c = {
+					.name = "long value", .in = in,
+					.rc = stops ? WIRE_INVALID : 1,
+					.method = "GET", .path = "/", .query = "",
+					.host = "a.example", .minor = 1, .ka = true,
+				};
+				size_t n = sizeof(pre) - 1;
+
+				memcpy(in, pre, n);
+				memset(in + n, 'v', 24);
+				if (tab)
+					in[n + at / 2] = '\t';
+				in[n + at] = (char)byte;
+				/* 'v' then: a value never ends in blanks it keeps. */
+				memcpy(in + n + 24, "v\r\n\r\n", 5);
+				c.len = n + 29;
+				run(&c);
+				n_cases++;
+			}
+		}
+	}
+	printf("%zu long-value cases\n", n_cases);
+}
+
 int main(void)
 {
 	size_t i, n_bad = 0;
@@ -384,5 +427,6 @@ int main(void)
 			n_bad++;
 	}
 	printf("%zu cases (%zu bad)\n", ARRAY_SIZE(cases), n_bad);
+	long_values();
 	return check_done();
 }
