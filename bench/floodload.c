@@ -859,6 +859,8 @@ static int run_validate(void)
 		usleep(10000);
 	if (atomic_load(&running) > 0)
 		die("checks still running after their timeout");
+	if (o.trace)
+		fprintf(stderr, "START %.4f (CLOCK_MONOTONIC s)\n", t0);
 	for (int i = 0; o.trace && i < issued; i++)
 		fprintf(stderr, "CHECK %.4f %s %.3f %s connect %.3f answer %.3f\n",
 			cs[i].start - t0, cs[i].tls ? "tls" : "http", cs[i].lat * 1000.0,
