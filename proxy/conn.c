@@ -103,6 +103,7 @@ struct conn *conn_alloc(struct worker *w)
 	c->io.gen = gen & IO_GEN_MASK;
 	c->io.fd[0] = c->io.fd[1] = -1;
 	relay_init(c);
+	c->born_ms = w->now_ms;
 	w->active++;
 	pstats_add(w->stats, PS_ACTIVE, 1);
 	return c;
@@ -254,13 +255,17 @@ void op_cancel(struct worker *w, struct conn *c, enum side s)
 
 /* ---- completions ------------------------------------------------------ */
 
-bool conn_urgent(const struct io_conn *ic)
+enum conn_rank conn_rank(const struct worker *w, const struct io_conn *ic)
 {
 	const struct conn *c = (const struct conn *)((const char *)ic -
 						     offsetof(struct conn, io));
 
-	return c->state == ST_PEEK || c->state == ST_ANSWER ||
-	       c->state == ST_ACME_TLS || c->state == ST_CLOSING;
+	if (c->state == ST_CLOSING)
+		return RANK_FIRST;
+	if (c->state != ST_PEEK && c->state != ST_ANSWER &&
+	    c->state != ST_ACME_TLS)
+		return RANK_LATER;
+	return w->now_ms < c->born_ms + PEEK_YOUNG_MS ? RANK_FIRST : RANK_PEEK;
 }
 
 bool conn_complete(struct worker *w, struct io_conn *ic, enum io_op op,

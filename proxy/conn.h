@@ -119,6 +119,7 @@ struct conn {
 	 */
 	union conn_addr peer;
 	union conn_addr local;
+	uint64_t born_ms;	/* accepted (conn_rank) */
 
 	/* Client input until the connection is answered or relayed. */
 	uint8_t *in;

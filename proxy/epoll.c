@@ -131,7 +131,7 @@ struct ep {
 	uint32_t nsides;
 	uint32_t ready_head, ready_tail;
 	uint32_t done_head, done_tail;
-	uint32_t *urgent, *rest;	/* a pass's sides, by kind (run_list) */
+	uint32_t *urgent, *peek, *rest;	/* a pass's sides, by rank (run_list) */
 	unsigned spent;			/* sides not at the peek run by this run() */
 };
 
@@ -563,11 +563,12 @@ static void deliver(struct ep *ep, struct eside *e)
 
 /*
  * The ready list (attempts) or the done list (deliveries), taken as it is:
- * what a pass starts waits for the next. The sides of connections at the
- * peek (and closing ones, whose slots new connections need) go first, then
+ * what a pass starts waits for the next, rank by rank (conn_rank): the
+ * sides of young connections at the peek (and closing ones, whose slots
+ * new connections need) first, then those at the peek for longer, then
  * others while the run's RUN_BUDGET lasts; those left keep their place at
  * the front of the list. So a validator's accept, read and answer never
- * wait behind a pass's worth of bulk relaying.
+ * wait behind a slow flood's bytes or a pass's worth of bulk relaying.
  */
 static inline uint32_t *link_of(struct eside *e, bool ready)
 {
@@ -591,20 +592,29 @@ static void run_list(struct ep *ep, bool ready)
 {
 	uint32_t *head = ready ? &ep->ready_head : &ep->done_head;
 	uint32_t *tail = ready ? &ep->ready_tail : &ep->done_tail;
-	uint32_t idx = *head, nu = 0, nr = 0, i;
+	uint32_t idx = *head, nu = 0, np = 0, nr = 0, i;
 
 	*head = *tail = NIL;
 	for (; idx != NIL; idx = *link_of(side_at(ep, idx), ready)) {
 		const struct eside *e = side_at(ep, idx);
 		const struct io_conn *c = io_conn_at(ep->w, idx >> 1, e->gen);
 
-		if (!c || conn_urgent(c))
+		switch (c ? conn_rank(ep->w, c) : RANK_FIRST) {
+		case RANK_FIRST:
 			ep->urgent[nu++] = idx;
-		else
+			break;
+		case RANK_PEEK:
+			ep->peek[np++] = idx;
+			break;
+		case RANK_LATER:
 			ep->rest[nr++] = idx;
+			break;
+		}
 	}
 	for (i = 0; i < nu; i++)
 		run_one(ep, ep->urgent[i], ready);
+	for (i = 0; i < np; i++)
+		run_one(ep, ep->peek[i], ready);
 	for (i = 0; i < nr && ep->spent < RUN_BUDGET; i++, ep->spent++)
 		run_one(ep, ep->rest[i], ready);
 	if (i == nr)
@@ -840,6 +850,7 @@ static void ep_free(struct ep *ep)
 	free(ep->lis);
 	free(ep->sides);
 	free(ep->urgent);
+	free(ep->peek);
 	free(ep->rest);
 	free(ep);
 }
@@ -911,8 +922,9 @@ static int ep_init(struct worker *w, char *err, size_t errlen)
 	ep->nsides = w->nconns_cap * 2;
 	ep->sides = calloc(ep->nsides, ep->stride);
 	ep->urgent = calloc(ep->nsides, sizeof(*ep->urgent));
+	ep->peek = calloc(ep->nsides, sizeof(*ep->peek));
 	ep->rest = calloc(ep->nsides, sizeof(*ep->rest));
-	BUG_ON(!ep->sides || !ep->urgent || !ep->rest);
+	BUG_ON(!ep->sides || !ep->urgent || !ep->peek || !ep->rest);
 	for (uint32_t i = 0; i < ep->nsides; i++) {
 		struct eside *e = side_at(ep, i);
 		e->ep = ep;

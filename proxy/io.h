@@ -182,16 +182,22 @@ void worker_accept_ended(struct worker *w, unsigned li);
 struct io_conn *io_conn_at(struct worker *w, uint32_t slot, uint32_t gen);
 
 /*
- * Whether c's completions go first in a loop turn: it is at the peek,
- * being read or answered (as every validator's connection is), or closing
- * (its slot is what a new connection needs when a flood churns), not
- * relaying or lingering after an answer. A connection goes from urgent to
- * not, never back, except into closing, whose completions only count down
- * to its release and may come in any order. So a backend that delivers
- * the urgent completions of a turn before the others still delivers every
+ * Where c's completions go in a loop turn, in passes:
+ *   RANK_FIRST  at the peek (being read or answered, as every validator's
+ *               connection is) for less than PEEK_YOUNG_MS since accept,
+ *               or closing (its slot is what a new connection needs when
+ *               a flood churns);
+ *   RANK_PEEK   at the peek longer: slow clients, whose bytes a flood may
+ *               bring by the thousand in one turn, after the young ones;
+ *   RANK_LATER  connecting, relaying or lingering after an answer.
+ * A connection's rank only grows, except into closing, whose completions
+ * only count down to its release and may come in any order. So a backend
+ * that delivers a turn's completions rank by rank still delivers every
  * connection's completions in an order it can use.
  */
-bool conn_urgent(const struct io_conn *c);
+enum conn_rank { RANK_FIRST, RANK_PEEK, RANK_LATER };
+#define PEEK_YOUNG_MS 1000
+enum conn_rank conn_rank(const struct worker *w, const struct io_conn *c);
 
 /*
  * Delivers the completion of one of c's requests. buf: the pool buffer a

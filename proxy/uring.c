@@ -70,7 +70,8 @@ struct uring {
 	uint32_t nfree_bids;
 	void *bufs[BR_ENTRIES];		/* id -> the buffer given to the ring */
 	struct uaccept *acc;		/* by listener */
-	uint32_t *later;		/* a turn's CQEs left for its second pass */
+	uint32_t *later;		/* a turn's CQEs left for its last pass */
+	uint32_t *peek;			/* and for the pass before (RANK_PEEK) */
 };
 
 static struct io_uring_sqe *get_sqe(struct worker *w)
@@ -266,7 +267,8 @@ static int uring_init(struct worker *w, char *err, size_t errlen)
 	}
 	u->acc = calloc(w->nlisteners ? w->nlisteners : 1, sizeof(*u->acc));
 	u->later = calloc(p.cq_entries, sizeof(*u->later));
-	BUG_ON(!u->acc || !u->later);
+	u->peek = calloc(p.cq_entries, sizeof(*u->peek));
+	BUG_ON(!u->acc || !u->later || !u->peek);
 	io_uring_register_ring_fd(&u->ring);
 	w->io_priv = u;
 	return 0;
@@ -285,6 +287,7 @@ static void uring_fini(struct worker *w)
 		free(u->bufs[i]);
 	free(u->acc);
 	free(u->later);
+	free(u->peek);
 	free(u);
 	w->io_priv = NULL;
 }
@@ -507,30 +510,32 @@ static void reap(struct uring *u)
 	}
 }
 
-/* Accepts and connections at the peek: the first pass of a turn. */
-static bool cqe_urgent(struct worker *w, const struct io_uring_cqe *cqe)
+/* Accepts go first, with the young connections at the peek (conn_rank). */
+static enum conn_rank cqe_rank(struct worker *w, const struct io_uring_cqe *cqe)
 {
 	uint64_t ud = io_uring_cqe_get_data64(cqe);
 	enum io_op op = io_ud_op(ud);
 	struct io_conn *c;
 
 	if (op == IO_ACCEPT)
-		return true;
+		return RANK_FIRST;
 	if (op == IO_IGNORE)
-		return false;
+		return RANK_LATER;
 	c = io_conn_at(w, io_ud_slot(ud), io_ud_gen(ud));
-	return c && conn_urgent(c);
+	return c ? conn_rank(w, c) : RANK_LATER;
 }
 
 /*
- * A turn in two passes over its completions. First, accepts and
- * connections at the peek; their requests (an answer, the next accepts
- * and receives) go to the kernel at once, and what that completes at once
- * (a receive whose bytes were already there) is taken in the same pass, up
- * to URGENT_ROUNDS times: a validator's connection goes from accepted to
- * answered within one turn. Then the relays' completions, and what those
- * start. A challenge's answer so never waits behind a turn's worth of bulk
- * copying or upstream connects.
+ * A turn in passes over its completions, by rank (conn_rank). First,
+ * accepts and young connections at the peek; their requests (an answer,
+ * the next accepts and receives) go to the kernel at once, and what that
+ * completes at once (a receive whose bytes were already there) is taken
+ * in the same pass, up to URGENT_ROUNDS times: a validator's connection
+ * goes from accepted to answered within one turn. Then connections at the
+ * peek for a second or more (a slow flood's thousands of bytes arriving
+ * together), then the relays' completions and what those start. A
+ * challenge's answer so never waits behind a turn's worth of slow clients,
+ * bulk copying or upstream connects.
  */
 static void uring_wait(struct worker *w, unsigned timeout_ms)
 {
@@ -540,7 +545,8 @@ static void uring_wait(struct worker *w, unsigned timeout_ms)
 		.tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
 	};
 	struct io_uring_cqe *cqe;
-	unsigned head, seen = 0, nlater = 0, mask = u->ring.cq.ring_mask;
+	unsigned head, seen = 0, nlater = 0, npeek = 0;
+	unsigned mask = u->ring.cq.ring_mask;
 	int rc;
 
 	br_stock(w, u);
@@ -564,21 +570,29 @@ static void uring_wait(struct worker *w, unsigned timeout_ms)
 
 		for (; seen < n; seen++) {
 			cqe = &u->ring.cq.cqes[(head + seen) & mask];
-			if (cqe_urgent(w, cqe)) {
+			switch (cqe_rank(w, cqe)) {
+			case RANK_FIRST:
 				dispatch(w, cqe);
 				urgent++;
-			} else {
+				break;
+			case RANK_PEEK:
+				u->peek[npeek++] = seen;
+				break;
+			case RANK_LATER:
 				u->later[nlater++] = seen;
+				break;
 			}
 		}
-		/* With no relay work to go ahead of, the next wait submits. */
-		if (!urgent || !nlater || round == URGENT_ROUNDS)
+		/* With nothing to go ahead of, the next wait submits. */
+		if (!urgent || !(nlater | npeek) || round == URGENT_ROUNDS)
 			break;
 		io_uring_submit(&u->ring);
 		reap(u);
 	}
-	if (nlater && io_uring_sq_ready(&u->ring))
+	if ((nlater | npeek) && io_uring_sq_ready(&u->ring))
 		io_uring_submit(&u->ring);
+	for (unsigned i = 0; i < npeek; i++)
+		dispatch(w, &u->ring.cq.cqes[(head + u->peek[i]) & mask]);
 	for (unsigned i = 0; i < nlater; i++)
 		dispatch(w, &u->ring.cq.cqes[(head + u->later[i]) & mask]);
 	io_uring_cq_advance(&u->ring, seen);
