@@ -43,6 +43,7 @@
 #define TW_BATCH 512		/* deferred completions run per reap (see reap) */
 #define TW_PER_ENTER 20		/* the most the kernel runs per enter (reap) */
 #define REAP_AFTER 16		/* a wait bringing this many may have left some */
+#define PASS_BUDGET 256		/* completions a held pass delivers per turn */
 /* Accepts in flight per listener (at most 32: a bit each). */
 #define ACCEPT_DEPTH IO_ACCEPTED_PENDING_MAX
 
@@ -59,6 +60,23 @@ struct uaccept {
 	struct sockaddr_storage addr[ACCEPT_DEPTH];
 };
 
+/*
+ * A completion taken off the CQ for a later pass, possibly a later turn:
+ * its user data, result and the pool buffer it brought (taken from the
+ * buffer ring at once, so that the ring's stock stays counted right).
+ */
+struct held_cqe {
+	uint64_t ud;
+	int32_t res;
+	void *buf;
+};
+
+/* A FIFO of them, as long as the CQ (a power of 2): a CQ's worth fits. */
+struct held {
+	struct held_cqe *q;
+	uint32_t mask, head, len;
+};
+
 struct uring {
 	struct io_uring ring;
 	struct io_uring_buf_ring *br;
@@ -70,8 +88,7 @@ struct uring {
 	uint32_t nfree_bids;
 	void *bufs[BR_ENTRIES];		/* id -> the buffer given to the ring */
 	struct uaccept *acc;		/* by listener */
-	uint32_t *later;		/* a turn's CQEs left for its last pass */
-	uint32_t *peek;			/* and for the pass before (RANK_PEEK) */
+	struct held peek, later;	/* the passes after the first (uring_wait) */
 };
 
 static struct io_uring_sqe *get_sqe(struct worker *w)
@@ -191,6 +208,13 @@ static void *br_take(struct uring *u, uint32_t cflags)
 	return b;
 }
 
+/* At exit: what held completions still own goes back to the pool. */
+static void held_drop(struct worker *w, struct held *h)
+{
+	for (; h->len; h->len--, h->head = (h->head + 1) & h->mask)
+		bufpool_put(w, h->q[h->head].buf);
+}
+
 static int uring_init(struct worker *w, char *err, size_t errlen)
 {
 	static const int needed[] = {
@@ -266,9 +290,10 @@ static int uring_init(struct worker *w, char *err, size_t errlen)
 		return rc == -EINVAL ? -ENOSYS : rc;
 	}
 	u->acc = calloc(w->nlisteners ? w->nlisteners : 1, sizeof(*u->acc));
-	u->later = calloc(p.cq_entries, sizeof(*u->later));
-	u->peek = calloc(p.cq_entries, sizeof(*u->peek));
-	BUG_ON(!u->acc || !u->later || !u->peek);
+	u->peek.q = calloc(p.cq_entries, sizeof(*u->peek.q));
+	u->later.q = calloc(p.cq_entries, sizeof(*u->later.q));
+	u->peek.mask = u->later.mask = p.cq_entries - 1;
+	BUG_ON(!u->acc || !u->peek.q || !u->later.q);
 	io_uring_register_ring_fd(&u->ring);
 	w->io_priv = u;
 	return 0;
@@ -286,8 +311,10 @@ static void uring_fini(struct worker *w)
 	for (uint32_t i = 0; i < BR_ENTRIES; i++)
 		free(u->bufs[i]);
 	free(u->acc);
-	free(u->later);
-	free(u->peek);
+	held_drop(w, &u->peek);
+	held_drop(w, &u->later);
+	free(u->peek.q);
+	free(u->later.q);
 	free(u);
 	w->io_priv = NULL;
 }
@@ -447,32 +474,38 @@ static void uring_cancel(struct worker *w, struct io_conn *c, enum side s)
 	}
 }
 
-static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
+/* The pool buffer a completion brought, if any, now the caller's. */
+static void *cqe_buf(struct worker *w, const struct io_uring_cqe *cqe)
 {
-	uint64_t ud = io_uring_cqe_get_data64(cqe);
-	enum io_op op = io_ud_op(ud);
-	enum side s = io_ud_side(ud);
-	uint32_t slot = io_ud_slot(ud);
 	struct uring *u = w->io_priv;
-	void *buf = NULL;
+	void *buf;
+
+	if (io_ud_op(io_uring_cqe_get_data64(cqe)) != IO_RECV)
+		return NULL;
+	if (!(cqe->flags & IORING_CQE_F_BUFFER)) {
+		if (cqe->res == -ENOBUFS)
+			u->nobufs = true;
+		return NULL;
+	}
+	buf = br_take(u, cqe->flags);
+	if (cqe->res <= 0) {
+		bufpool_put(w, buf);
+		buf = NULL;
+	}
+	return buf;
+}
+
+static void deliver(struct worker *w, uint64_t ud, int res, void *buf)
+{
+	enum io_op op = io_ud_op(ud);
+	uint32_t slot = io_ud_slot(ud);
 	struct io_conn *c;
 
-	if (op == IO_RECV) {
-		if (cqe->flags & IORING_CQE_F_BUFFER) {
-			buf = br_take(u, cqe->flags);
-			if (cqe->res <= 0) {
-				bufpool_put(w, buf);
-				buf = NULL;
-			}
-		} else if (cqe->res == -ENOBUFS) {
-			u->nobufs = true;
-		}
-	}
 	if (op == IO_IGNORE)
 		return;
 	if (op == IO_ACCEPT) {
 		if (slot < w->nlisteners && io_ud_gen(ud) < ACCEPT_DEPTH)
-			accept_done(w, slot, io_ud_gen(ud), cqe->res);
+			accept_done(w, slot, io_ud_gen(ud), res);
 		return;
 	}
 	c = io_conn_at(w, slot, io_ud_gen(ud));
@@ -481,7 +514,38 @@ static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
 		bufpool_put(w, buf);
 		return;
 	}
-	conn_complete(w, c, op, s, cqe->res, buf);
+	conn_complete(w, c, op, io_ud_side(ud), res, buf);
+}
+
+static void dispatch(struct worker *w, const struct io_uring_cqe *cqe)
+{
+	deliver(w, io_uring_cqe_get_data64(cqe), cqe->res, cqe_buf(w, cqe));
+}
+
+/* Copies cqe off the CQ into h; false when h is full. */
+static bool hold(struct worker *w, struct held *h, const struct io_uring_cqe *cqe)
+{
+	struct held_cqe *e;
+
+	if (h->len == h->mask + 1)
+		return false;
+	e = &h->q[(h->head + h->len++) & h->mask];
+	e->ud = io_uring_cqe_get_data64(cqe);
+	e->res = cqe->res;
+	e->buf = cqe_buf(w, cqe);
+	return true;
+}
+
+/* Delivers up to PASS_BUDGET of h's completions, oldest first. */
+static void held_run(struct worker *w, struct held *h)
+{
+	for (unsigned n = 0; n < PASS_BUDGET && h->len; n++) {
+		struct held_cqe e = h->q[h->head];
+
+		h->head = (h->head + 1) & h->mask;
+		h->len--;
+		deliver(w, e.ud, e.res, e.buf);
+	}
 }
 
 /*
@@ -517,10 +581,9 @@ static enum conn_rank cqe_rank(struct worker *w, const struct io_uring_cqe *cqe)
 	enum io_op op = io_ud_op(ud);
 	struct io_conn *c;
 
-	if (op == IO_ACCEPT)
+	/* An ignored completion costs nothing to deliver. */
+	if (op == IO_ACCEPT || op == IO_IGNORE)
 		return RANK_FIRST;
-	if (op == IO_IGNORE)
-		return RANK_LATER;
 	c = io_conn_at(w, io_ud_slot(ud), io_ud_gen(ud));
 	return c ? conn_rank(w, c) : RANK_LATER;
 }
@@ -533,9 +596,16 @@ static enum conn_rank cqe_rank(struct worker *w, const struct io_uring_cqe *cqe)
  * in the same pass, up to URGENT_ROUNDS times: a validator's connection
  * goes from accepted to answered within one turn. Then connections at the
  * peek for a second or more (a slow flood's thousands of bytes arriving
- * together), then the relays' completions and what those start. A
- * challenge's answer so never waits behind a turn's worth of slow clients,
- * bulk copying or upstream connects.
+ * together), then the relays' completions and what those start.
+ *
+ * Those two passes deliver at most PASS_BUDGET completions a turn each;
+ * the rest are copied off the CQ and carried, in order, to the next turn,
+ * which then only polls the ring. A turn so stays short whatever arrives
+ * at once, and a validator that connects during it waits for that much and
+ * no more. A connection's rank only grows (except into closing, whose
+ * completions may come in any order), so none of its completions can be
+ * delivered ahead of one it had earlier. Should a FIFO fill, the scan
+ * stops there and what follows stays on the CQ for the next turn.
  */
 static void uring_wait(struct worker *w, unsigned timeout_ms)
 {
@@ -545,12 +615,21 @@ static void uring_wait(struct worker *w, unsigned timeout_ms)
 		.tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
 	};
 	struct io_uring_cqe *cqe;
-	unsigned head, seen = 0, nlater = 0, npeek = 0;
-	unsigned mask = u->ring.cq.ring_mask;
+	unsigned head, seen = 0, mask = u->ring.cq.ring_mask;
+	bool full = false;
 	int rc;
 
 	br_stock(w, u);
-	rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
+	if (u->peek.len || u->later.len) {
+		/* Work carried over: look at the ring, never wait on it. */
+		rc = io_uring_submit(&u->ring);
+		reap(u);
+	} else {
+		rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
+		/* A wait that brought few completions left none behind. */
+		if (io_uring_cq_ready(&u->ring) >= REAP_AFTER)
+			reap(u);
+	}
 	if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY &&
 	    rc != -EAGAIN) {
 		static __thread struct log_limit lim;
@@ -559,9 +638,6 @@ static void uring_wait(struct worker *w, unsigned timeout_ms)
 		/* Never spin on a ring that keeps failing. */
 		usleep(10000);
 	}
-	/* A wait that brought few completions left none behind. */
-	if (io_uring_cq_ready(&u->ring) >= REAP_AFTER)
-		reap(u);
 	w->now_ms = clock_mono_ms();
 	/* The CQ head stays put until the turn ends: seen counts from it. */
 	head = *u->ring.cq.khead;
@@ -574,28 +650,29 @@ static void uring_wait(struct worker *w, unsigned timeout_ms)
 			case RANK_FIRST:
 				dispatch(w, cqe);
 				urgent++;
-				break;
+				continue;
 			case RANK_PEEK:
-				u->peek[npeek++] = seen;
+				full = !hold(w, &u->peek, cqe);
 				break;
 			case RANK_LATER:
-				u->later[nlater++] = seen;
+				full = !hold(w, &u->later, cqe);
 				break;
 			}
+			if (full)
+				break;
 		}
 		/* With nothing to go ahead of, the next wait submits. */
-		if (!urgent || !(nlater | npeek) || round == URGENT_ROUNDS)
+		if (full || !urgent || !(u->peek.len | u->later.len) ||
+		    round == URGENT_ROUNDS)
 			break;
 		io_uring_submit(&u->ring);
 		reap(u);
 	}
-	if ((nlater | npeek) && io_uring_sq_ready(&u->ring))
-		io_uring_submit(&u->ring);
-	for (unsigned i = 0; i < npeek; i++)
-		dispatch(w, &u->ring.cq.cqes[(head + u->peek[i]) & mask]);
-	for (unsigned i = 0; i < nlater; i++)
-		dispatch(w, &u->ring.cq.cqes[(head + u->later[i]) & mask]);
 	io_uring_cq_advance(&u->ring, seen);
+	if ((u->peek.len | u->later.len) && io_uring_sq_ready(&u->ring))
+		io_uring_submit(&u->ring);
+	held_run(w, &u->peek);
+	held_run(w, &u->later);
 }
 
 const struct io_ops io_uring_ops = {
