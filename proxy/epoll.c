@@ -54,7 +54,8 @@
 
 #define NIL UINT32_MAX
 #define RUN_ROUNDS 16		/* run passes per loop turn */
-#define RUN_BUDGET 64		/* sides not at the peek run per run() */
+#define RUN_BUDGET 64		/* sides of relays run per run() */
+#define PEEK_BUDGET 256		/* sides at the peek for long run per run() */
 #define ACCEPT_BATCH 64		/* accepts per listener readiness */
 #define LISTEN_RETRY_MS 100	/* after event_add refused a listener */
 
@@ -132,7 +133,8 @@ struct ep {
 	uint32_t ready_head, ready_tail;
 	uint32_t done_head, done_tail;
 	uint32_t *urgent, *peek, *rest;	/* a pass's sides, by rank (run_list) */
-	unsigned spent;			/* sides not at the peek run by this run() */
+	unsigned spent;			/* sides of relays run by this run() */
+	unsigned spent_peek;		/* and of RANK_PEEK connections */
 };
 
 /* ---- side records ------------------------------------------------------ */
@@ -565,10 +567,11 @@ static void deliver(struct ep *ep, struct eside *e)
  * The ready list (attempts) or the done list (deliveries), taken as it is:
  * what a pass starts waits for the next, rank by rank (conn_rank): the
  * sides of young connections at the peek (and closing ones, whose slots
- * new connections need) first, then those at the peek for longer, then
- * others while the run's RUN_BUDGET lasts; those left keep their place at
- * the front of the list. So a validator's accept, read and answer never
- * wait behind a slow flood's bytes or a pass's worth of bulk relaying.
+ * new connections need) first, then those at the peek for longer while
+ * the run's PEEK_BUDGET lasts, then others while its RUN_BUDGET lasts;
+ * those left keep their place at the front of the list. So a validator's
+ * accept, read and answer never wait behind a slow flood's bytes or a
+ * pass's worth of bulk relaying.
  */
 static inline uint32_t *link_of(struct eside *e, bool ready)
 {
@@ -588,11 +591,27 @@ static void run_one(struct ep *ep, uint32_t idx, bool ready)
 	}
 }
 
+/* Puts the n sides at idx, in their order, at the front of the list. */
+static void relink(struct ep *ep, bool ready, const uint32_t *idx, uint32_t n)
+{
+	uint32_t *head = ready ? &ep->ready_head : &ep->done_head;
+	uint32_t *tail = ready ? &ep->ready_tail : &ep->done_tail;
+
+	if (n == 0)
+		return;
+	for (uint32_t k = 0; k + 1 < n; k++)
+		*link_of(side_at(ep, idx[k]), ready) = idx[k + 1];
+	*link_of(side_at(ep, idx[n - 1]), ready) = *head;
+	if (*head == NIL)
+		*tail = idx[n - 1];
+	*head = idx[0];
+}
+
 static void run_list(struct ep *ep, bool ready)
 {
 	uint32_t *head = ready ? &ep->ready_head : &ep->done_head;
 	uint32_t *tail = ready ? &ep->ready_tail : &ep->done_tail;
-	uint32_t idx = *head, nu = 0, np = 0, nr = 0, i;
+	uint32_t idx = *head, nu = 0, np = 0, nr = 0, i, j;
 
 	*head = *tail = NIL;
 	for (; idx != NIL; idx = *link_of(side_at(ep, idx), ready)) {
@@ -613,18 +632,13 @@ static void run_list(struct ep *ep, bool ready)
 	}
 	for (i = 0; i < nu; i++)
 		run_one(ep, ep->urgent[i], ready);
-	for (i = 0; i < np; i++)
-		run_one(ep, ep->peek[i], ready);
+	for (j = 0; j < np && ep->spent_peek < PEEK_BUDGET; j++, ep->spent_peek++)
+		run_one(ep, ep->peek[j], ready);
 	for (i = 0; i < nr && ep->spent < RUN_BUDGET; i++, ep->spent++)
 		run_one(ep, ep->rest[i], ready);
-	if (i == nr)
-		return;
-	for (uint32_t k = i; k + 1 < nr; k++)
-		*link_of(side_at(ep, ep->rest[k]), ready) = ep->rest[k + 1];
-	*link_of(side_at(ep, ep->rest[nr - 1]), ready) = *head;
-	if (*head == NIL)
-		*tail = ep->rest[nr - 1];
-	*head = ep->rest[i];
+	/* Those left go back to the front, in their order, ranks kept. */
+	relink(ep, ready, ep->rest + i, nr - i);
+	relink(ep, ready, ep->peek + j, np - j);
 }
 
 /* ---- accepting ---------------------------------------------------------- */
@@ -767,16 +781,16 @@ static bool has_work(const struct ep *ep)
 }
 
 /*
- * Rounds until nothing is left, RUN_ROUNDS at most, or RUN_BUDGET sides
- * not at the peek have run: new connections and bytes are only seen in
- * the event loop between two runs, so a run must not last a flood's worth
- * of relaying.
+ * Rounds until nothing is left, RUN_ROUNDS at most, or one of the budgets
+ * is spent: new connections and bytes are only seen in the event loop
+ * between two runs, so a run must not last a flood's worth of relaying or
+ * of slow clients' bytes.
  */
 static void run(struct ep *ep)
 {
-	ep->spent = 0;
+	ep->spent = ep->spent_peek = 0;
 	for (unsigned round = 0; round < RUN_ROUNDS && has_work(ep) &&
-	     ep->spent < RUN_BUDGET; round++) {
+	     ep->spent < RUN_BUDGET && ep->spent_peek < PEEK_BUDGET; round++) {
 		if (ep->nlis_work)
 			run_listeners(ep);
 		if (ep->ready_head != NIL)
