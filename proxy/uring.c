@@ -1,7 +1,8 @@
 /*
- * The io_uring backend: one ring per worker, multishot accept, one
- * submission per loop turn (io_uring_submit_and_wait_timeout), and all
- * completions of a turn handled before the ring's CQ head moves.
+ * The io_uring backend: one ring per worker, 32 single-shot accepts per
+ * listener, one submission per loop turn (io_uring_submit_and_wait_timeout),
+ * and a turn's completions taken in passes by rank, those past a pass's
+ * budget copied off the CQ and carried to the next turn (uring_wait).
  *
  * user_data is io.h's encoding. A completion whose generation no longer
  * matches its slot is stale: counted and dropped. With the connections'
