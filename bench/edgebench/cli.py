@@ -19,7 +19,7 @@ from .common import BENCH, TOP, die, say
 from .peers import Ports
 from .prepare import (acme_edge_exe, build, compile_clients, install, make_certs, make_www,
                       raise_somaxconn)
-from .proc import CLIENT_CPU, port_free, sh, stop_all
+from .proc import CLIENT_CPU, cpu_steal, port_free, sh, stop_all
 from .report import backends_text, report, update_readme
 from .runner import Ctx, run_all
 
@@ -124,6 +124,7 @@ def prepare(ctx, a):
     if busy:
         die("ports in use: %s (another bench? --port-base moves them)" % busy)
     load = ctx.load_start = os.getloadavg()[0]
+    ctx.steal_start = cpu_steal()
     say("== bench/run%s: %d run(s) × %d s, workers %s, load average %.2f, work %s" % (
         " --quick" if a.quick else "", ctx.runs, ctx.duration, a.workers, load, ctx.work))
     if load > 0.5 and not a.quick:

@@ -15,6 +15,15 @@ CLIENT_CPU = "1"   # load generators, the upstream, the API
 PROCS = []          # every process we started: killed by PID at exit
 
 
+def cpu_steal():
+    """(steal, total) clock ticks of all CPUs so far, from /proc/stat: what
+    a virtual machine's host took for other work, and the whole."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest time is in user)
+    return v[7], sum(v[:8])
+
+
 def spawn(cmd, log, cpu, limit):
     """Starts cmd pinned to cpu, bounded to `limit` seconds by timeout(1)
     (so nothing outlives an interrupted bench), in its own session."""

@@ -11,7 +11,7 @@ from .accounting import (added_latency, backend_rows, cpu_per_op, epoll_verdicts
 from .common import (ACME_NAME, BENCH, CHAL_PATH, EPOLL, EPOLL_PAR, EPOLL_PAR_SCENARIOS, KA,
                      KA_SHA, PASS_NAME, PEERS, SERVERS)
 from .flood_report import flood_section
-from .proc import CLIENT_CPU, SERVER_CPU, sh
+from .proc import CLIENT_CPU, SERVER_CPU, cpu_steal, sh
 from .scenarios import of_kind
 
 TARGETS_HEAD = ["| target | workers | acme-edge ÷ better peer, per core | run-by-run min–max "
@@ -126,6 +126,10 @@ def head_section(ctx, v, wall):
     L.append("| load average | %.2f at the start, %.2f at the end (1 min; other work on the "
              "machine shows in the raw rates, much less in the per-core ones) |" % (
                  ctx.load_start, os.getloadavg()[0]))
+    (s0, t0), (s1, t1) = ctx.steal_start, cpu_steal()
+    L.append("| host steal | %.1f %% of the CPUs' time during the run (`/proc/stat`: "
+             "what a virtual machine's host took for other work; it comes in bursts, "
+             "and the runs it hits are the outliers) |" % (100.0 * (s1 - s0) / max(t1 - t0, 1)))
     L.append("| runs × duration | %d × %d s per scenario and server, alternated "
              "(A B C A B C …); memory: %d connections |" % (ctx.runs, ctx.duration,
                                                            ctx.mem_conns))
