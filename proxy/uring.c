@@ -640,7 +640,7 @@ static void uring_wait(struct worker *w, unsigned timeout_ms)
 		usleep(10000);
 	}
 	w->now_ms = clock_mono_ms();
-	/* The CQ head stays put until the turn ends: seen counts from it. */
+	/* The CQ head stays put until the scan is done: seen counts from it. */
 	head = *u->ring.cq.khead;
 	for (unsigned round = 0;; round++) {
 		unsigned n = io_uring_cq_ready(&u->ring), urgent = 0;
