@@ -7,10 +7,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-static bool is_ows(uint8_t c)
-{
-	return c == ' ' || c == '\t';
-}
+#include "wire/http_chars.h"
 
 /* Whether p[0..n) is name, ASCII letters compared without case. */
 static bool name_is(const uint8_t *p, size_t n, const char *name)
@@ -55,9 +52,9 @@ int http_field_find(const uint8_t *head, size_t len, const char *name,
 			continue;
 		if (count++ == 0) {
 			const uint8_t *v = colon + 1, *ve = line + n;
-			while (v < ve && is_ows(*v))
+			while (v < ve && http_ows(*v))
 				v++;
-			while (ve > v && is_ows(ve[-1]))
+			while (ve > v && http_ows(ve[-1]))
 				ve--;
 			value->ptr = (const char *)v;
 			value->len = (size_t)(ve - v);

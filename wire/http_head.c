@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "wire/http_chars.h"
 #include "wire/http_head.h"
 
 struct cur {
@@ -42,35 +43,9 @@ struct fields {
 	int64_t content_length;
 };
 
-/* tchar (RFC 9110 §5.6.2), ASCII only: no <ctype.h>, no locale. */
-static bool is_tchar(uint8_t c)
-{
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9'))
-		return true;
-	switch (c) {
-	case '!': case '#': case '$': case '%': case '&': case '\'':
-	case '*': case '+': case '-': case '.': case '^': case '_':
-	case '`': case '|': case '~':
-		return true;
-	default:
-		return false;
-	}
-}
-
-static bool is_digit(uint8_t c)
-{
-	return c >= '0' && c <= '9';
-}
-
 static bool is_hex(uint8_t c)
 {
 	return hex_digit(c) >= 0;
-}
-
-static bool is_ows(uint8_t c)
-{
-	return c == ' ' || c == '\t';
 }
 
 /* Case-insensitive compare of peer bytes with a lowercase literal. */
@@ -153,7 +128,7 @@ static int host_norm(const uint8_t *p, size_t n, char *out, size_t *out_len)
 		for (; i < n && p[i] != ':'; i++) {
 			uint8_t ch = ascii_lower(p[i]);
 
-			if (!((ch >= 'a' && ch <= 'z') || is_digit(ch) ||
+			if (!((ch >= 'a' && ch <= 'z') || http_digit(ch) ||
 			      ch == '.' || ch == '-' || ch == '_'))
 				return WIRE_INVALID;
 			if (h == HTTP_HOST_MAX + 1)
@@ -173,7 +148,7 @@ static int host_norm(const uint8_t *p, size_t n, char *out, size_t *out_len)
 			return WIRE_INVALID;	/* e.g. "[::1]x" */
 		port_start = ++i;
 		for (; i < n; i++) {
-			if (!is_digit(p[i]) || i - port_start >= 5)
+			if (!http_digit(p[i]) || i - port_start >= 5)
 				return WIRE_INVALID;
 			port = port * 10 + (uint32_t)(p[i] - '0');
 		}
@@ -244,7 +219,7 @@ static int parse_request_line(struct cur *c, struct http_head *h)
 	}
 
 	start = c->pos;
-	while (c->pos < c->len && is_tchar(c->b[c->pos]))
+	while (c->pos < c->len && http_tchar(c->b[c->pos]))
 		c->pos++;
 	if (c->pos == c->len)
 		return WIRE_PARTIAL;
@@ -291,13 +266,13 @@ static void on_connection(const uint8_t *v, size_t n, struct fields *f)
 	while (i < n) {
 		size_t s, e;
 
-		while (i < n && (is_ows(v[i]) || v[i] == ','))
+		while (i < n && (http_ows(v[i]) || v[i] == ','))
 			i++;
 		s = i;
 		while (i < n && v[i] != ',')
 			i++;
 		e = i;
-		while (e > s && is_ows(v[e - 1]))
+		while (e > s && http_ows(v[e - 1]))
 			e--;
 		if (IEQ(v + s, e - s, "close"))
 			f->conn_close = true;
@@ -318,7 +293,7 @@ static int on_content_length(const uint8_t *v, size_t n, struct fields *f)
 	if (n == 0)
 		return WIRE_INVALID;
 	for (i = 0; i < n; i++) {
-		if (!is_digit(v[i]))
+		if (!http_digit(v[i]))
 			return WIRE_INVALID;
 		if (cl > (INT64_MAX - (v[i] - '0')) / 10)
 			return WIRE_INVALID;
@@ -343,7 +318,7 @@ static int on_transfer_encoding(const uint8_t *v, size_t n, struct fields *f)
 	while (i < n) {
 		size_t s, e;
 
-		while (i < n && (is_ows(v[i]) || v[i] == ','))
+		while (i < n && (http_ows(v[i]) || v[i] == ','))
 			i++;
 		if (i == n)
 			break;
@@ -352,7 +327,7 @@ static int on_transfer_encoding(const uint8_t *v, size_t n, struct fields *f)
 			i++;
 		for (e = s; e < i && v[e] != ';'; e++)
 			;
-		while (e > s && is_ows(v[e - 1]))
+		while (e > s && http_ows(v[e - 1]))
 			e--;
 		any = true;
 		chunked = IEQ(v + s, e - s, "chunked");
@@ -388,16 +363,8 @@ static int on_field(const uint8_t *name, size_t nlen, const uint8_t *v,
 	return 0;
 }
 
-/* One field line, the cursor at its first byte (not CR, LF, SP or HTAB). */
-/* A control byte other than HTAB, or DEL: never in a field value, and CR
- * and LF end one. */
-static bool value_stops(uint8_t ch)
-{
-	return (ch < ' ' && ch != '\t') || ch == 0x7f;
-}
-
 /*
- * Where the field value from pos on stops: at its first byte value_stops()
+ * Where the field value from pos on stops: at its first byte http_value_stops()
  * takes, or at len. A field value is most of a large head, and the caller
  * parses a head again as more of it arrives, so eight bytes are judged at
  * once while none of them is below 0x20 or 0x7f (exact tests for "some byte
@@ -424,20 +391,21 @@ static size_t value_stop(const uint8_t *b, size_t pos, size_t len)
 		}
 		word_end = len - pos >= 8 ? pos + 8 : len;
 		for (; pos < word_end; pos++)
-			if (value_stops(b[pos]))
+			if (http_value_stops(b[pos]))
 				return pos;
 		if (pos == len)
 			return pos;
 	}
 }
 
+/* One field line, the cursor at its first byte (not CR, LF, SP or HTAB). */
 static int parse_field(struct cur *c, struct fields *f)
 {
 	size_t ns, ne, vs, ve;
 	int rc;
 
 	ns = c->pos;
-	while (c->pos < c->len && is_tchar(c->b[c->pos]))
+	while (c->pos < c->len && http_tchar(c->b[c->pos]))
 		c->pos++;
 	if (c->pos == c->len)
 		return WIRE_PARTIAL;
@@ -446,7 +414,7 @@ static int parse_field(struct cur *c, struct fields *f)
 		return WIRE_INVALID;
 	ne = c->pos++;
 
-	while (c->pos < c->len && is_ows(c->b[c->pos]))
+	while (c->pos < c->len && http_ows(c->b[c->pos]))
 		c->pos++;
 	vs = c->pos;
 	c->pos = value_stop(c->b, c->pos, c->len);
@@ -456,7 +424,7 @@ static int parse_field(struct cur *c, struct fields *f)
 	rc = eat_eol(c);
 	if (rc < 0)
 		return rc;
-	while (ve > vs && is_ows(c->b[ve - 1]))
+	while (ve > vs && http_ows(c->b[ve - 1]))
 		ve--;
 	return on_field(c->b + ns, ne - ns, c->b + vs, ve - vs, f);
 }
@@ -522,7 +490,7 @@ int http_head_parse(const uint8_t *buf, size_t len, struct http_head *out)
 			break;
 		}
 		/* obs-fold, or whitespace before the first field (§2.2). */
-		if (is_ows(ch))
+		if (http_ows(ch))
 			return WIRE_INVALID;
 		if (++h.n_headers > HTTP_HEAD_MAX_HEADERS)
 			return WIRE_TOOBIG;

@@ -12,12 +12,7 @@
 
 #include <string.h>
 
-/* tchar (RFC 9110 §5.6.2), ASCII only. */
-static bool name_char(uint8_t c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	       (c >= '0' && c <= '9') || (c && strchr("!#$%&'*+-.^_`|~", c));
-}
+#include "wire/http_chars.h"
 
 /* Whether p[0..n) is lit (lowercase), ignoring ASCII case. */
 static bool same_word(const uint8_t *p, size_t n, const char *lit)
@@ -31,17 +26,12 @@ static bool same_word(const uint8_t *p, size_t n, const char *lit)
 	return i == n;
 }
 
-static bool is_digit(uint8_t c)
-{
-	return c >= '0' && c <= '9';
-}
-
 /* "HTTP/1.x NNN[ reason]" in p[0..n). */
 static int status_line(const uint8_t *p, size_t n, struct http_resp *r)
 {
-	if (n < 12 || memcmp(p, "HTTP/1.", 7) != 0 || !is_digit(p[7]) ||
-	    p[8] != ' ' || !is_digit(p[9]) || !is_digit(p[10]) ||
-	    !is_digit(p[11]) || (n > 12 && p[12] != ' '))
+	if (n < 12 || memcmp(p, "HTTP/1.", 7) != 0 || !http_digit(p[7]) ||
+	    p[8] != ' ' || !http_digit(p[9]) || !http_digit(p[10]) ||
+	    !http_digit(p[11]) || (n > 12 && p[12] != ' '))
 		return WIRE_INVALID;
 	r->minor_version = p[7] - '0';
 	if (r->minor_version > 1)
@@ -62,7 +52,7 @@ static int content_length(const uint8_t *v, size_t n, struct http_resp *r)
 	if (n == 0 || n > 18)
 		return WIRE_INVALID;
 	for (size_t i = 0; i < n; i++) {
-		if (!is_digit(v[i]))
+		if (!http_digit(v[i]))
 			return WIRE_INVALID;
 		x = x * 10 + (v[i] - '0');
 	}
@@ -79,7 +69,7 @@ static bool ends_chunked(const uint8_t *v, size_t n)
 
 	while (start > 0 && v[start - 1] != ',')
 		start--;
-	while (start < n && (v[start] == ' ' || v[start] == '\t'))
+	while (start < n && http_ows(v[start]))
 		start++;
 	return same_word(v + start, n - start, "chunked");
 }
@@ -89,18 +79,18 @@ static int field_line(const uint8_t *p, size_t n, struct http_resp *r)
 {
 	size_t colon = 0, vs, ve;
 
-	while (colon < n && name_char(p[colon]))
+	while (colon < n && http_tchar(p[colon]))
 		colon++;
 	if (colon == 0 || colon == n || p[colon] != ':')
 		return WIRE_INVALID;
 	vs = colon + 1;
 	ve = n;
-	while (vs < ve && (p[vs] == ' ' || p[vs] == '\t'))
+	while (vs < ve && http_ows(p[vs]))
 		vs++;
-	while (ve > vs && (p[ve - 1] == ' ' || p[ve - 1] == '\t'))
+	while (ve > vs && http_ows(p[ve - 1]))
 		ve--;
 	for (size_t i = vs; i < ve; i++)
-		if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f)
+		if (http_value_stops(p[i]))
 			return WIRE_INVALID;
 	struct slice v = {(const char *)p + vs, ve - vs};
 	if (same_word(p, colon, "server") && !r->server.ptr)
@@ -253,7 +243,7 @@ int http_resp_body(const struct http_resp *h, const uint8_t *body, size_t len,
 static bool host_char(uint8_t c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	       is_digit(c) || c == '-' || c == '.' || c == '_';
+	       http_digit(c) || c == '-' || c == '.' || c == '_';
 }
 
 /* Copies s[0..n) into dst (room for cap bytes and a NUL), cut if longer. */
@@ -306,7 +296,7 @@ static int authority(const char *a, size_t n, struct http_url *u)
 	if (n - i > 5)
 		return WIRE_INVALID;
 	for (; i < n; i++) {
-		if (!is_digit((uint8_t)a[i]))
+		if (!http_digit((uint8_t)a[i]))
 			return WIRE_INVALID;
 		port = port * 10 + (unsigned)(a[i] - '0');
 	}
