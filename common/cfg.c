@@ -549,6 +549,18 @@ static int key_proxy(struct load_ctx *c, const char *k, const char *v)
 		return parse_u32(c, k, v, 16, 1000000, &cfg->proxy.max_connections);
 	if (strcmp(k, "splice_pipes") == 0)
 		return parse_u32(c, k, v, 0, 4096, &cfg->proxy.splice_pipes);
+	if (strcmp(k, "sched_slice_us") == 0) {
+		/* The kernel's bounds for a requested slice: 100 us to 100 ms. */
+		if (parse_u32(c, k, v, 0, 100000, &cfg->proxy.sched_slice_us))
+			return -1;
+		if (cfg->proxy.sched_slice_us && cfg->proxy.sched_slice_us < 100) {
+			cfg_error(c, c->line,
+				  "%s: expected 0 (the kernel's own) or "
+				  "100..100000, got \"%s\"", k, v);
+			return -1;
+		}
+		return 0;
+	}
 	if (strcmp(k, "trusted_proxies") == 0)
 		return parse_cidrs(c, k, v, &cfg->proxy.trusted_proxies,
 				   &cfg->proxy.ntrusted_proxies);
@@ -1049,6 +1061,7 @@ static void cfg_defaults(struct cfg *cfg)
 	cfg->proxy.grace_ms = 30000;
 	cfg->proxy.max_connections = 8192;
 	cfg->proxy.splice_pipes = 64;
+	cfg->proxy.sched_slice_us = 100;
 	cfg->log.level = LOG_LVL_INFO;
 	cfg->cluster.ack = ACK_ALL;
 	cfg->cluster.ack_timeout_ms = 2000;

@@ -156,6 +156,7 @@ struct cfg {
 		uint32_t grace_ms;
 		uint32_t max_connections;	/* per worker */
 		uint32_t splice_pipes;		/* per worker; 0: never splice */
+		uint32_t sched_slice_us;	/* 0: the kernel's own slice */
 		struct cidr *trusted_proxies;
 		size_t ntrusted_proxies;
 		char user[CFG_USER_MAX + 1];	/* as [api] user, for the proxy */

@@ -76,6 +76,7 @@ struct worker {
 	void *io_priv;			/* the backend's state */
 	struct proxy *px;
 	struct live_cfg *lc;		/* this worker's current snapshot */
+	uint32_t slice_us;		/* sched_slice_us last applied */
 	struct pstats_worker *stats;
 	struct acme_tls_ctx *tls_ctx;
 

@@ -451,6 +451,10 @@ class BackendTest(unittest.TestCase):
         self.assertEqual(len(lines), 1, g.log())
         self.assertTrue(lines[0].endswith("proxy: io backend io_uring"), lines[0])
         self.check_serves(g)
+        # The profile lets the workers ask for their time slice.
+        release = tuple(int(x) for x in re.findall(r"\d+", os.uname().release)[:2])
+        self.assertIn("workers run with a 100 us scheduler slice" if release >= (6, 12)
+                      else "sched_slice_us = 100 not applied: this kernel", g.log())
         # A reload under the profile too; tearDown checks the clean stop.
         os.kill(g.proc.pid, signal.SIGHUP)
         time.sleep(0.5)

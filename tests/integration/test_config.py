@@ -158,6 +158,7 @@ identifiers = a.example.com
         c.add("http = 0.0.0.0:80 999.1.1.1:80", r"http.*999\.1\.1\.1:80.*not an address")
         c.add("https = [::]:443")
         c.add("splice_pipes = 5000", r"splice_pipes.*5000")
+        c.add("sched_slice_us = 50", r"sched_slice_us.*0 \(the kernel's own\) or 100\.\.100000.*50")
         c.add("defer_accept = 11m", r"defer_accept.*duration.*11m")
         c.add("")
         ca = c.add("[client a]")

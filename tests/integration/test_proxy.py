@@ -27,6 +27,7 @@ as io_backend in [proxy]; unset means io_backend = auto).
 """
 import base64
 import collections
+import ctypes
 import hashlib
 import ipaddress
 import json
@@ -1859,6 +1860,45 @@ class RelayTest(GatewayCase):
         finally:
             gw.reload()
         self.assertEqual(gw.wait_metric(pipes, lambda v: v == 0), 0)
+
+    def _slices(self):
+        """Each thread of the proxy process: the slice the scheduler reports
+        for it (sched_getattr's sched_runtime, ns)."""
+        nr = {"x86_64": 315, "aarch64": 275}.get(os.uname().machine)
+        if nr is None:
+            self.skipTest("sched_getattr: no syscall number known for this machine")
+        libc = ctypes.CDLL(None, use_errno=True)
+        pid = [int(p) for n, p in re.findall(r"run: started (\w+) \(pid (\d+)\)", self.gw.log())
+               if n == "proxy"][-1]
+        out = []
+        for tid in os.listdir("/proc/%d/task" % pid):
+            buf = ctypes.create_string_buffer(56)
+            if libc.syscall(nr, int(tid), buf, 56, 0) == 0:
+                out.append(struct.unpack_from("IIQiIQQQ", buf.raw)[5])
+        return out
+
+    def test_sched_slice(self):
+        """The workers ask for a 100 us slice by default (sched_slice_us), a
+        reload changes it, 0 gives the kernel's own back; a kernel before
+        6.12 ignores the request and the proxy says so."""
+        gw = self.gw
+        release = tuple(int(x) for x in re.findall(r"\d+", os.uname().release)[:2])
+        if release < (6, 12):
+            self.assertIn("sched_slice_us = 100 not applied", gw.log())
+            self.skipTest("Linux %d.%d takes no slice requests" % release)
+        self.assertIn("workers run with a 100 us scheduler slice", gw.log())
+        self.assertEqual(self._slices().count(100000), 2, "not one per worker")
+        try:
+            gw.reload(proxy={"sched_slice_us": "2000"})
+            self.assertEqual(self._slices().count(2000000), 2, "a reload did not apply")
+            gw.reload(proxy={"sched_slice_us": "0"})
+            got = self._slices()
+            self.assertEqual(got.count(2000000) + got.count(100000), 0,
+                             "0 kept a requested slice: %r" % got)
+            self.assertEqual(len(set(got)), 1, "threads differ: %r" % got)
+        finally:
+            gw.reload()
+        self.assertEqual(self._slices().count(100000), 2)
 
     def test_idle_relayed_connections_hold_no_buffer(self):
         held = M("acmeedge_proxy_relay_buffers_held")
