@@ -26,7 +26,11 @@
 #include "common/log.h"
 #include "solver-api/cluster_int.h"
 
-#define NODE_FORGET_MS (3600 * 1000)	/* the live set forgets long-dead nodes */
+#define NODE_FORGET_MS 3600000	/* the live set forgets long-dead nodes */
+/* A constant spelled into a script's text (a plain literal: the script's
+ * text, hence its SHA, stays what it was). */
+#define LUA_NUM(x) LUA_NUM_(x)
+#define LUA_NUM_(x) #x
 #define CONNECT_TIMEOUT_MS 2000
 #define BACKOFF_MAX_MS 5000
 
@@ -85,7 +89,7 @@ static const char script_beat[] =
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 	"redis.call('ZADD', KEYS[1], now, ARGV[1])\n"
-	"redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - " "3600000" ")\n"
+	"redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - " LUA_NUM(NODE_FORGET_MS) ")\n"
 	"local e = redis.call('GET', KEYS[2])\n"
 	"if not e then redis.call('SET', KEYS[2], ARGV[4]); e = ARGV[4] end\n"
 	"local c = tonumber(redis.call('GET', KEYS[3]) or '0') or 0\n"
