@@ -41,6 +41,7 @@ from harness import (Gateway, client_ctx, conf_text, env_path, free_port,  # noq
 
 ACME_EDGE = env_path("ACME_EDGE", "build/release/acme-edge")
 BEARER = "cluster-test-token-" + new_token()
+REST = "cluster-rest-token-" + new_token()    # [client rest]: the REST responder's
 ACK_TIMEOUT_MS = 1000
 
 
@@ -197,6 +198,9 @@ class Node(Gateway):
             ("api", {"listen": "127.0.0.1:%d" % self.api_port, "timeout": "5s",
                      "sweep_interval": "200ms"}),
             ("client admin", {"token_sha256": sha256_hex(BEARER), "identifiers": "*"}),
+            ("client rest", {"token_sha256": sha256_hex(REST),
+                             "identifiers": "rest.example.com", "cidrs": "127.0.0.1/32",
+                             "rest_responder": "yes"}),
             ("proxy", {"http": "127.0.0.1:%d" % self.http,
                        "https": "127.0.0.1:%d" % self.https, "workers": "1",
                        "http_miss": "404", "tls_miss": "reject",
@@ -247,6 +251,24 @@ class Node(Gateway):
                     return t.getpeercert(binary_form=True)
         except (ssl.SSLError, OSError):
             return None
+
+    def rest(self, method, token, ka=None):
+        """A REST responder's PUT or DELETE of a challenge URL on this
+        node's port 80: (status, body)."""
+        req = ("%s /.well-known/acme-challenge/%s HTTP/1.1\r\nHost: rest.example.com\r\n"
+               "Authorization: Bearer %s\r\nConnection: close\r\n" % (method, token, REST))
+        if ka is not None:
+            req += "Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s" % (len(ka), ka)
+        else:
+            req += "\r\n"
+        s = socket.create_connection(("127.0.0.1", self.http), timeout=10)
+        try:
+            s.sendall(req.encode())
+            data = recv_all(s)
+        finally:
+            s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split()[1]), body.decode(errors="replace")
 
     def put(self, kind, name, ka, **q):
         path = "/v1/%s/%s" % (kind, name)
@@ -358,6 +380,24 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual(m[M("acmeedge_cluster_nodes_live")], 3)
         self.assertEqual(m[M("acmeedge_cluster_redis_up")], 1)
         self.assertEqual(m[M("acmeedge_cluster_ack_seconds_count")], 2)
+
+    def test_rest_responder_writes_reach_every_node(self):
+        """A PUT on one node's port 80 (a REST responder's) is a cluster
+        write like the API's: answered by every node once it returns, and a
+        DELETE on another node removes it everywhere."""
+        tok = new_token()
+        st, body = self.a.rest("PUT", tok, keyauth(tok))
+        self.assertEqual(st, 201, body)
+        for n in (self.b, self.c, self.a):
+            self.assertEqual(n.http01(tok, host="rest.example.com"), (200, keyauth(tok)),
+                             "node %s" % n.name)
+        self.assertEqual(self.a.metrics()[M("acmeedge_cluster_writes_total",
+                                            result="acknowledged")], 1)
+        st, body = self.c.rest("DELETE", tok)
+        self.assertEqual(st, 204, body)
+        for n in (self.a, self.b, self.c):
+            self.assertEqual(n.http01(tok, host="rest.example.com")[0], 404,
+                             "node %s" % n.name)
 
     def test_delete_on_one_gone_everywhere(self):
         tok = new_token()
