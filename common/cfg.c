@@ -49,6 +49,7 @@ struct load_ctx {
 	unsigned ttl_line;		/* where default_ttl or max_ttl was set */
 	unsigned clients_file_line;
 	unsigned password_line;		/* [cluster] password or password_file */
+	unsigned sentinel_password_line; /* their sentinel_ twins */
 	unsigned rest_listen_line;	/* 0: not set, derived from [store] path */
 	unsigned store_path_line;
 	unsigned api_run_as[2];		/* lines of [api] user, group; 0: unset */
@@ -720,6 +721,19 @@ static int parse_word(struct load_ctx *c, const char *key, const char *v,
 	return 0;
 }
 
+/* A password given inline: 1..CFG_SECRET_MAX bytes, never echoed. */
+static int parse_secret(struct load_ctx *c, const char *key, const char *v,
+			char out[CFG_SECRET_MAX + 1])
+{
+	if (strlen(v) == 0 || strlen(v) > CFG_SECRET_MAX) {
+		cfg_error(c, c->line, "%s: expected 1..%d characters", key,
+			  CFG_SECRET_MAX);
+		return -1;
+	}
+	strcpy(out, v);
+	return 0;
+}
+
 static int key_cluster(struct load_ctx *c, const char *k, const char *v)
 {
 	static const char *const acks[] = {"all", "quorum"};
@@ -778,18 +792,21 @@ static int key_cluster(struct load_ctx *c, const char *k, const char *v)
 		return parse_word(c, k, v, CFG_NAME_MAX, cfg->cluster.user);
 	if (strcmp(k, "password") == 0) {
 		c->password_line = c->line;
-		if (strlen(v) == 0 || strlen(v) > CFG_SECRET_MAX) {
-			/* Never echo the value: it is a secret. */
-			cfg_error(c, c->line, "password: expected 1..%d characters",
-				  CFG_SECRET_MAX);
-			return -1;
-		}
-		strcpy(cfg->cluster.password, v);
-		return 0;
+		return parse_secret(c, k, v, cfg->cluster.password);
 	}
 	if (strcmp(k, "password_file") == 0) {
 		c->password_line = c->line;
 		return parse_path(c, k, v, cfg->cluster.password_file);
+	}
+	if (strcmp(k, "sentinel_user") == 0)
+		return parse_word(c, k, v, CFG_NAME_MAX, cfg->cluster.sentinel_user);
+	if (strcmp(k, "sentinel_password") == 0) {
+		c->sentinel_password_line = c->line;
+		return parse_secret(c, k, v, cfg->cluster.sentinel_password);
+	}
+	if (strcmp(k, "sentinel_password_file") == 0) {
+		c->sentinel_password_line = c->line;
+		return parse_path(c, k, v, cfg->cluster.sentinel_password_file);
 	}
 	return 1;
 }
@@ -1119,20 +1136,18 @@ static void check_secret_file(struct load_ctx *c, const char *path,
 			  "user acme-edge runs as or to [api] user", path, what);
 }
 
-/* The Redis password: the file's first line, its line end dropped. */
-static void read_password_file(struct load_ctx *c)
+/* A password file: its first line, the line end dropped, into out. */
+static void read_password_file(struct load_ctx *c, const char *path,
+			       unsigned line, char out[CFG_SECRET_MAX + 1])
 {
-	struct cfg *cfg = c->cfg;
 	char buf[CFG_SECRET_MAX + 3];
 	FILE *f;
 	size_t n;
 
-	check_secret_file(c, cfg->cluster.password_file, c->password_line,
-			  "password file");
-	f = fopen(cfg->cluster.password_file, "r");
+	check_secret_file(c, path, line, "password file");
+	f = fopen(path, "r");
 	if (!f) {
-		cfg_error(c, c->password_line, "%s: %s",
-			  cfg->cluster.password_file, strerror(errno));
+		cfg_error(c, line, "%s: %s", path, strerror(errno));
 		return;
 	}
 	n = fread(buf, 1, sizeof(buf) - 1, f);
@@ -1141,12 +1156,29 @@ static void read_password_file(struct load_ctx *c)
 	n = strcspn(buf, "\r\n");
 	buf[n] = '\0';
 	if (n == 0 || n > CFG_SECRET_MAX)
-		cfg_error(c, c->password_line, "%s: expected the password (1..%d "
-			  "characters) on its first line",
-			  cfg->cluster.password_file, CFG_SECRET_MAX);
+		cfg_error(c, line, "%s: expected the password (1..%d "
+			  "characters) on its first line", path, CFG_SECRET_MAX);
 	else
-		memcpy(cfg->cluster.password, buf, n + 1);
+		memcpy(out, buf, n + 1);
 	explicit_bzero(buf, sizeof(buf));
+}
+
+/*
+ * One set of credentials ("" or "sentinel_" before each key): password and
+ * password_file exclusive, the file read, a user only with a password.
+ */
+static void check_credentials(struct load_ctx *c, const char *pre,
+			      const char *user, char *password,
+			      const char *file, unsigned line)
+{
+	if (password[0] && file[0])
+		cfg_error(c, line, "[cluster]: %spassword and %spassword_file "
+			  "are exclusive", pre, pre);
+	else if (file[0])
+		read_password_file(c, file, line, password);
+	if (user[0] && !password[0] && !file[0])
+		cfg_error(c, c->cfg->cluster.line, "[cluster]: %suser needs "
+			  "%spassword or %spassword_file", pre, pre, pre);
 }
 
 /*
@@ -1258,15 +1290,17 @@ static void validate(struct load_ctx *c)
 			cfg_error(c, l, "[cluster]: sentinel needs master = NAME");
 		if (!sentinel && cfg->cluster.master[0])
 			cfg_error(c, l, "[cluster]: master goes with sentinel");
-		if (cfg->cluster.password[0] && cfg->cluster.password_file[0])
-			cfg_error(c, c->password_line, "[cluster]: password and "
-				  "password_file are exclusive");
-		else if (cfg->cluster.password_file[0])
-			read_password_file(c);
-		if (cfg->cluster.user[0] && !cfg->cluster.password[0] &&
-		    !cfg->cluster.password_file[0])
-			cfg_error(c, l, "[cluster]: user needs password or "
-				  "password_file");
+		check_credentials(c, "", cfg->cluster.user, cfg->cluster.password,
+				  cfg->cluster.password_file, c->password_line);
+		check_credentials(c, "sentinel_", cfg->cluster.sentinel_user,
+				  cfg->cluster.sentinel_password,
+				  cfg->cluster.sentinel_password_file,
+				  c->sentinel_password_line);
+		if (!sentinel && (cfg->cluster.sentinel_user[0] ||
+				  cfg->cluster.sentinel_password[0] ||
+				  cfg->cluster.sentinel_password_file[0]))
+			cfg_error(c, l, "[cluster]: sentinel_user and "
+				  "sentinel_password go with sentinel");
 		if (cfg->cluster.ack_timeout_ms >= cfg->api.timeout_ms)
 			cfg_error(c, l, "[cluster] ack_timeout_ms (%u) must be below "
 				  "[api] timeout (%ums), or the connection times out "
@@ -1367,6 +1401,8 @@ void cfg_free(struct cfg *cfg)
 	free(cfg->proxy.https);
 	free(cfg->proxy.trusted_proxies);
 	explicit_bzero(cfg->cluster.password, sizeof(cfg->cluster.password));
+	explicit_bzero(cfg->cluster.sentinel_password,
+		       sizeof(cfg->cluster.sentinel_password));
 	free(cfg);
 }
 

@@ -189,6 +189,11 @@ struct cfg {
 		/* From password or password_file; never logged. */
 		char password[CFG_SECRET_MAX + 1];
 		char password_file[CFG_PATH_MAX + 1];
+		/* The sentinels' own credentials (their requirepass or ACL
+		 * user), the same way: asked before each query. */
+		char sentinel_user[CFG_NAME_MAX + 1];
+		char sentinel_password[CFG_SECRET_MAX + 1];
+		char sentinel_password_file[CFG_PATH_MAX + 1];
 		unsigned line;
 	} cluster;
 };

@@ -166,6 +166,10 @@ int cluster_open(struct event_base *base, const struct cfg *cfg,
 	snprintf(cl->master, sizeof(cl->master), "%s", cfg->cluster.master);
 	snprintf(cl->user, sizeof(cl->user), "%s", cfg->cluster.user);
 	memcpy(cl->password, cfg->cluster.password, sizeof(cl->password));
+	snprintf(cl->sentinel_user, sizeof(cl->sentinel_user), "%s",
+		 cfg->cluster.sentinel_user);
+	memcpy(cl->sentinel_password, cfg->cluster.sentinel_password,
+	       sizeof(cl->sentinel_password));
 	snprintf(cl->store_path, sizeof(cl->store_path), "%s", cfg->store.path);
 	snprintf(cl->prefix, sizeof(cl->prefix), "%s", cfg->cluster.prefix);
 	cluster_reload(cl, cfg);
@@ -212,11 +216,12 @@ int cluster_open(struct event_base *base, const struct cfg *cfg,
 	cl_arm(cl->beat_ev, HEARTBEAT_MS);
 	cl_arm(cl->hit_ev, HIT_INTERVAL_MS);
 	log_info("cluster: node %s, %s %s:%u, ack %s, ack_timeout_ms %u, "
-		 "prefix \"%s\"%s", cl->node, cl->nsentinels ? "sentinel" : "redis",
+		 "prefix \"%s\"%s%s", cl->node, cl->nsentinels ? "sentinel" : "redis",
 		 cl->nsentinels ? cl->sentinels[0].host : cl->redis.host,
 		 cl->nsentinels ? cl->sentinels[0].port : cl->redis.port,
 		 cl->ack == ACK_ALL ? "all" : "quorum", cl->ack_timeout_ms,
-		 cl->prefix, cl->password[0] ? ", with a password" : "");
+		 cl->prefix, cl->password[0] ? ", with a password" : "",
+		 cl->sentinel_password[0] ? ", sentinels with a password" : "");
 	cl_connect(cl);
 	*out = cl;
 	return 0;
@@ -262,6 +267,7 @@ void cluster_close(struct cluster *cl)
 			key_free(cl, &cl->buckets[b]);
 	free(cl->buckets);
 	explicit_bzero(cl->password, sizeof(cl->password));
+	explicit_bzero(cl->sentinel_password, sizeof(cl->sentinel_password));
 	free(cl);
 }
 

@@ -74,6 +74,8 @@ struct cluster {
 	char master[CFG_NAME_MAX + 1];
 	char user[CFG_NAME_MAX + 1];
 	char password[CFG_SECRET_MAX + 1];
+	char sentinel_user[CFG_NAME_MAX + 1];
+	char sentinel_password[CFG_SECRET_MAX + 1];
 	enum cfg_ack ack;
 	uint32_t ack_timeout_ms;
 	char store_path[CFG_PATH_MAX + 1];

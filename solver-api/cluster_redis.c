@@ -169,7 +169,8 @@ bool cl_is_error(const redisReply *r, char *buf, size_t cap)
 {
 	if (r->type != REDIS_REPLY_ERROR)
 		return false;
-	snprintf(buf, cap, "%.*s", (int)(r->len > 200 ? 200 : r->len), r->str);
+	/* Its words go to a log: escaped, as any peer's bytes. */
+	log_escape(buf, cap, r->str, r->len > 200 ? 200 : r->len);
 	return true;
 }
 
@@ -400,6 +401,21 @@ static void connect_master(struct cluster *cl)
 
 /* Sentinel: ask each in turn where the master is, then connect to it. */
 
+/* What an address or a host name is made of: the master's address comes
+ * from a sentinel, is connected to and logged. */
+static bool host_chars(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char ch = p[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' ||
+		      ch == ':' || ch == '_' || ch == '%'))
+			return false;
+	}
+	return true;
+}
+
 static void on_sentinel(redisAsyncContext *ac, void *reply, void *priv)
 {
 	struct cluster *cl = ac->data;
@@ -412,6 +428,7 @@ static void on_sentinel(redisAsyncContext *ac, void *reply, void *priv)
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
 	    r->element[0]->type == REDIS_REPLY_STRING &&
 	    r->element[0]->len > 0 && r->element[0]->len <= CFG_HOST_MAX &&
+	    host_chars(r->element[0]->str, r->element[0]->len) &&
 	    cl_reply_u64(r->element[1], &port) && port > 0 && port < 65536) {
 		memcpy(cl->target.host, r->element[0]->str, r->element[0]->len);
 		cl->target.host[r->element[0]->len] = '\0';
@@ -426,11 +443,29 @@ static void on_sentinel(redisAsyncContext *ac, void *reply, void *priv)
 	ask_sentinel(cl);
 }
 
+/*
+ * A sentinel that refused our credentials: said here, since the query that
+ * follows fails with NOAUTH and only moves on to the next sentinel. Redis's
+ * error names no secret.
+ */
+static void on_sentinel_auth(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct cluster *cl = ac->data;
+	char err[256];
+
+	(void)priv;
+	if (cl && reply && cl_is_error(reply, err, sizeof(err)))
+		log_warn("cluster: sentinel %s:%u refused AUTH: %s",
+			 cl->target.host, cl->target.port, err);
+}
+
 static void ask_sentinel(struct cluster *cl)
 {
 	const struct cfg_hostport *s;
 	const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", cl->master};
-	size_t lens[3];
+	const char *auth[3] = {"AUTH"};
+	size_t lens[3], auth_lens[3] = {4};
+	int nauth = 1;
 
 	if (cl->sentinel_next >= cl->nsentinels) {
 		cl->sentinel_next = 0;
@@ -444,6 +479,17 @@ static void ask_sentinel(struct cluster *cl)
 		cl->sentinel_next++;
 		ask_sentinel(cl);
 		return;
+	}
+	/* Pipelined: the reply to AUTH comes first, whatever it says. */
+	if (cl->sentinel_password[0]) {
+		if (cl->sentinel_user[0]) {
+			auth[nauth] = cl->sentinel_user;
+			auth_lens[nauth++] = strlen(cl->sentinel_user);
+		}
+		auth[nauth] = cl->sentinel_password;
+		auth_lens[nauth++] = strlen(cl->sentinel_password);
+		redisAsyncCommandArgv(cl->sentinel, on_sentinel_auth, NULL, nauth,
+				      auth, auth_lens);
 	}
 	for (int i = 0; i < 3; i++)
 		lens[i] = strlen(argv[i]);

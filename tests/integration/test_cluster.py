@@ -715,14 +715,16 @@ class ClusterTest(unittest.TestCase):
         conf = os.path.join(self.tmp, "bad.conf")
         with open(conf, "w") as f:
             f.write("[cluster]\nredis = 127.0.0.1\nack = some\nack_timeout_ms = 5\n"
-                    "password_file = %s\nuser = u\nprefix = a b\n" % pw)
+                    "password_file = %s\nuser = u\nprefix = a b\nsentinel_user = su\n" % pw)
         p = subprocess.run([ACME_EDGE, "check", "-c", conf], capture_output=True,
                            text=True, timeout=30)
         self.assertEqual(p.returncode, 1)
         for want in ("redis: \"127.0.0.1\" is not host:port", "ack: expected all | quorum",
                      "ack_timeout_ms: expected a whole number", "node is required",
                      "password file is accessible by group or others",
-                     "prefix: expected"):
+                     "prefix: expected",
+                     "sentinel_user needs sentinel_password or sentinel_password_file",
+                     "sentinel_user and sentinel_password go with sentinel"):
             self.assertIn(want, p.stderr)
         self.assertNotIn(user_pw, p.stderr)
 
@@ -758,11 +760,14 @@ class ShippedConfigTest(unittest.TestCase):
             self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
 
+SENTINEL_PASSWORD = "sentinel-" + new_token()
+
+
 class SentinelTest(unittest.TestCase):
     """`sentinel =` with real redis-sentinel processes: a master, a replica,
-    three sentinels; two nodes find the master through them, and after the
-    master dies and the sentinels promote the replica, the nodes reconnect
-    to it, resync, and take writes again."""
+    three sentinels that want a password; two nodes find the master through
+    them, and after the master dies and the sentinels promote the replica,
+    the nodes reconnect to it, resync, and take writes again."""
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="acme-edge-sentinel-")
@@ -781,11 +786,14 @@ class SentinelTest(unittest.TestCase):
             port = free_port()
             conf = os.path.join(self.tmp, "sentinel-%d.conf" % port)
             with open(conf, "w") as f:
+                # requirepass for clients, sentinel-pass for each other.
                 f.write("port %d\nbind 127.0.0.1\ndir %s\n"
+                        "requirepass %s\nsentinel sentinel-pass %s\n"
                         "sentinel monitor acme 127.0.0.1 %d 2\n"
                         "sentinel down-after-milliseconds acme 1000\n"
                         "sentinel failover-timeout acme 4000\n" % (
-                            port, self.tmp, self.master.port))
+                            port, self.tmp, SENTINEL_PASSWORD, SENTINEL_PASSWORD,
+                            self.master.port))
             argv = [binary, conf] if binary else ["redis-server", conf, "--sentinel"]
             with open(conf + ".log", "ab") as logf:
                 self.procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL,
@@ -823,7 +831,8 @@ class SentinelTest(unittest.TestCase):
         sentinels = "127.0.0.1:%d " % free_port() + sentinels
         for name in ("s1", "s2"):
             n = Node(self.tmp, name, 0, extra={"sentinel": sentinels, "master": "acme",
-                                               "prefix": "s:"})
+                                               "prefix": "s:",
+                                               "sentinel_password": SENTINEL_PASSWORD})
             self.nodes.append(n)
             n.start(wait=False)
         for n in self.nodes:
@@ -849,6 +858,25 @@ class SentinelTest(unittest.TestCase):
         self.assertEqual(s1.http01(tok), (200, keyauth(tok)))
         self.assertEqual(self.replica.cli("EXISTS", "s:e:1:" + tok2), "1")
         self.assertIn("127.0.0.1:%d" % self.replica.port, s1.log())
+        self.assertIn("sentinels with a password", s1.log())
+        self.assertNotIn(SENTINEL_PASSWORD, s1.log())
+
+    def test_wrong_sentinel_password(self):
+        """Sentinels refusing the node's password: it never finds a master,
+        says which sentinel refused and why, and logs no secret."""
+        wrong = "wrong-" + new_token()
+        n = Node(self.tmp, "s3", 0, extra={
+            "sentinel": " ".join("127.0.0.1:%d" % p for p in self.sentinel_ports),
+            "master": "acme", "prefix": "s:", "sentinel_password": wrong})
+        self.nodes.append(n)
+        n.start(wait=False)
+        until("each sentinel's refusal logged", lambda: all(
+            "sentinel 127.0.0.1:%d refused AUTH" % p in n.log()
+            for p in self.sentinel_ports), 15)
+        self.assertIn("no sentinel knows master acme", n.log())
+        st, body = n.health()
+        self.assertNotEqual(st, 200, body)
+        self.assertNotIn(wrong, n.log())
 
 
 if __name__ == "__main__":
