@@ -58,32 +58,21 @@ static int cmd_version(void)
 	return 0;
 }
 
-int main(int argc, char **argv)
+/*
+ * The options after a config command ("-c FILE", "-h"), the config path
+ * into *cfg_path. Returns -1 to go on, else the exit status: help asked
+ * for, or a usage error.
+ */
+static int parse_options(int argc, char **argv, const char **cfg_path)
 {
-	const char *cfg_path = "/etc/acme-edge/acme-edge.conf";
-	const char *cmd;
-	struct cfg *cfg;
-	int opt, nerr;
+	const char *cmd = argv[1];
+	int opt;
 
-	if (argc < 2) {
-		usage(stderr);
-		return 2;
-	}
-	cmd = argv[1];
-	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
-		return cmd_version();
-	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 ||
-	    strcmp(cmd, "-h") == 0) {
-		usage(stdout);
-		return 0;
-	}
-	if (strcmp(cmd, "selftest") == 0)
-		return selftest_main(argc - 1, argv + 1);
 	optind = 2;
 	while ((opt = getopt(argc, argv, "c:h")) != -1) {
 		switch (opt) {
 		case 'c':
-			cfg_path = optarg;
+			*cfg_path = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -104,28 +93,32 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	return -1;
+}
 
-	nerr = cfg_load(cfg_path, &cfg, stderr);
-	if (nerr) {
-		fprintf(stderr, "%s: %d error%s\n", cfg_path, nerr,
-			nerr == 1 ? "" : "s");
-		return 1;
-	}
+/* "check" on a config that loaded: users that do not exist yet are only a
+ * warning, as they may be made after the config is written. */
+static int cmd_check(struct cfg *cfg, const char *cfg_path, bool bad_users,
+		     const char *err)
+{
+	if (bad_users)
+		fprintf(stderr, "%s: warning: %s\n", cfg_path, err);
+	printf("%s: ok (%zu client%s, %zu route%s)\n", cfg_path,
+	       cfg->nclients, cfg->nclients == 1 ? "" : "s", cfg->nroutes,
+	       cfg->nroutes == 1 ? "" : "s");
+	cfg_free(cfg);
+	return 0;
+}
+
+/* "api", "proxy" or "run" on a loaded config; the part owns cfg. */
+static int cmd_start(const char *cmd, struct cfg *cfg, const char *cfg_path,
+		     bool bad_users, const char *users_err)
+{
 	char err[512];
-	int bad_users = priv_resolve(cfg, err, sizeof(err));
-	if (strcmp(cmd, "check") == 0) {
-		/* The users may be made after the config is written: a warning. */
-		if (bad_users)
-			fprintf(stderr, "%s: warning: %s\n", cfg_path, err);
-		printf("%s: ok (%zu client%s, %zu route%s)\n", cfg_path,
-		       cfg->nclients, cfg->nclients == 1 ? "" : "s", cfg->nroutes,
-		       cfg->nroutes == 1 ? "" : "s");
-		cfg_free(cfg);
-		return 0;
-	}
+
 	log_init("acme-edge", cfg->log.level);
 	if (bad_users) {
-		log_err("%s: %s", cfg_path, err);
+		log_err("%s: %s", cfg_path, users_err);
 		cfg_free(cfg);
 		return 1;
 	}
@@ -153,4 +146,42 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "proxy") == 0)
 		return proxy_main(cfg, cfg_path);
 	return api_main(cfg, cfg_path);
+}
+
+int main(int argc, char **argv)
+{
+	const char *cfg_path = "/etc/acme-edge/acme-edge.conf";
+	const char *cmd;
+	struct cfg *cfg;
+	char err[512];
+	int nerr, rc;
+	bool bad_users;
+
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	cmd = argv[1];
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
+		return cmd_version();
+	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 ||
+	    strcmp(cmd, "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "selftest") == 0)
+		return selftest_main(argc - 1, argv + 1);
+	rc = parse_options(argc, argv, &cfg_path);
+	if (rc >= 0)
+		return rc;
+	nerr = cfg_load(cfg_path, &cfg, stderr);
+	if (nerr) {
+		fprintf(stderr, "%s: %d error%s\n", cfg_path, nerr,
+			nerr == 1 ? "" : "s");
+		return 1;
+	}
+	bad_users = priv_resolve(cfg, err, sizeof(err)) != 0;
+	if (strcmp(cmd, "check") == 0)
+		return cmd_check(cfg, cfg_path, bad_users, err);
+	return cmd_start(cmd, cfg, cfg_path, bad_users, err);
 }

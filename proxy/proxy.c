@@ -363,6 +363,59 @@ static const struct io_ops *choose_backend(const struct cfg *cfg)
 	return NULL;
 }
 
+/*
+ * Starts every worker thread and waits until each has its loop set up;
+ * *started counts the threads to join. 0, or -1 with the stop flag set
+ * for those that did start.
+ */
+static int start_workers(struct proxy *px, unsigned *started)
+{
+	for (*started = 0; *started < px->nworkers; (*started)++) {
+		struct worker *w = &px->workers[*started];
+		int e = pthread_create(&w->thread, NULL, worker_main, w);
+
+		if (e) {
+			log_err("proxy: thread: %s", strerror(e));
+			atomic_store(&px->stop, true);
+			return -1;
+		}
+	}
+	pthread_mutex_lock(&px->start_mu);
+	while (px->started < px->nworkers)
+		pthread_cond_wait(&px->start_cv, &px->start_mu);
+	pthread_mutex_unlock(&px->start_mu);
+	if (px->start_failed) {
+		atomic_store(&px->stop, true);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The main thread while the workers run: a reload on SIGHUP, until SIGTERM
+ * or SIGINT. A config replaced by a reload is released RETIRE_MS later, once
+ * no worker can still be taking a reference to it; those left in ret at the
+ * return are the caller's to release once the workers are joined.
+ */
+static void serve_signals(struct proxy *px, const sigset_t *sigs,
+			  struct retired *ret, size_t *nret)
+{
+	for (;;) {
+		struct timespec ts = {0, 500 * 1000 * 1000};
+		int sig = sigtimedwait(sigs, NULL, &ts);
+		uint64_t now = clock_mono_ms();
+
+		while (*nret && ret[0].at_ms <= now) {
+			live_cfg_put(ret[0].lc);
+			memmove(ret, ret + 1, --*nret * sizeof(ret[0]));
+		}
+		if (sig == SIGHUP)
+			reload(px, ret, nret);
+		else if (sig == SIGTERM || sig == SIGINT)
+			return;
+	}
+}
+
 int proxy_main(struct cfg *cfg, const char *cfg_path)
 {
 	struct proxy px = {
@@ -414,42 +467,14 @@ int proxy_main(struct cfg *cfg, const char *cfg_path)
 			goto out;
 	if (priv_drop(PRIV_PROXY) != 0)
 		goto out;
-	for (started = 0; started < px.nworkers; started++) {
-		int e = pthread_create(&px.workers[started].thread, NULL, worker_main,
-				       &px.workers[started]);
-		if (e) {
-			log_err("proxy: thread: %s", strerror(e));
-			atomic_store(&px.stop, true);
-			goto join;
-		}
-	}
-	pthread_mutex_lock(&px.start_mu);
-	while (px.started < px.nworkers)
-		pthread_cond_wait(&px.start_cv, &px.start_mu);
-	pthread_mutex_unlock(&px.start_mu);
-	if (px.start_failed) {
-		atomic_store(&px.stop, true);
+	if (start_workers(&px, &started) != 0)
 		goto join;
-	}
 	log_info("proxy: ready: %u worker%s on %s, %zu http and %zu https "
 		 "listener%s", px.nworkers, px.nworkers == 1 ? "" : "s", io->name,
 		 cfg->proxy.nhttp, cfg->proxy.nhttps,
 		 cfg->proxy.nhttp + cfg->proxy.nhttps == 1 ? "" : "s");
 
-	for (;;) {
-		struct timespec ts = {0, 500 * 1000 * 1000};
-		int sig = sigtimedwait(&sigs, NULL, &ts);
-		uint64_t now = clock_mono_ms();
-
-		while (nret && ret[0].at_ms <= now) {
-			live_cfg_put(ret[0].lc);
-			memmove(ret, ret + 1, --nret * sizeof(ret[0]));
-		}
-		if (sig == SIGHUP)
-			reload(&px, ret, &nret);
-		else if (sig == SIGTERM || sig == SIGINT)
-			break;
-	}
+	serve_signals(&px, &sigs, ret, &nret);
 	log_info("proxy: stopping: draining connections for up to %u ms",
 		 px.live->cfg->proxy.grace_ms);
 	atomic_store(&px.stop, true);
