@@ -658,6 +658,14 @@ static int key_route(struct load_ctx *c, const char *k, const char *v)
 	return 1;
 }
 
+bool cfg_host_chars(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!name_char(p[i]) && p[i] != ':')
+			return false;
+	return true;
+}
+
 /* "host:port", "[v6]:port": a name or an address, resolved at connect. */
 static int parse_hostport(struct load_ctx *c, const char *key, const char *w,
 			  size_t len, struct cfg_hostport *out)
@@ -684,9 +692,8 @@ static int parse_hostport(struct load_ctx *c, const char *key, const char *w,
 	    (size_t)(w + len - colon - 1) >= sizeof(port) || colon + 1 == w + len)
 		goto bad;
 	/* A colon only inside brackets: "[fd00::5]:6379". */
-	for (size_t i = 0; i < hlen; i++)
-		if (!name_char(host[i]) && (host[i] != ':' || host == w))
-			goto bad;
+	if (!cfg_host_chars(host, hlen) || (host == w && memchr(host, ':', hlen)))
+		goto bad;
 	memcpy(port, colon + 1, (size_t)(w + len - colon - 1));
 	port[w + len - colon - 1] = '\0';
 	errno = 0;

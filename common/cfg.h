@@ -199,6 +199,13 @@ struct cfg {
 };
 
 /*
+ * Whether p[0..n) may be the host of a host:port: a name's letters, digits,
+ * '-', '_' and '.', and ':' for an IPv6 address (bracketed in a config).
+ * Also judges an address Redis Sentinel hands back, before it is used.
+ */
+bool cfg_host_chars(const char *p, size_t n);
+
+/*
  * Reads and validates a config file (and the clients file it names). Every
  * problem is printed to errs as "FILE:LINE: message", all of them, not just
  * the first. Returns the number of errors; on 0, *out holds the config

@@ -342,20 +342,32 @@ static void on_setup(redisAsyncContext *ac, void *reply, void *priv)
 		log_debug("cluster: authenticated to Redis");
 }
 
+/* "AUTH [user] password" into argv and lens; returns the count. */
+static int auth_args(const char *user, const char *password,
+		     const char *argv[3], size_t lens[3])
+{
+	int argc = 0;
+
+	argv[argc] = "AUTH";
+	lens[argc++] = 4;
+	if (user[0]) {
+		argv[argc] = user;
+		lens[argc++] = strlen(user);
+	}
+	argv[argc] = password;
+	lens[argc++] = strlen(password);
+	return argc;
+}
+
 static void send_auth(struct cluster *cl, redisAsyncContext *ac)
 {
-	const char *argv[3] = {"AUTH"};
-	size_t lens[3] = {4};
-	int argc = 1;
+	const char *argv[3];
+	size_t lens[3];
+	int argc;
 
 	if (!cl->password[0])
 		return;
-	if (cl->user[0]) {
-		argv[argc] = cl->user;
-		lens[argc++] = strlen(cl->user);
-	}
-	argv[argc] = cl->password;
-	lens[argc++] = strlen(cl->password);
+	argc = auth_args(cl->user, cl->password, argv, lens);
 	if (ac == cl->cmd)
 		cl_cmd_send(cl, on_setup, (void *)"AUTH", argc, argv, lens);
 	else
@@ -401,21 +413,6 @@ static void connect_master(struct cluster *cl)
 
 /* Sentinel: ask each in turn where the master is, then connect to it. */
 
-/* What an address or a host name is made of: the master's address comes
- * from a sentinel, is connected to and logged. */
-static bool host_chars(const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		char ch = p[i];
-
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' ||
-		      ch == ':' || ch == '_' || ch == '%'))
-			return false;
-	}
-	return true;
-}
-
 static void on_sentinel(redisAsyncContext *ac, void *reply, void *priv)
 {
 	struct cluster *cl = ac->data;
@@ -428,7 +425,8 @@ static void on_sentinel(redisAsyncContext *ac, void *reply, void *priv)
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
 	    r->element[0]->type == REDIS_REPLY_STRING &&
 	    r->element[0]->len > 0 && r->element[0]->len <= CFG_HOST_MAX &&
-	    host_chars(r->element[0]->str, r->element[0]->len) &&
+	    /* It is connected to and logged: only what a config could name. */
+	    cfg_host_chars(r->element[0]->str, r->element[0]->len) &&
 	    cl_reply_u64(r->element[1], &port) && port > 0 && port < 65536) {
 		memcpy(cl->target.host, r->element[0]->str, r->element[0]->len);
 		cl->target.host[r->element[0]->len] = '\0';
@@ -463,9 +461,8 @@ static void ask_sentinel(struct cluster *cl)
 {
 	const struct cfg_hostport *s;
 	const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", cl->master};
-	const char *auth[3] = {"AUTH"};
-	size_t lens[3], auth_lens[3] = {4};
-	int nauth = 1;
+	const char *auth[3];
+	size_t lens[3], auth_lens[3];
 
 	if (cl->sentinel_next >= cl->nsentinels) {
 		cl->sentinel_next = 0;
@@ -482,12 +479,9 @@ static void ask_sentinel(struct cluster *cl)
 	}
 	/* Pipelined: the reply to AUTH comes first, whatever it says. */
 	if (cl->sentinel_password[0]) {
-		if (cl->sentinel_user[0]) {
-			auth[nauth] = cl->sentinel_user;
-			auth_lens[nauth++] = strlen(cl->sentinel_user);
-		}
-		auth[nauth] = cl->sentinel_password;
-		auth_lens[nauth++] = strlen(cl->sentinel_password);
+		int nauth = auth_args(cl->sentinel_user, cl->sentinel_password,
+				      auth, auth_lens);
+
 		redisAsyncCommandArgv(cl->sentinel, on_sentinel_auth, NULL, nauth,
 				      auth, auth_lens);
 	}
