@@ -40,9 +40,9 @@ import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 from harness import (ROOT, Gateway, b64url, client_ctx, conf_text, env_path,  # noqa: E402
-                     free_port, keyauth, main, make_cert, new_token, outcome_ok,
-                     recv_until, reply, sanitizer_marks, serve_in_thread, sha256_hex,
-                     store_path)
+                     free_port, kernel_release, keyauth, main, make_cert, new_token,
+                     outcome_ok, recv_until, reply, sanitizer_marks, serve_in_thread,
+                     sha256_hex, store_path)
 ACME_EDGE = env_path("ACME_EDGE", "build/ep/acme-edge")
 NO_URING = env_path("NO_URING", "build/ep/tests/no_uring")
 SECCOMP_PROFILE = os.environ.get("SECCOMP_PROFILE")
@@ -452,8 +452,8 @@ class BackendTest(unittest.TestCase):
         self.assertTrue(lines[0].endswith("proxy: io backend io_uring"), lines[0])
         self.check_serves(g)
         # The profile lets the workers ask for their time slice.
-        release = tuple(int(x) for x in re.findall(r"\d+", os.uname().release)[:2])
-        self.assertIn("workers run with a 100 us scheduler slice" if release >= (6, 12)
+        self.assertIn("workers run with a 100 us scheduler slice"
+                      if kernel_release() >= (6, 12)
                       else "sched_slice_us = 100 not applied: this kernel", g.log())
         # A reload under the profile too; tearDown checks the clean stop.
         os.kill(g.proc.pid, signal.SIGHUP)

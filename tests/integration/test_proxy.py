@@ -52,9 +52,9 @@ import uuid
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 from harness import recv_all as harness_recv_all  # noqa: E402
 from harness import (ACME_OID, M, Gateway, RawConn, b64url, client_ctx, conf_text,  # noqa: E402
-                     connect, env_path, free_port, keyauth, main, make_cert, new_token,
-                     openssl, outcome_ok, recv_until, result_failures, sanitizer_marks,
-                     sha256_hex, sni_of, store_path)
+                     connect, env_path, free_port, kernel_release, keyauth, main, make_cert,
+                     new_token, openssl, outcome_ok, recv_until, result_failures,
+                     sanitizer_marks, sha256_hex, sni_of, store_path)
 ACME_EDGE = env_path("ACME_EDGE", "build/px/acme-edge")
 IO_BACKEND = os.environ.get("PROXY_IO_BACKEND") or None
 SAN_OID = "2.5.29.17"
@@ -1882,7 +1882,7 @@ class RelayTest(GatewayCase):
         reload changes it, 0 gives the kernel's own back; a kernel before
         6.12 ignores the request and the proxy says so."""
         gw = self.gw
-        release = tuple(int(x) for x in re.findall(r"\d+", os.uname().release)[:2])
+        release = kernel_release()
         if release < (6, 12):
             self.assertIn("sched_slice_us = 100 not applied", gw.log())
             self.skipTest("Linux %d.%d takes no slice requests" % release)

@@ -56,6 +56,11 @@ def main(need=(), tools=()):
 
 # ---- names and secrets ------------------------------------------------------
 
+def kernel_release():
+    """The running kernel's (major, minor), e.g. (6, 12)."""
+    return tuple(int(x) for x in re.findall(r"\d+", os.uname().release)[:2])
+
+
 def b64url(nbytes):
     return base64.urlsafe_b64encode(os.urandom(nbytes)).rstrip(b"=").decode()
 
