@@ -69,12 +69,55 @@ static void collect_hit(const struct pstats_hit *h, void *arg)
 	k->cand.outcome = h->outcome;
 }
 
+/*
+ * Writes h, this node's record for k, to k's hit hash and the event
+ * channel. fn gets the reply. Returns cl_cmd_send()'s answer, or -1 when
+ * the record does not encode (a peer address too long cannot happen: the
+ * proxy bounds it).
+ */
+int cl_hit_send(struct cluster *cl, const struct cl_key *k,
+		const struct cl_hit *h, redisCallbackFn *fn)
+{
+	char hkey[CFG_PREFIX_MAX + STORE_KEY_MAX + 8], exp[24];
+	char msg[CLC_VERSION_DIGITS + 2 + 600];
+	const char *argv[8];
+	size_t lens[8], n, blen;
+
+	n = clc_version_prefix(0, msg, sizeof(msg));
+	blen = clc_encode_hit(cl->node, k->kind, k->key, k->key_len, h->time_ms,
+			      h->outcome, h->peer, (uint8_t *)msg + n,
+			      sizeof(msg) - n);
+	if (!blen)
+		return -1;
+	cl_entry_key(cl, hkey, sizeof(hkey), 'h', k->kind, k->key);
+	snprintf(exp, sizeof(exp), "%lld", (long long)k->expires_ms);
+	argv[0] = "EVALSHA";
+	argv[1] = cl->sha[SC_HIT];
+	argv[2] = "1";
+	argv[3] = hkey;
+	argv[4] = cl->node;
+	argv[5] = msg;
+	argv[6] = exp;
+	argv[7] = cl->ch_events;
+	for (int j = 0; j < 8; j++)
+		lens[j] = strlen(argv[j]);
+	lens[5] = n + blen;
+	return cl_cmd_send(cl, fn, NULL, 8, argv, lens);
+}
+
+/* This node's own record among k's, or NULL. */
+const struct cl_hit *cl_hit_own(const struct cluster *cl, const struct cl_key *k)
+{
+	for (unsigned i = 0; i < k->nhits; i++)
+		if (strcmp(k->hits[i].node, cl->node) == 0)
+			return &k->hits[i];
+	return NULL;
+}
+
 void cl_on_hit_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct cluster *cl = arg;
 	char path[CFG_PATH_MAX + 16], err[256];
-	char hkey[CFG_PREFIX_MAX + STORE_KEY_MAX + 8], exp[24];
-	char msg[CLC_VERSION_DIGITS + 2 + 600];
 	struct pstats *ps;
 	int64_t now = clock_wall_ms();
 	unsigned keep = 0;
@@ -90,7 +133,6 @@ void cl_on_hit_timer(evutil_socket_t fd, short what, void *arg)
 	pstats_close(ps);
 	for (unsigned i = 0; i < cl->nhit_list; i++) {
 		struct cl_key *k = cl->hit_list[i];
-		size_t n, blen;
 
 		if (k->deleted) {
 			k->cand_listed = false;
@@ -103,23 +145,9 @@ void cl_on_hit_timer(evutil_socket_t fd, short what, void *arg)
 		}
 		k->cand_listed = false;
 		cl_hit_store(k, cl->node, k->cand.time_ms, k->cand.outcome, k->cand.peer);
-		n = clc_version_prefix(0, msg, sizeof(msg));
-		blen = clc_encode_hit(cl->node, k->kind, k->key, k->key_len,
-				      k->cand.time_ms, k->cand.outcome, k->cand.peer,
-				      (uint8_t *)msg + n, sizeof(msg) - n);
 		k->hit_sent_ms = now;
 		k->hit_sent_time = k->cand.time_ms;
-		if (!blen)
-			continue;
-		cl_entry_key(cl, hkey, sizeof(hkey), 'h', k->kind, k->key);
-		snprintf(exp, sizeof(exp), "%lld", (long long)k->expires_ms);
-		const char *argv[8] = {"EVALSHA", cl->sha[SC_HIT], "1", hkey,
-				       cl->node, msg, exp, cl->ch_events};
-		size_t lens[8];
-		for (int j = 0; j < 8; j++)
-			lens[j] = strlen(argv[j]);
-		lens[5] = n + blen;
-		if (cl_cmd_send(cl, cl_on_ignored, NULL, 8, argv, lens) == 0)
+		if (cl_hit_send(cl, k, &k->cand, cl_on_ignored) == 0)
 			cl->m_hit_writes++;
 	}
 	cl->nhit_list = keep;

@@ -200,6 +200,9 @@ void cl_leave(struct cluster *cl);
 
 void cl_hit_store(struct cl_key *k, const char *node, int64_t time_ms,
 		  uint8_t outcome, const char *peer);
+int cl_hit_send(struct cluster *cl, const struct cl_key *k,
+		const struct cl_hit *h, redisCallbackFn *fn);
+const struct cl_hit *cl_hit_own(const struct cluster *cl, const struct cl_key *k);
 void cl_on_hit_timer(evutil_socket_t fd, short what, void *arg);
 void cl_hits_disconnected(struct cluster *cl);
 

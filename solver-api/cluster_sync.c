@@ -491,9 +491,22 @@ static void republish_step(struct cluster *cl)
 	while (cl->republishing && cl->repub_bucket < cl->nbuckets &&
 	       cl->repub_inflight < REPUBLISH_BATCH) {
 		for (struct cl_key *k = cl->buckets[cl->repub_bucket]; k; k = k->next) {
+			const struct cl_hit *h;
 			size_t blen;
 
-			if (!k->mine || k->expires_ms <= now)
+			if (k->expires_ms <= now)
+				continue;
+			/*
+			 * Every node's own hit record goes back too, whoever
+			 * wrote the entry: a node that resyncs later must
+			 * see the same records as the others hold.
+			 */
+			if (!k->deleted && (h = cl_hit_own(cl, k)) &&
+			    cl_hit_send(cl, k, h, on_republished) == 0) {
+				cl->repub_inflight++;
+				cl->m_hit_writes++;
+			}
+			if (!k->mine)
 				continue;
 			if (k->deleted) {
 				blen = clc_encode_del(cl->node, 0, k->kind, k->key,

@@ -490,10 +490,18 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual(self.b.put("http-01", tb, keyauth(tb))[0], 201)
         self.assertEqual(self.c.put("tls-alpn-01", "f.example.com", keyauth(ta))[0], 201)
         prefix = "t%d:" % self.redis.port
+        # B answers A's token: B's hit record reaches Redis.
+        self.assertEqual(self.b.http01(ta), (200, keyauth(ta)))
+        until("B's hit in Redis", lambda: self.redis.cli("KEYS", prefix + "h:*").split(), 8)
+        [hkey] = self.redis.cli("KEYS", prefix + "h:*").split()
+        self.assertEqual(self.redis.cli("HKEYS", hkey).split(), ["b"])
         self.assertEqual(self.redis.cli("FLUSHALL"), "OK")
-        # Every node noticed, and re-published what it wrote.
+        # Every node noticed, and re-published what it wrote, hit records too.
         until("entries re-published", lambda: len(
             self.redis.cli("KEYS", prefix + "e:*").split()) == 3, 10)
+        until("B's hit re-published",
+              lambda: self.redis.cli("HKEYS", hkey).split() == ["b"], 10)
+        self.assertGreater(int(self.redis.cli("PTTL", hkey)), 0)
         self.assert_answers([self.a, self.b, self.c], ta, keyauth(ta))
         self.assert_answers([self.a, self.b, self.c], tb, keyauth(tb))
         # Redis restarted without persistence: degraded, then back.
