@@ -248,6 +248,9 @@ void cluster_stop(struct cluster *cl)
 	if (cl->stopping)
 		return;
 	cl->stopping = true;
+	/* A lookup's cancelled callback runs in the last loop turns. */
+	event_del(cl->reconnect_ev);
+	cl_dns_cancel(cl);
 	cl_leave(cl);
 	cl_writes_stop(cl);
 }
@@ -258,6 +261,7 @@ void cluster_close(struct cluster *cl)
 		return;
 	cluster_stop(cl);
 	cl_redis_free(cl);
+	cl_dns_free(cl);
 	event_free(cl->reconnect_ev);
 	event_free(cl->connect_to_ev);
 	event_free(cl->beat_ev);

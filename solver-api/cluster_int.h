@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -92,6 +93,11 @@ struct cluster {
 	/* connection */
 	redisAsyncContext *cmd, *sub, *sentinel;
 	size_t sentinel_next;
+	bool asking_sentinel;		/* target is a sentinel: its timeout skips it */
+	/* host names: resolved on the loop (cluster_redis.c, resolve()) */
+	struct evdns_base *dns;
+	struct evdns_getaddrinfo_request *dns_req;
+	void (*dns_then)(struct cluster *cl, const char *addr, const char *err);
 	struct cfg_hostport target;	/* the master in use */
 	enum cluster_state state;
 	char cause[256];
@@ -164,6 +170,8 @@ void cl_connect(struct cluster *cl);
 void cl_drop(struct cluster *cl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void cl_redis_free(struct cluster *cl);
+void cl_dns_cancel(struct cluster *cl);
+void cl_dns_free(struct cluster *cl);
 void cl_on_reconnect(evutil_socket_t fd, short what, void *arg);
 void cl_on_connect_timeout(evutil_socket_t fd, short what, void *arg);
 void cl_entry_key(const struct cluster *cl, char *buf, size_t cap, char type,

@@ -17,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <event2/dns.h>
+#include <event2/util.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -213,6 +216,103 @@ void cl_redis_free(struct cluster *cl)
 	free_ctx(&cl->cmd);
 	free_ctx(&cl->sub);
 	free_ctx(&cl->sentinel);
+	cl_dns_cancel(cl);
+}
+
+/*
+ * Its callback runs from the loop later on, with EVUTIL_EAI_CANCEL, and
+ * then touches nothing of cl: cl may be gone by then.
+ */
+void cl_dns_cancel(struct cluster *cl)
+{
+	if (cl->dns_req)
+		evdns_getaddrinfo_cancel(cl->dns_req);
+	cl->dns_req = NULL;
+}
+
+/* Once no lookup is in flight (cluster_stop cancelled it). */
+void cl_dns_free(struct cluster *cl)
+{
+	if (cl->dns)
+		evdns_base_free(cl->dns, 0);
+	cl->dns = NULL;
+}
+
+/*
+ * Host names are resolved here, on the event loop, before hiredis sees an
+ * address: given a name, hiredis would call getaddrinfo() itself and hold
+ * the loop, and with it every API request, for as long as DNS takes to
+ * answer or time out, on every reconnect. libevent's resolver reads
+ * /etc/resolv.conf and /etc/hosts once, when it is first needed; a name is
+ * looked up again on every connect, so a Redis that moves to another
+ * address by DNS is followed. The connect timeout covers the lookup.
+ */
+static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
+{
+	struct cluster *cl = arg;
+	char addr[INET6_ADDRSTRLEN], why[128];
+	const void *in = NULL;
+
+	if (result == EVUTIL_EAI_CANCEL) {
+		if (res)
+			evutil_freeaddrinfo(res);
+		return;
+	}
+	cl->dns_req = NULL;
+	if (result == 0 && res && res->ai_family == AF_INET)
+		in = &((const struct sockaddr_in *)res->ai_addr)->sin_addr;
+	else if (result == 0 && res && res->ai_family == AF_INET6)
+		in = &((const struct sockaddr_in6 *)res->ai_addr)->sin6_addr;
+	if (in && evutil_inet_ntop(res->ai_family, in, addr, sizeof(addr))) {
+		evutil_freeaddrinfo(res);
+		cl->dns_then(cl, addr, NULL);
+		return;
+	}
+	snprintf(why, sizeof(why), "cannot resolve: %s",
+		 result ? evutil_gai_strerror(result) : "no address");
+	if (res)
+		evutil_freeaddrinfo(res);
+	cl->dns_then(cl, NULL, why);
+}
+
+/* then(cl, address, NULL) once host has an address; then(cl, NULL, why) if not. */
+static void resolve(struct cluster *cl, const char *host,
+		    void (*then)(struct cluster *, const char *, const char *))
+{
+	struct evutil_addrinfo hints = {0};
+	struct evdns_getaddrinfo_request *req;
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	/* No lookup may outlive cluster_stop(): cluster_close() frees the base. */
+	if (cl->stopping) {
+		then(cl, NULL, "the node is stopping");
+		return;
+	}
+	if (evutil_inet_pton(AF_INET, host, buf) == 1 ||
+	    evutil_inet_pton(AF_INET6, host, buf) == 1) {
+		then(cl, host, NULL);
+		return;
+	}
+	if (!cl->dns)
+		cl->dns = evdns_base_new(cl->base,
+					 EVDNS_BASE_INITIALIZE_NAMESERVERS |
+					 EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (!cl->dns) {
+		then(cl, NULL, "cannot resolve: no resolver configured");
+		return;
+	}
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+	cl->dns_then = then;
+	/*
+	 * NULL when answered at once (/etc/hosts): the callback has run, and
+	 * may have started the next lookup, whose handle stays.
+	 */
+	req = evdns_getaddrinfo(cl->dns, host, NULL, &hints, on_resolved, cl);
+	if (req)
+		cl->dns_req = req;
 }
 
 void cl_drop(struct cluster *cl, const char *fmt, ...)
@@ -225,6 +325,7 @@ void cl_drop(struct cluster *cl, const char *fmt, ...)
 	va_end(ap);
 	cl_redis_free(cl);
 	event_del(cl->connect_to_ev);
+	cl->asking_sentinel = false;
 	cl->redis_up = false;
 	cl->subscribed = false;
 	cl->inflight = 0;
@@ -374,15 +475,21 @@ static void send_auth(struct cluster *cl, redisAsyncContext *ac)
 		redisAsyncCommandArgv(ac, on_setup, (void *)"AUTH", argc, argv, lens);
 }
 
-static void connect_master(struct cluster *cl)
+static void master_resolved(struct cluster *cl, const char *addr,
+			    const char *err)
 {
 	static const char *const load_names[SC_COUNT] = {"SCRIPT0", "SCRIPT1",
 							  "SCRIPT2"};
 	const char *argv[3];
 	size_t lens[3];
 
-	cl->cmd = open_ctx(cl, cl->target.host, cl->target.port);
-	cl->sub = cl->cmd ? open_ctx(cl, cl->target.host, cl->target.port) : NULL;
+	if (err) {
+		cl_drop(cl, "Redis %s:%u: %s", cl->target.host, cl->target.port,
+			err);
+		return;
+	}
+	cl->cmd = open_ctx(cl, addr, cl->target.port);
+	cl->sub = cl->cmd ? open_ctx(cl, addr, cl->target.port) : NULL;
 	if (!cl->cmd || !cl->sub) {
 		char why[256];
 		snprintf(why, sizeof(why), "%s", cl->cause);
@@ -411,6 +518,13 @@ static void connect_master(struct cluster *cl)
 	redisAsyncCommandArgv(cl->sub, cl_on_sub, NULL, 4, sub, sublens);
 }
 
+/* The master's lookup, connect and set-up get CONNECT_TIMEOUT_MS. */
+static void connect_master(struct cluster *cl)
+{
+	cl_arm(cl->connect_to_ev, CONNECT_TIMEOUT_MS);
+	resolve(cl, cl->target.host, master_resolved);
+}
+
 /* Sentinel: ask each in turn where the master is, then connect to it. */
 
 static void on_sentinel(redisAsyncContext *ac, void *reply, void *priv)
@@ -433,6 +547,7 @@ static void on_sentinel(redisAsyncContext *ac, void *reply, void *priv)
 		cl->target.port = (uint16_t)port;
 		/* Freed from inside its own callback: hiredis defers it. */
 		free_ctx(&cl->sentinel);
+		cl->asking_sentinel = false;
 		connect_master(cl);
 		return;
 	}
@@ -457,21 +572,40 @@ static void on_sentinel_auth(redisAsyncContext *ac, void *reply, void *priv)
 			 cl->target.host, cl->target.port, err);
 }
 
+static void sentinel_resolved(struct cluster *cl, const char *addr,
+			      const char *err);
+
+/*
+ * Each sentinel gets CONNECT_TIMEOUT_MS of its own (lookup, connect,
+ * answer): one that hangs is passed over for the next, rather than
+ * holding back, reconnect after reconnect, the ones behind it.
+ */
 static void ask_sentinel(struct cluster *cl)
 {
-	const struct cfg_hostport *s;
+	if (cl->sentinel_next >= cl->nsentinels) {
+		cl->sentinel_next = 0;
+		cl->asking_sentinel = false;
+		cl_drop(cl, "no sentinel knows master %s", cl->master);
+		return;
+	}
+	cl->asking_sentinel = true;
+	cl->target = cl->sentinels[cl->sentinel_next];	/* what failures name */
+	cl_arm(cl->connect_to_ev, CONNECT_TIMEOUT_MS);
+	resolve(cl, cl->target.host, sentinel_resolved);
+}
+
+static void sentinel_resolved(struct cluster *cl, const char *addr,
+			      const char *err)
+{
 	const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", cl->master};
 	const char *auth[3];
 	size_t lens[3], auth_lens[3];
 
-	if (cl->sentinel_next >= cl->nsentinels) {
-		cl->sentinel_next = 0;
-		cl_drop(cl, "no sentinel knows master %s", cl->master);
-		return;
-	}
-	s = &cl->sentinels[cl->sentinel_next];
-	cl->target = *s;	/* what on_connect names if this one fails */
-	cl->sentinel = open_ctx(cl, s->host, s->port);
+	if (err)
+		log_warn("cluster: sentinel %s:%u: %s", cl->target.host,
+			 cl->target.port, err);
+	else
+		cl->sentinel = open_ctx(cl, addr, cl->target.port);
 	if (!cl->sentinel) {
 		cl->sentinel_next++;
 		ask_sentinel(cl);
@@ -496,7 +630,6 @@ void cl_connect(struct cluster *cl)
 	cl->scan_cursor[0] = '\0';
 	cl->synced = 0;
 	cl->sync_started_ms = clock_mono_ms();
-	cl_arm(cl->connect_to_ev, CONNECT_TIMEOUT_MS);
 	if (cl->nsentinels) {
 		cl->sentinel_next = 0;
 		ask_sentinel(cl);
@@ -512,6 +645,8 @@ void cl_on_reconnect(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (cl->stopping)
+		return;
 	cl->m_reconnects++;
 	cl_connect(cl);
 }
@@ -522,7 +657,17 @@ void cl_on_connect_timeout(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (!cl->subscribed)
-		cl_drop(cl, "Redis %s:%u did not answer within %d ms",
-			cl->target.host, cl->target.port, CONNECT_TIMEOUT_MS);
+	if (cl->subscribed)
+		return;
+	if (cl->asking_sentinel) {
+		log_warn("cluster: sentinel %s:%u did not answer within %d ms",
+			 cl->target.host, cl->target.port, CONNECT_TIMEOUT_MS);
+		free_ctx(&cl->sentinel);
+		cl_dns_cancel(cl);
+		cl->sentinel_next++;
+		ask_sentinel(cl);
+		return;
+	}
+	cl_drop(cl, "Redis %s:%u did not answer within %d ms",
+		cl->target.host, cl->target.port, CONNECT_TIMEOUT_MS);
 }

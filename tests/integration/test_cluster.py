@@ -13,7 +13,9 @@ from Redis degrades and refuses writes while `ack = all` answers 504 naming
 it and `ack = quorum` succeeds, concurrent PUT/DELETE of one key converge,
 and hit records of one node show on another. Node B reaches Redis through a
 TCP relay in this process that the tests can cut, which is how a node loses
-Redis while the others keep it.
+Redis while the others keep it. NameTest names Redis and the sentinels by
+host name, each node in a mount namespace with the test's own hosts file and
+resolver (a socket of the test that never answers, or says no such name).
 
 Every node is stopped by PID on every path out and must exit 0 without a
 sanitizer report. Environment: ACME_EDGE (the binary). Needs redis-server
@@ -285,6 +287,21 @@ class Node(Gateway):
         st, _, body = self.api("GET", "/v1/challenges")
         assert st == 200, (st, body)
         return json.loads(body)["challenges"]
+
+
+def finish_nodes(test, nodes):
+    """Stops each node; what went wrong (an exit not 0, a sanitizer
+    report), with the node's log tail printed when anything did."""
+    ok = outcome_ok(test)
+    problems = []
+    for n in nodes:
+        rc, log = n.finish()
+        if rc != 0 or sanitizer_marks(log):
+            problems.append("%s: exit %r" % (n.name, rc))
+        if not ok or problems:
+            sys.stderr.write("\n---- node %s log (tail) ----\n%s\n" % (
+                n.name, "\n".join(log.splitlines()[-40:])))
+    return problems
 
 
 class ClusterTest(unittest.TestCase):
@@ -811,15 +828,7 @@ class SentinelTest(unittest.TestCase):
               self.replica.cli("INFO", "replication"), 15)
 
     def cleanup(self):
-        ok = outcome_ok(self)
-        problems = []
-        for n in self.nodes:
-            rc, log = n.finish()
-            if rc != 0 or sanitizer_marks(log):
-                problems.append("%s: exit %r" % (n.name, rc))
-            if not ok or problems:
-                sys.stderr.write("\n---- node %s log (tail) ----\n%s\n" % (
-                    n.name, "\n".join(log.splitlines()[-40:])))
+        problems = finish_nodes(self, self.nodes)
         for p in self.procs:
             p.terminate()
             try:
@@ -885,6 +894,136 @@ class SentinelTest(unittest.TestCase):
         st, body = n.health()
         self.assertNotEqual(st, 200, body)
         self.assertNotIn(wrong, n.log())
+
+
+class NameTest(unittest.TestCase):
+    """Redis and sentinels named by host name. Each node runs in a mount
+    namespace of its own whose /etc/hosts and /etc/resolv.conf are the
+    test's: names resolve through the hosts file, and every other name's
+    query goes to a UDP socket of this test on 127.0.0.1:53 that never
+    answers. While such a lookup hangs, the node's API must go on
+    answering: the lookup may not block its event loop."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="acme-edge-names-")
+        self.nodes = []
+        self.addCleanup(self.cleanup)
+        if os.geteuid() != 0:
+            self.skipTest("needs root for a mount namespace and port 53")
+        probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True)
+        if probe.returncode != 0:
+            self.skipTest("no mount namespaces here: %s" % probe.stderr.decode().strip())
+        self.dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.dns.bind(("127.0.0.1", 53))
+        except OSError as e:
+            self.dns.close()
+            self.skipTest("127.0.0.1:53 is taken: %s" % e)
+        self.dns.settimeout(0.1)
+        self.queried = []
+        self.dns_stop = threading.Event()
+        self.dns_thread = threading.Thread(target=self.resolver, daemon=True)
+        self.dns_thread.start()
+        self.redis = Redis(self.tmp)
+        self.redis.start()
+        self.hosts = os.path.join(self.tmp, "hosts")
+        with open(self.hosts, "w") as f:
+            f.write("127.0.0.1 localhost redis.test\n")
+        self.resolv = os.path.join(self.tmp, "resolv.conf")
+        with open(self.resolv, "w") as f:
+            f.write("nameserver 127.0.0.1\noptions timeout:5 attempts:2\n")
+
+    def cleanup(self):
+        problems = finish_nodes(self, self.nodes)
+        if getattr(self, "redis", None):
+            self.redis.stop()
+        if getattr(self, "dns_thread", None):
+            self.dns_stop.set()
+            self.dns_thread.join()
+        if getattr(self, "dns", None):
+            self.dns.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if problems:
+            raise AssertionError("; ".join(problems))
+
+    def resolver(self):
+        """Names under missing.invalid: NXDOMAIN at once; others: silence."""
+        while not self.dns_stop.is_set():
+            try:
+                q, peer = self.dns.recvfrom(512)
+            except socket.timeout:
+                continue
+            labels, i = [], 12
+            while i < len(q) and q[i]:
+                labels.append(q[i + 1:i + 1 + q[i]].decode(errors="replace"))
+                i += 1 + q[i]
+            name = ".".join(labels).lower()  # case may be randomised
+            self.queried.append(name)
+            if name.endswith("missing.invalid"):
+                # Same id and question; response, recursion, NXDOMAIN.
+                self.dns.sendto(q[:2] + b"\x81\x83\x00\x01" + b"\x00" * 6 +
+                                q[12:i + 5], peer)
+
+    def node(self, name, **extra):
+        n = Node(self.tmp, name, self.redis.port, extra=dict(extra, prefix="n:"))
+        n.write_config()
+        script = ('mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.conf'
+                  ' && shift 2 && exec "$@"')
+        n.spawn(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                 "sh", self.hosts, self.resolv, ACME_EDGE, "run", "-c", n.conf])
+        self.nodes.append(n)
+        return n
+
+    def test_redis_by_name(self):
+        n = self.node("a", redis="redis.test:%d" % self.redis.port)
+        n.wait_ready()
+        t = new_token()
+        self.assertEqual(n.put("http-01", t, keyauth(t))[0], 201)
+        self.assertEqual(n.http01(t), (200, keyauth(t)))
+        self.assertEqual(self.redis.cli("EXISTS", "n:e:1:" + t), "1")
+
+    def test_lookup_never_answered_does_not_stall_the_api(self):
+        n = self.node("b", redis="stuck.test:%d" % self.redis.port)
+        until("API up", lambda: n.health()[0] is not None, 10)
+        until("the lookup sent", lambda: "stuck.test" in self.queried)
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            t0 = time.monotonic()
+            st, body = n.health()
+            self.assertLess(time.monotonic() - t0, 0.5, "API stalled by a lookup")
+            self.assertEqual((st, body["status"]), (503, "syncing"), body)
+            time.sleep(0.2)
+        self.assertIn("stuck.test:%d did not answer" % self.redis.port,
+                      n.health()[1]["cluster"]["cause"])
+
+    def test_sentinel_by_name_and_name_not_found(self):
+        """A sentinel whose name is not found is passed over, named in the
+        log; the next one, by name, leads to the master."""
+        sport = free_port()
+        conf = os.path.join(self.tmp, "sentinel.conf")
+        with open(conf, "w") as f:
+            f.write("port %d\nbind 127.0.0.1\ndir %s\n"
+                    "sentinel monitor acme 127.0.0.1 %d 1\n" % (
+                        sport, self.tmp, self.redis.port))
+        binary = shutil.which("redis-sentinel")
+        argv = [binary, conf] if binary else ["redis-server", conf, "--sentinel"]
+        with open(conf + ".log", "ab") as logf:
+            sent = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
+                                    stderr=subprocess.STDOUT)
+        self.addCleanup(lambda: (sent.terminate(), sent.wait(10)))
+        with open(self.hosts, "a") as f:
+            f.write("127.0.0.1 sentinel.test\n")
+        n = self.node("c", sentinel="stuck.test:%d missing.invalid:%d sentinel.test:%d" % (
+            sport, sport, sport), master="acme")
+        # stuck.test is never answered: passed over after the connect
+        # timeout; missing.invalid does not exist: passed over at once.
+        n.wait_ready(15)
+        log = n.log()
+        self.assertIn("sentinel stuck.test:%d did not answer within" % sport, log)
+        self.assertIn("sentinel missing.invalid:%d: cannot resolve" % sport, log)
+        t = new_token()
+        self.assertEqual(n.put("http-01", t, keyauth(t))[0], 201)
+        self.assertEqual(self.redis.cli("EXISTS", "n:e:1:" + t), "1")
 
 
 if __name__ == "__main__":
