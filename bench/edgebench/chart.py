@@ -39,6 +39,9 @@ def chart(ctx, results, png_path):
         return None
     data = os.path.join(ctx.work, "ratios.dat")
     ids = [(s.id, s.kind) for s in compared()]
+    if not any(ratio_summary(results, w, sid, p, kind)[0] is not None
+               for w in ctx.worker_counts for sid, kind in ids for p in PEERS):
+        return None     # a partial run (floods alone): no ratio to draw
     with open(data, "w") as f:
         for w in ctx.worker_counts:
             f.write("# workers=%d\n" % w)

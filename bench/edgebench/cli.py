@@ -20,7 +20,7 @@ from .peers import Ports
 from .prepare import (acme_edge_exe, build, compile_clients, install, make_certs, make_www,
                       raise_somaxconn)
 from .proc import CLIENT_CPU, cpu_steal, port_free, sh, stop_all
-from .report import backends_text, report, update_readme
+from .report import backends_text, measured, report, update_readme
 from .runner import Ctx, run_all
 
 
@@ -148,7 +148,7 @@ def finish(ctx, a, out, results, speed, errors, t0):
     for row in flood_verdicts(results, ctx.worker_counts):
         say("   %-15s w%d %-15s validator p99 %6.1f ms, better peer %s: %s" % (
             row[0], row[1], row[2], row[3], "%.1f ms" % row[4] if row[4] else "—", row[7]))
-    for row in trows + erows:
+    for row in measured(trows + erows):
         say("   %-62s w%d %-22s %-12s %s" % row)
     for w, sid, _, kind, cells in backend_rows(ctx, results, ctx.worker_counts):
         say("   w%d %-15s epoll ÷ %s / haproxy / nginx%s: %s" % (

@@ -25,6 +25,20 @@ def verdict_lines(rows):
     return ["| %s | %d | %s | %s | %s |" % r for r in rows]
 
 
+def measured(rows):
+    """The verdict rows this run has figures for: a partial run (`--only`)
+    leaves the others out of the file rather than listing them empty."""
+    return [r for r in rows if r[-1] != "no data"]
+
+
+def with_rows(L):
+    """A section's lines, or none when its first table has no row."""
+    for i, line in enumerate(L):
+        if line.startswith("| ---"):
+            return L if i + 1 < len(L) and L[i + 1].startswith("|") else []
+    return L
+
+
 def fmt(x, unit=""):
     if x is None:
         return "—"
@@ -81,15 +95,16 @@ def report(ctx, results, speed, errors, md_path, png_path, wall, flood_png=None)
     trows = target_rows(results, workers)
     erows = epoll_verdicts(ctx, results, workers)
     L = head_section(ctx, v, wall)
-    L += ["## Targets", ""] + TARGETS_HEAD + verdict_lines(trows) + [""]
+    if measured(trows):
+        L += ["## Targets", ""] + TARGETS_HEAD + verdict_lines(measured(trows)) + [""]
     L += backends_section(ctx, results, workers, erows)
     for w in workers:
-        L += throughput_section(ctx, results, w)
-    L += latency_section(results, workers)
+        L += with_rows(throughput_section(ctx, results, w))
+    L += with_rows(latency_section(results, workers))
     L += cluster_section(results, workers)
     L += flood_section(ctx, results, workers, flood_png)
-    L += memory_section(ctx, results, workers)
-    L += bounds_section(ctx, results)
+    L += with_rows(memory_section(ctx, results, workers))
+    L += with_rows(bounds_section(ctx, results))
     L += speed_section(speed)
     L += commands_section(ctx)
     if errors:
@@ -163,6 +178,9 @@ def backends_section(ctx, results, workers, erows):
     if not ctx.epoll:
         L += ["Not measured: this run had `--no-epoll` (acme-edge-epoll did not run).", ""]
         return L
+    rows = backend_rows(ctx, results, workers)
+    if not measured(erows) and not rows:
+        return []
     main = backends_text(ctx, "acme-edge")
     ep = backends_text(ctx, EPOLL)
     L.append("Both backends side by side in the same run, alternated; the requirement is "
@@ -182,8 +200,8 @@ def backends_section(ctx, results, workers, erows):
                  % (main, ctx.io_backend,
                     "" if ctx.io_backend == "epoll" else ", io_uring unavailable", main))
     L.append("")
-    L += EPOLL_HEAD + verdict_lines(erows)
-    L.append("")
+    if measured(erows):
+        L += EPOLL_HEAD + verdict_lines(measured(erows)) + [""]
 
     def cell(c):
         if c is None:
@@ -195,7 +213,7 @@ def backends_section(ctx, results, workers, erows):
     L.append("| workers | scenario | acme-edge-epoll ÷ acme-edge (epoll ÷ %s) | "
              "epoll ÷ HAProxy | epoll ÷ nginx |" % main)
     L.append("| --- | --- | --- | --- | --- |")
-    for w, sid, title, kind, cells in backend_rows(ctx, results, workers):
+    for w, sid, title, kind, cells in rows:
         L.append("| %d | `%s` %s | %s |" % (w, sid, title, " | ".join(cell(c) for c in cells)))
     L.append("")
     L.append("Throughput rows: per core (requests, handshakes, connections or bytes per "
