@@ -52,6 +52,9 @@ def parse_args(description):
     ap.add_argument("--perf-servers", default="acme-edge",
                     help="servers --perf records, comma-separated, or all (acme-edge)")
     ap.add_argument("--perf-callgraph", default="fp", help="perf's --call-graph: fp or dwarf")
+    ap.add_argument("--trace", metavar="DIR", help="the flood validator's every check "
+                    "(start, kind, latency, result) into DIR/<scenario>-<server>-w<N>-run<K>.txt, "
+                    "to line slow checks up with the server's own logs or a perf record")
     return ap.parse_args()
 
 
@@ -71,6 +74,9 @@ def make_ctx(a):
     ctx.backends = {}       # instance -> {workers: backend it really ran}
     ctx.only = a.only
     ctx.perf = os.path.abspath(a.perf) if a.perf else None
+    ctx.trace = os.path.abspath(a.trace) if a.trace else None
+    if ctx.trace:
+        os.makedirs(ctx.trace, exist_ok=True)
     ctx.perf_servers = a.perf_servers.split(",")
     ctx.perf_cg = a.perf_callgraph
     if ctx.perf:

@@ -9,7 +9,7 @@ import sys
 import time
 
 from .common import ACME_NAME, BENCH, KA_SHA, PASS_NAME
-from .proc import CLIENT_CPU, PROCS, retire, run_client
+from .proc import CLIENT_CPU, PROCS, SERVER_CPU, cpu_steal, retire, run_client, steal_pct
 from .peers import AcmeEdge
 
 UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
@@ -58,9 +58,10 @@ def curl_parse(out, rc):
     return {"n": n, "fail": 0, "rate": n / t}
 
 
-def measure(ctx, server, cmd, parse, timeout):
+def measure(ctx, server, cmd, parse, timeout, keep=None):
     """Runs one load generator against one server; the server's CPU time
-    (utime+stime of all its processes and threads) is read around it."""
+    (utime+stime of all its processes and threads) is read around it.
+    keep: a file for the generator's whole output."""
     srv = ctx.cpu_of[server]
     prof = None
     if ctx.perf and (server in ctx.perf_servers or "all" in ctx.perf_servers):
@@ -73,9 +74,11 @@ def measure(ctx, server, cmd, parse, timeout):
         PROCS.append(pp)
         time.sleep(0.3)
     u0, k0 = srv.cpu_split()
+    st0 = cpu_steal(SERVER_CPU)
     t0 = time.monotonic()
     r, err = run_client(cmd, timeout)
     wall = time.monotonic() - t0
+    st1 = cpu_steal(SERVER_CPU)
     time.sleep(0.1)     # the server's teardown of the last connections
     u1, k1 = srv.cpu_split()
     if prof:
@@ -93,10 +96,15 @@ def measure(ctx, server, cmd, parse, timeout):
     if err:
         return {"error": err}
     out = r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+    if keep:
+        with open(keep, "w") as f:
+            f.write(out)
     res = parse(out, r.returncode)
     if res is None or res.get("n", 0) <= 0:
         return {"error": "no result (exit %d): %s" % (r.returncode, out.strip()[-300:])}
     res["cpu"] = (u1 - u0) + (k1 - k0)
+    # A run the host stole from is an outlier for a reason: each result says.
+    res["steal"] = steal_pct(st0, st1)
     res["usr"], res["sys"] = u1 - u0, k1 - k0
     res["wall"] = wall
     return res

@@ -233,8 +233,12 @@ def flood_load(parts):
                     procs.append(start(label, argv))
             if wait_ready(procs):
                 time.sleep(1.0)     # the churning floods at full pace
-                res = measure(ctx, server, validator_cmd(ctx, server), parse_validate,
-                              flood_secs(ctx) + 30)
+                cmd, keep = validator_cmd(ctx, server), None
+                if ctx.trace:
+                    cmd.append("--trace")
+                    keep = os.path.join(ctx.trace, "%s-%s-w%d-run%d.txt" % (
+                        ctx.current, server, ctx.workers, ctx.run_index + 1))
+                res = measure(ctx, server, cmd, parse_validate, flood_secs(ctx) + 30, keep)
         finally:
             bg = stop(procs)
         if res is None:

@@ -15,13 +15,26 @@ CLIENT_CPU = "1"   # load generators, the upstream, the API
 PROCS = []          # every process we started: killed by PID at exit
 
 
-def cpu_steal():
-    """(steal, total) clock ticks of all CPUs so far, from /proc/stat: what
-    a virtual machine's host took for other work, and the whole."""
+def cpu_steal(cpu=None):
+    """(steal, total) clock ticks so far of all CPUs, or of CPU `cpu`, from
+    /proc/stat: what a virtual machine's host took for other work, and the
+    whole."""
+    name = "cpu" if cpu is None else "cpu%s" % cpu
     with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
+        for line in f:
+            if line.split(None, 1)[0] == name:
+                v = [int(x) for x in line.split()[1:]]
+                break
+        else:
+            return 0, 0
     # user nice system idle iowait irq softirq steal (guest time is in user)
     return v[7], sum(v[:8])
+
+
+def steal_pct(before, after):
+    """The share of the time between two cpu_steal() readings the host took."""
+    ticks = after[1] - before[1]
+    return 100.0 * (after[0] - before[0]) / ticks if ticks > 0 else 0.0
 
 
 def spawn(cmd, log, cpu, limit):

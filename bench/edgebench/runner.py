@@ -59,6 +59,7 @@ def run_all(ctx):
                 say("  w%d %-15s warm-up through %s (not counted)" % (workers, sc.id, servers[0]))
                 sc.run(ctx, servers[0])
             for run in range(ctx.runs):
+                ctx.run_index = run
                 for server in servers:      # alternated: A B C A B C ...
                     r = sc.run(ctx, server)
                     results.setdefault((workers, sc.id, server), []).append(r)
@@ -82,10 +83,11 @@ def note(workers, sc, run, server, r, errors):
         bg = "; ".join("%s %.0f %s%s" % (k, v[1], v[0], (" (%d lost)" % v[2]) if v[2] else "")
                        for k, v in sorted(r["bg"].items()))
         say("  w%d %-15s %-15s run %d: validator p50 %.2f p99 %.2f max %.2f ms (http-01 "
-            "%.2f/%.2f, tls-alpn-01 %.2f/%.2f), fail %d%s; %s" % (
+            "%.2f/%.2f, tls-alpn-01 %.2f/%.2f), fail %d%s; %s; steal %.1f %%" % (
                 workers, sid, server, run + 1, r["lat"]["50"], r["lat"]["99"],
                 r["lat"]["max"], r["http"]["50"], r["http"]["99"], r["tls"]["50"],
-                r["tls"]["99"], r["fail"], (" " + str(r["fails"])) if r["fails"] else "", bg))
+                r["tls"]["99"], r["fail"], (" " + str(r["fails"])) if r["fails"] else "", bg,
+                r.get("steal", 0)))
         return
     if sc.kind == "mem":
         say("  w%d %-15s %-15s run %d: %.0f bytes/conn (RSS %.1f -> %.1f MiB)" % (
