@@ -95,6 +95,13 @@ def added(results, w, sid, server):
     return s[0] - floor[0] if s and floor else None
 
 
+def ms_or_dash(x):
+    """One decimal; a difference within ±0.05 ms is 0.0, never -0.0."""
+    if x is None:
+        return "—"
+    return "%.1f" % (x if abs(x) >= 0.05 else 0.0)
+
+
 def verdicts(results, workers):
     """Rows (scenario, workers, instance, p99, better peer's p99, ratio,
     failures, verdict, added p99, the better peer's added p99) for each
@@ -199,8 +206,7 @@ def flood_section(ctx, results, workers, png):
         L.append("| %s | %d | %s | %.1f | %s | %s | %d | %s | %s / %s | %s |" % (
             sid, w, ae, p99, "%.1f" % best if best else "—",
             "%.2f" % ratio if ratio else "—", fails, v,
-            "%.1f" % add if add is not None else "—",
-            "%.1f" % best_add if best_add is not None else "—",
+            ms_or_dash(add), ms_or_dash(best_add),
             "%.2f" % (max(add, 0) / best_add)
             if add is not None and best_add and best_add > 0 else "—"))
     L.append("")
