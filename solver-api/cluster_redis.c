@@ -283,11 +283,12 @@ static void resolve(struct cluster *cl, const char *host,
 	struct evdns_getaddrinfo_request *req;
 	unsigned char buf[sizeof(struct in6_addr)];
 
-	/* No lookup may outlive cluster_stop(): cluster_close() frees the base. */
-	if (cl->stopping) {
-		then(cl, NULL, "the node is stopping");
+	/*
+	 * No lookup may outlive cluster_stop(), as cluster_close() frees the
+	 * base; a stopping node connects nowhere anyway.
+	 */
+	if (cl->stopping)
 		return;
-	}
 	if (evutil_inet_pton(AF_INET, host, buf) == 1 ||
 	    evutil_inet_pton(AF_INET6, host, buf) == 1) {
 		then(cl, host, NULL);
@@ -657,7 +658,7 @@ void cl_on_connect_timeout(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (cl->subscribed)
+	if (cl->subscribed || cl->stopping)
 		return;
 	if (cl->asking_sentinel) {
 		log_warn("cluster: sentinel %s:%u did not answer within %d ms",
