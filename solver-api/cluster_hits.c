@@ -21,14 +21,20 @@
 #define HIT_LOOKBACK_MS 5000
 #define HITS_PER_KEY 16
 
+/* node's record among k's, or NULL. */
+static struct cl_hit *hit_find(const struct cl_key *k, const char *node)
+{
+	for (unsigned i = 0; i < k->nhits; i++)
+		if (strcmp(k->hits[i].node, node) == 0)
+			return &k->hits[i];
+	return NULL;
+}
+
 void cl_hit_store(struct cl_key *k, const char *node, int64_t time_ms,
 		  uint8_t outcome, const char *peer)
 {
-	struct cl_hit *h = NULL;
+	struct cl_hit *h = hit_find(k, node);
 
-	for (unsigned i = 0; i < k->nhits; i++)
-		if (strcmp(k->hits[i].node, node) == 0)
-			h = &k->hits[i];
 	if (!h && !k->hits) {
 		k->hits = calloc(HITS_PER_KEY, sizeof(*k->hits));
 		BUG_ON(!k->hits);
@@ -108,10 +114,7 @@ int cl_hit_send(struct cluster *cl, const struct cl_key *k,
 /* This node's own record among k's, or NULL. */
 const struct cl_hit *cl_hit_own(const struct cluster *cl, const struct cl_key *k)
 {
-	for (unsigned i = 0; i < k->nhits; i++)
-		if (strcmp(k->hits[i].node, cl->node) == 0)
-			return &k->hits[i];
-	return NULL;
+	return hit_find(k, cl->node);
 }
 
 void cl_on_hit_timer(evutil_socket_t fd, short what, void *arg)
