@@ -98,6 +98,8 @@ struct cluster {
 	struct evdns_base *dns;
 	struct evdns_getaddrinfo_request *dns_req;
 	void (*dns_then)(struct cluster *cl, const char *addr, const char *err);
+	unsigned dns_pick;		/* which of the answer's addresses to use */
+	unsigned master_fails;		/* connects to the master failed in a row */
 	struct cfg_hostport target;	/* the master in use */
 	enum cluster_state state;
 	char cause[256];

@@ -251,7 +251,9 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 {
 	struct cluster *cl = arg;
 	char addr[INET6_ADDRSTRLEN], why[128];
+	const struct evutil_addrinfo *ai = res;
 	const void *in = NULL;
+	unsigned n = 0;
 
 	if (result == EVUTIL_EAI_CANCEL) {
 		if (res)
@@ -259,11 +261,16 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 		return;
 	}
 	cl->dns_req = NULL;
-	if (result == 0 && res && res->ai_family == AF_INET)
-		in = &((const struct sockaddr_in *)res->ai_addr)->sin_addr;
-	else if (result == 0 && res && res->ai_family == AF_INET6)
-		in = &((const struct sockaddr_in6 *)res->ai_addr)->sin6_addr;
-	if (in && evutil_inet_ntop(res->ai_family, in, addr, sizeof(addr))) {
+	for (const struct evutil_addrinfo *p = res; result == 0 && p; p = p->ai_next)
+		n++;
+	/* The dns_pick-th address, counting round: see connect_master(). */
+	for (unsigned i = 0; n && i < cl->dns_pick % n; i++)
+		ai = ai->ai_next;
+	if (result == 0 && ai && ai->ai_family == AF_INET)
+		in = &((const struct sockaddr_in *)ai->ai_addr)->sin_addr;
+	else if (result == 0 && ai && ai->ai_family == AF_INET6)
+		in = &((const struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+	if (in && evutil_inet_ntop(ai->ai_family, in, addr, sizeof(addr))) {
 		evutil_freeaddrinfo(res);
 		cl->dns_then(cl, addr, NULL);
 		return;
@@ -275,8 +282,11 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 	cl->dns_then(cl, NULL, why);
 }
 
-/* then(cl, address, NULL) once host has an address; then(cl, NULL, why) if not. */
-static void resolve(struct cluster *cl, const char *host,
+/*
+ * then(cl, address, NULL) once host has an address, the pick-th of the
+ * answer's counting round; then(cl, NULL, why) if none.
+ */
+static void resolve(struct cluster *cl, const char *host, unsigned pick,
 		    void (*then)(struct cluster *, const char *, const char *))
 {
 	struct evutil_addrinfo hints = {0};
@@ -307,6 +317,7 @@ static void resolve(struct cluster *cl, const char *host,
 	hints.ai_protocol = IPPROTO_TCP;
 	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
 	cl->dns_then = then;
+	cl->dns_pick = pick;
 	/*
 	 * NULL when answered at once (/etc/hosts): the callback has run, and
 	 * may have started the next lookup, whose handle stays.
@@ -324,6 +335,8 @@ void cl_drop(struct cluster *cl, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(cl->cause, sizeof(cl->cause), fmt, ap);
 	va_end(ap);
+	if (!cl->subscribed && !cl->asking_sentinel)
+		cl->master_fails++;
 	cl_redis_free(cl);
 	event_del(cl->connect_to_ev);
 	cl->asking_sentinel = false;
@@ -352,6 +365,7 @@ void cl_drop(struct cluster *cl, const char *fmt, ...)
 static void on_connect(const redisAsyncContext *ac, int status)
 {
 	struct cluster *cl = ac->data;
+	bool named;
 
 	if (!cl || status == REDIS_OK)
 		return;
@@ -369,8 +383,11 @@ static void on_connect(const redisAsyncContext *ac, int status)
 		ask_sentinel(cl);
 		return;
 	}
-	cl_drop(cl, "cannot connect to Redis %s:%u: %s", cl->target.host,
-		cl->target.port, ac->errstr[0] ? ac->errstr : "error");
+	/* A name's address is said too: the next attempt takes another. */
+	named = ac->c.tcp.host && strcmp(ac->c.tcp.host, cl->target.host) != 0;
+	cl_drop(cl, "cannot connect to Redis %s:%u%s%s: %s", cl->target.host,
+		cl->target.port, named ? " at " : "", named ? ac->c.tcp.host : "",
+		ac->errstr[0] ? ac->errstr : "error");
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -519,11 +536,16 @@ static void master_resolved(struct cluster *cl, const char *addr,
 	redisAsyncCommandArgv(cl->sub, cl_on_sub, NULL, 4, sub, sublens);
 }
 
-/* The master's lookup, connect and set-up get CONNECT_TIMEOUT_MS. */
+/*
+ * The master's lookup, connect and set-up get CONNECT_TIMEOUT_MS. A name
+ * with several addresses (IPv6 and IPv4, say, with Redis listening on one)
+ * is tried at the next address after each attempt that failed, the first
+ * again once one got through.
+ */
 static void connect_master(struct cluster *cl)
 {
 	cl_arm(cl->connect_to_ev, CONNECT_TIMEOUT_MS);
-	resolve(cl, cl->target.host, master_resolved);
+	resolve(cl, cl->target.host, cl->master_fails, master_resolved);
 }
 
 /* Sentinel: ask each in turn where the master is, then connect to it. */
@@ -585,14 +607,13 @@ static void ask_sentinel(struct cluster *cl)
 {
 	if (cl->sentinel_next >= cl->nsentinels) {
 		cl->sentinel_next = 0;
-		cl->asking_sentinel = false;
 		cl_drop(cl, "no sentinel knows master %s", cl->master);
 		return;
 	}
 	cl->asking_sentinel = true;
 	cl->target = cl->sentinels[cl->sentinel_next];	/* what failures name */
 	cl_arm(cl->connect_to_ev, CONNECT_TIMEOUT_MS);
-	resolve(cl, cl->target.host, sentinel_resolved);
+	resolve(cl, cl->target.host, 0, sentinel_resolved);
 }
 
 static void sentinel_resolved(struct cluster *cl, const char *addr,

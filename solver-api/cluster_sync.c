@@ -566,6 +566,7 @@ void cl_on_sub(redisAsyncContext *ac, void *reply, void *priv)
 		    !cl->subscribed) {
 			/* Nothing published from now on is missed: scan after the beat. */
 			cl->subscribed = true;
+			cl->master_fails = 0;
 			cl->redis_up = true;
 			cl->state = CLUSTER_SYNCING;
 			snprintf(cl->cause, sizeof(cl->cause), "loading the "

@@ -982,6 +982,21 @@ class NameTest(unittest.TestCase):
         self.assertEqual(n.http01(t), (200, keyauth(t)))
         self.assertEqual(self.redis.cli("EXISTS", "n:e:1:" + t), "1")
 
+    def test_name_with_a_dead_address(self):
+        """A name with two addresses, Redis listening on one: whichever the
+        resolver gives first, the node gets through, trying the other after
+        a failed attempt."""
+        with open(self.hosts, "a") as f:
+            f.write("127.0.0.2 two.test\n127.0.0.1 two.test\n"
+                    "127.0.0.1 one.test\n127.0.0.2 one.test\n")
+        for name in ("two", "one"):
+            n = self.node(name, redis="%s.test:%d" % (name, self.redis.port))
+            n.wait_ready(15)
+            t = new_token()
+            self.assertEqual(n.put("http-01", t, keyauth(t))[0], 201)
+        self.assertTrue(any("at 127.0.0.2: Connection refused" in n.log()
+                            for n in self.nodes), "127.0.0.2 never tried")
+
     def test_lookup_never_answered_does_not_stall_the_api(self):
         n = self.node("b", redis="stuck.test:%d" % self.redis.port)
         until("API up", lambda: n.health()[0] is not None, 10)
