@@ -900,9 +900,10 @@ class NameTest(unittest.TestCase):
     """Redis and sentinels named by host name. Each node runs in a mount
     namespace of its own whose /etc/hosts and /etc/resolv.conf are the
     test's: names resolve through the hosts file, and every other name's
-    query goes to a UDP socket of this test on 127.0.0.1:53 that never
-    answers. While such a lookup hangs, the node's API must go on
-    answering: the lookup may not block its event loop."""
+    query goes to a UDP socket of this test on 127.0.0.1:53, which says
+    "no such name" for names under missing.invalid and never answers the
+    rest. While such a lookup hangs, the node's API must go on answering:
+    the lookup may not block its event loop."""
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="acme-edge-names-")
