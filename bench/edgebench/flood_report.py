@@ -111,11 +111,11 @@ def verdicts(results, workers):
         if sc.id == "flood-none":
             continue
         for w in workers:
-            peer_p99 = [(stat(runs_of(results, w, sc.id, p), "99"), p) for p in PEERS]
-            peer_p99 = [(s[0], p) for s, p in peer_p99 if s]
-            best = min(peer_p99)[0] if peer_p99 else None
-            best_added = added(results, w, sc.id, min(peer_p99)[1]) if peer_p99 else None
-            peer_p99 = [s for s, _ in peer_p99]
+            # (p99, peer), the better peer first.
+            peers = sorted((s[0], p) for p in PEERS
+                           for s in [stat(runs_of(results, w, sc.id, p), "99")] if s)
+            best = peers[0][0] if peers else None
+            best_added = added(results, w, sc.id, peers[0][1]) if peers else None
             for ae in ACME_EDGES:
                 runs = runs_of(results, w, sc.id, ae)
                 s = stat(runs, "99")
@@ -124,7 +124,7 @@ def verdicts(results, workers):
                 fails = sum(r["fail"] for r in runs)
                 ratio = s[0] / best if best else None
                 ok = fails == 0 and s[0] <= P99_MAX_MS
-                if best is not None and max(peer_p99) > PEER_FLOOR_MS:
+                if best is not None and peers[-1][0] > PEER_FLOOR_MS:
                     ok = ok and ratio <= PEER_RATIO
                 rows.append((sc.id, w, ae, s[0], best, ratio, fails,
                              "met" if ok else "not met", added(results, w, sc.id, ae),
