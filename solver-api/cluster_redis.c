@@ -38,6 +38,7 @@
 #define BACKOFF_MAX_MS 5000
 
 static void ask_sentinel(struct cluster *cl);
+static void next_sentinel(struct cluster *cl);
 
 /* ---- the scripts ------------------------------------------------------ */
 
@@ -379,8 +380,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
 		cl->sentinel = NULL;
 		log_warn("cluster: sentinel %s:%u: %s", cl->target.host,
 			 cl->target.port, ac->errstr);
-		cl->sentinel_next++;
-		ask_sentinel(cl);
+		next_sentinel(cl);
 		return;
 	}
 	/* A name's address is said too: the next attempt takes another. */
@@ -574,9 +574,7 @@ static void on_sentinel(redisAsyncContext *ac, void *reply, void *priv)
 		connect_master(cl);
 		return;
 	}
-	free_ctx(&cl->sentinel);
-	cl->sentinel_next++;
-	ask_sentinel(cl);
+	next_sentinel(cl);
 }
 
 /*
@@ -616,6 +614,15 @@ static void ask_sentinel(struct cluster *cl)
 	resolve(cl, cl->target.host, 0, sentinel_resolved);
 }
 
+/* Passes the sentinel being asked over, whatever stage it was at. */
+static void next_sentinel(struct cluster *cl)
+{
+	free_ctx(&cl->sentinel);
+	cl_dns_cancel(cl);
+	cl->sentinel_next++;
+	ask_sentinel(cl);
+}
+
 static void sentinel_resolved(struct cluster *cl, const char *addr,
 			      const char *err)
 {
@@ -629,8 +636,7 @@ static void sentinel_resolved(struct cluster *cl, const char *addr,
 	else
 		cl->sentinel = open_ctx(cl, addr, cl->target.port);
 	if (!cl->sentinel) {
-		cl->sentinel_next++;
-		ask_sentinel(cl);
+		next_sentinel(cl);
 		return;
 	}
 	/* Pipelined: the reply to AUTH comes first, whatever it says. */
@@ -684,10 +690,7 @@ void cl_on_connect_timeout(evutil_socket_t fd, short what, void *arg)
 	if (cl->asking_sentinel) {
 		log_warn("cluster: sentinel %s:%u did not answer within %d ms",
 			 cl->target.host, cl->target.port, CONNECT_TIMEOUT_MS);
-		free_ctx(&cl->sentinel);
-		cl_dns_cancel(cl);
-		cl->sentinel_next++;
-		ask_sentinel(cl);
+		next_sentinel(cl);
 		return;
 	}
 	cl_drop(cl, "Redis %s:%u did not answer within %d ms",

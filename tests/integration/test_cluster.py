@@ -289,6 +289,15 @@ class Node(Gateway):
         return json.loads(body)["challenges"]
 
 
+def start_sentinel(conf):
+    """A redis-sentinel on conf, its output in conf.log."""
+    binary = shutil.which("redis-sentinel")
+    argv = [binary, conf] if binary else ["redis-server", conf, "--sentinel"]
+    with open(conf + ".log", "ab") as logf:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
+                                stderr=subprocess.STDOUT)
+
+
 def finish_nodes(test, nodes):
     """Stops each node; what went wrong (an exit not 0, a sanitizer
     report), with the node's log tail printed when anything did."""
@@ -806,7 +815,6 @@ class SentinelTest(unittest.TestCase):
         self.assertEqual(self.replica.cli("REPLICAOF", "127.0.0.1",
                                           str(self.master.port)), "OK")
         self.sentinel_ports = []
-        binary = shutil.which("redis-sentinel")
         for i in range(3):
             port = free_port()
             conf = os.path.join(self.tmp, "sentinel-%d.conf" % port)
@@ -819,10 +827,7 @@ class SentinelTest(unittest.TestCase):
                         "sentinel failover-timeout acme 4000\n" % (
                             port, self.tmp, SENTINEL_PASSWORD, SENTINEL_PASSWORD,
                             self.master.port))
-            argv = [binary, conf] if binary else ["redis-server", conf, "--sentinel"]
-            with open(conf + ".log", "ab") as logf:
-                self.procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                                   stdout=logf, stderr=subprocess.STDOUT))
+            self.procs.append(start_sentinel(conf))
             self.sentinel_ports.append(port)
         until("replica in sync", lambda: "master_link_status:up" in
               self.replica.cli("INFO", "replication"), 15)
@@ -1021,11 +1026,7 @@ class NameTest(unittest.TestCase):
             f.write("port %d\nbind 127.0.0.1\ndir %s\n"
                     "sentinel monitor acme 127.0.0.1 %d 1\n" % (
                         sport, self.tmp, self.redis.port))
-        binary = shutil.which("redis-sentinel")
-        argv = [binary, conf] if binary else ["redis-server", conf, "--sentinel"]
-        with open(conf + ".log", "ab") as logf:
-            sent = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
-                                    stderr=subprocess.STDOUT)
+        sent = start_sentinel(conf)
         self.addCleanup(lambda: (sent.terminate(), sent.wait(10)))
         with open(self.hosts, "a") as f:
             f.write("127.0.0.1 sentinel.test\n")
