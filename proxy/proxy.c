@@ -13,12 +13,14 @@
 #include "proxy/proxy.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -187,6 +189,43 @@ static uint32_t budget_max_conns(const struct cfg *cfg, unsigned nworkers)
 		 nworkers, nworkers == 1 ? "" : "s",
 		 (unsigned long long)rl.rlim_cur, lo);
 	return lo;
+}
+
+/*
+ * Grows the descriptor table to the process's budget now, while it has one
+ * thread. The kernel doubles the table when a descriptor past its end is
+ * first handed out, and in a process of several threads each doubling
+ * waits for an RCU grace period with the allocating thread asleep: a
+ * worker taking its first few thousand connections at once (a burst of
+ * clients after a start, a slow flood's first bytes) stopped in accept for
+ * 70-90 ms over the doublings from 256 to 8192, and a CA's validator with
+ * it. The table never shrinks, so a descriptor opened at its far end and
+ * closed leaves it at full size; with one thread the growth waits for
+ * nothing. The rlimit (at most fs.nr_open) bounds what it costs the
+ * kernel: eight bytes a descriptor.
+ */
+static void fdtable_presize(uint64_t want)
+{
+	struct rlimit rl;
+	int fd, far;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    want > rl.rlim_cur)
+		want = rl.rlim_cur;
+	if (want > INT32_MAX)
+		want = INT32_MAX;
+	if (want < 2)
+		return;
+	fd = eventfd(0, EFD_CLOEXEC);
+	if (fd < 0)
+		return;
+	far = fcntl(fd, F_DUPFD_CLOEXEC, (int)(want - 1));
+	if (far >= 0)
+		close(far);
+	else
+		log_debug("proxy: descriptor table not grown to %llu: %s",
+			  (unsigned long long)want, strerror(errno));
+	close(fd);
 }
 
 static int worker_setup(struct proxy *px, struct worker *w, unsigned id,
@@ -451,6 +490,7 @@ int proxy_main(struct cfg *cfg, const char *cfg_path)
 							       : (unsigned)n;
 	}
 	px.max_conns = budget_max_conns(cfg, px.nworkers);
+	fdtable_presize(FD_PROCESS + px.nworkers * worker_fds(cfg, px.max_conns));
 	if (open_store(&px, &sigs) != 0)
 		goto out;
 	pstats_path(cfg->store.path, path, sizeof(path));

@@ -393,6 +393,11 @@ class BackendTest(unittest.TestCase):
                               (what, within, e))
             time.sleep(0.1)
 
+    def fd_table_size(self, pid):
+        """Entries of the process's descriptor table (it only grows)."""
+        with open("/proc/%d/status" % pid) as f:
+            return int(re.search(r"^FDSize:\s+(\d+)$", f.read(), re.M).group(1))
+
     def check_descriptor_budget(self, backend):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft < min(hard, 4096):
@@ -409,6 +414,10 @@ class BackendTest(unittest.TestCase):
         # at start, so the cap makes room before accept runs out of them.
         self.assertRegex(g.log(), r"proxy: max_connections 8192 needs \d+ descriptors "
                                   r"per worker .*: max_connections \d+ per worker")
+        # The descriptor table is grown to the budget before any worker
+        # runs: growing it later would stop the accepting worker for an
+        # RCU grace period at each doubling.
+        self.assertGreaterEqual(self.fd_table_size(pid), 600)
         self.flood_cpu(g, pid, 1000, "descriptors budgeted")
         self.challenge_answered(g, tok, ka, "descriptors budgeted")
         # Descriptors taken away under it: accept fails and must back off.
