@@ -1,8 +1,10 @@
 /*
- * The io_uring backend: one ring per worker, 32 single-shot accepts per
- * listener, one submission per loop turn (io_uring_submit_and_wait_timeout),
- * and a turn's completions taken in passes by rank, those past a pass's
- * budget copied off the CQ and carried to the next turn (uring_wait).
+ * The io_uring backend: per worker a ring for the connections and one for
+ * the listeners' accepts (32 single-shot accepts per listener), so that an
+ * accept never runs behind the connections' queued work (acc_take); one
+ * submission per loop turn (io_uring_submit_and_wait_timeout), and a
+ * turn's completions taken in passes by rank, those past a pass's budget
+ * copied off the CQ and carried to the next turn (uring_wait).
  *
  * user_data is io.h's encoding. A completion whose generation no longer
  * matches its slot is stale: counted and dropped. With the connections'
@@ -23,6 +25,7 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <stdio.h>
@@ -45,6 +48,8 @@
 #define TW_PER_ENTER 20		/* the most the kernel runs per enter (reap) */
 #define REAP_AFTER 16		/* a wait bringing this many may have left some */
 #define PASS_BUDGET 256		/* completions a held pass delivers per turn */
+/* The eventfd read that wakes the connections' ring for the accept ring. */
+#define UD_WAKE io_ud(IO_IGNORE, 0, 0, 1)
 /* Accepts in flight per listener (at most 32: a bit each). */
 #define ACCEPT_DEPTH IO_ACCEPTED_PENDING_MAX
 
@@ -80,6 +85,16 @@ struct held {
 
 struct uring {
 	struct io_uring ring;
+	/*
+	 * The listeners' accepts, on a ring of their own (see acc_take) when
+	 * the kernel makes one: aring_on. Its eventfd is signalled when an
+	 * accept's deferred work is queued; a read of it (wake_armed) on the
+	 * connections' ring ends that ring's wait.
+	 */
+	struct io_uring aring;
+	bool aring_on, wake_armed;
+	int wake_fd;
+	uint64_t wake_val;
 	struct io_uring_buf_ring *br;
 	size_t br_size;
 	uint32_t stock;			/* buffers in the ring now */
@@ -92,18 +107,30 @@ struct uring {
 	struct held peek, later;	/* the passes after the first (uring_wait) */
 };
 
-static struct io_uring_sqe *get_sqe(struct worker *w)
+static struct io_uring_sqe *ring_sqe(struct io_uring *ring)
 {
-	struct uring *u = w->io_priv;
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 
 	while (!sqe) {
 		/* The SQ is full: hand it to the kernel and take a fresh one. */
-		int rc = io_uring_submit(&u->ring);
+		int rc = io_uring_submit(ring);
 		BUG_ON(rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY);
-		sqe = io_uring_get_sqe(&u->ring);
+		sqe = io_uring_get_sqe(ring);
 	}
 	return sqe;
+}
+
+static struct io_uring_sqe *get_sqe(struct worker *w)
+{
+	return ring_sqe(&((struct uring *)w->io_priv)->ring);
+}
+
+/* Accepts and their cancels go where the accepts are. */
+static struct io_uring_sqe *acc_sqe(struct worker *w)
+{
+	struct uring *u = w->io_priv;
+
+	return ring_sqe(u->aring_on ? &u->aring : &u->ring);
 }
 
 static struct io_uring_sqe *conn_sqe(struct worker *w, struct io_conn *c,
@@ -216,6 +243,41 @@ static void held_drop(struct worker *w, struct held *h)
 		bufpool_put(w, h->q[h->head].buf);
 }
 
+/*
+ * The accept ring: as many entries as accepts and their cancels can take,
+ * the same deferred, single-issuer running as the connections' ring. A
+ * kernel or a limit that refuses it leaves the accepts on the connections'
+ * ring, as they were before it (the worker only loses their head start).
+ */
+static void aring_setup(struct worker *w, struct uring *u)
+{
+	struct io_uring_params p;
+	unsigned entries = 64;
+
+	while (entries < (w->nlisteners + 1) * (ACCEPT_DEPTH + 1))
+		entries *= 2;
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
+		  IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SINGLE_ISSUER |
+		  IORING_SETUP_DEFER_TASKRUN;
+	if (io_uring_queue_init_params(entries, &u->aring, &p) < 0)
+		return;
+	/* Blocking: a read of it on the ring waits for a signal. */
+	u->wake_fd = eventfd(0, EFD_CLOEXEC);
+	if (u->wake_fd < 0) {
+		io_uring_queue_exit(&u->aring);
+		return;
+	}
+	if (io_uring_register_eventfd(&u->aring, u->wake_fd) < 0) {
+		close(u->wake_fd);
+		io_uring_queue_exit(&u->aring);
+		return;
+	}
+	/* Silent but while the connections' ring waits (acc_listen). */
+	(void)io_uring_cq_eventfd_toggle(&u->aring, false);
+	u->aring_on = true;
+}
+
 static int uring_init(struct worker *w, char *err, size_t errlen)
 {
 	static const int needed[] = {
@@ -290,6 +352,7 @@ static int uring_init(struct worker *w, char *err, size_t errlen)
 		free(u);
 		return rc == -EINVAL ? -ENOSYS : rc;
 	}
+	aring_setup(w, u);
 	u->acc = calloc(w->nlisteners ? w->nlisteners : 1, sizeof(*u->acc));
 	u->peek.q = calloc(p.cq_entries, sizeof(*u->peek.q));
 	u->later.q = calloc(p.cq_entries, sizeof(*u->later.q));
@@ -307,6 +370,10 @@ static void uring_fini(struct worker *w)
 	if (!u)
 		return;
 	io_uring_queue_exit(&u->ring);
+	if (u->aring_on) {
+		io_uring_queue_exit(&u->aring);
+		close(u->wake_fd);
+	}
 	if (u->br)
 		munmap(u->br, u->br_size);
 	for (uint32_t i = 0; i < BR_ENTRIES; i++)
@@ -324,7 +391,7 @@ static void uring_fini(struct worker *w)
 static void accept_arm(struct worker *w, struct uaccept *a, unsigned li,
 		       unsigned i)
 {
-	struct io_uring_sqe *sqe = get_sqe(w);
+	struct io_uring_sqe *sqe = acc_sqe(w);
 
 	a->len[i] = sizeof(a->addr[i]);
 	io_uring_prep_accept(sqe, w->listeners[li].fd,
@@ -349,7 +416,7 @@ static void uring_accept(struct worker *w, unsigned li)
 static void uring_accept_stop(struct worker *w, unsigned li)
 {
 	struct uring *u = w->io_priv;
-	struct io_uring_sqe *sqe = get_sqe(w);
+	struct io_uring_sqe *sqe = acc_sqe(w);
 
 	u->acc[li].stopping = true;
 	io_uring_prep_cancel_fd(sqe, w->listeners[li].fd, IORING_ASYNC_CANCEL_ALL);
@@ -520,7 +587,78 @@ static void deliver(struct worker *w, uint64_t ud, int res, void *buf)
 
 static void dispatch(struct worker *w, const struct io_uring_cqe *cqe)
 {
-	deliver(w, io_uring_cqe_get_data64(cqe), cqe->res, cqe_buf(w, cqe));
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+
+	if (ud == UD_WAKE) {
+		((struct uring *)w->io_priv)->wake_armed = false;
+		return;
+	}
+	deliver(w, ud, cqe->res, cqe_buf(w, cqe));
+}
+
+/*
+ * Delivers what the accept ring completed; returns how many. The kernel
+ * runs a DEFER_TASKRUN ring's deferred work in the order it was queued,
+ * and on one ring an accept would run behind every relay receive queued
+ * before it (hundreds under bulk transfers, each copying up to a buffer).
+ * On a ring of its own it runs as soon as this is called, which the loop
+ * does at the start of a turn and between each batch of the connections'
+ * ring's deferred work. The flag the kernel raises when the ring has
+ * deferred work keeps the call free when it has none.
+ */
+static unsigned acc_take(struct worker *w, struct uring *u)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	if (!u->aring_on)
+		return 0;
+	/* Re-armed accepts go in with the same call. */
+	if (io_uring_sq_ready(&u->aring) ||
+	    (IO_URING_READ_ONCE(*u->aring.sq.kflags) & IORING_SQ_TASKRUN))
+		(void)io_uring_submit_and_get_events(&u->aring);
+	io_uring_for_each_cqe(&u->aring, head, cqe) {
+		deliver(w, io_uring_cqe_get_data64(cqe), cqe->res, NULL);
+		n++;
+	}
+	io_uring_cq_advance(&u->aring, n);
+	return n;
+}
+
+/*
+ * Whether the connections' ring may wait: an accept must end that wait, so
+ * a read of the accept ring's eventfd is armed on it, and the eventfd,
+ * silent while the worker runs (the loop looks at the accept ring between
+ * batches anyway), speaks until the wait ends (acc_quiet). False when the
+ * accept ring already has work: no wait then.
+ */
+static bool acc_listen(struct worker *w, struct uring *u)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!u->aring_on)
+		return true;
+	/* No listener goes unwatched through the wait. */
+	if (io_uring_sq_ready(&u->aring))
+		(void)io_uring_submit(&u->aring);
+	if (!u->wake_armed) {
+		sqe = get_sqe(w);
+		io_uring_prep_read(sqe, u->wake_fd, &u->wake_val,
+				   sizeof(u->wake_val), 0);
+		io_uring_sqe_set_data64(sqe, UD_WAKE);
+		u->wake_armed = true;
+	}
+	(void)io_uring_cq_eventfd_toggle(&u->aring, true);
+	/* Work queued before the eventfd spoke raised no signal. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return !(IO_URING_READ_ONCE(*u->aring.sq.kflags) & IORING_SQ_TASKRUN) &&
+	       !io_uring_cq_ready(&u->aring);
+}
+
+static void acc_quiet(struct uring *u)
+{
+	if (u->aring_on)
+		(void)io_uring_cq_eventfd_toggle(&u->aring, false);
 }
 
 /* Copies cqe off the CQ into h; false when h is full. */
@@ -560,19 +698,21 @@ static void held_run(struct worker *w, struct held *h)
  * the trip through the scheduler that every timed wait takes: measured,
  * 15 % of the HTTP-01 keep-alive throughput per core.
  */
-static void reap(struct uring *u)
+static unsigned reap(struct worker *w, struct uring *u)
 {
-	unsigned n = io_uring_cq_ready(&u->ring);
+	unsigned n = io_uring_cq_ready(&u->ring), accepted = 0;
 
 	for (unsigned i = 0; i < TW_BATCH / TW_PER_ENTER; i++) {
 		unsigned before = n;
 
+		accepted += acc_take(w, u);
 		if (io_uring_get_events(&u->ring) < 0)
 			break;
 		n = io_uring_cq_ready(&u->ring);
 		if (n - before < TW_PER_ENTER)
 			break;
 	}
+	return accepted + acc_take(w, u);
 }
 
 /* Accepts go first, with the young connections at the peek (conn_rank). */
@@ -616,7 +756,7 @@ static void uring_wait(struct worker *w, unsigned timeout_ms)
 		.tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
 	};
 	struct io_uring_cqe *cqe;
-	unsigned head, seen = 0, mask = u->ring.cq.ring_mask;
+	unsigned head, seen = 0, mask = u->ring.cq.ring_mask, accepted;
 	bool full = false;
 	int rc;
 
@@ -624,12 +764,21 @@ static void uring_wait(struct worker *w, unsigned timeout_ms)
 	if (u->peek.len || u->later.len) {
 		/* Work carried over: look at the ring, never wait on it. */
 		rc = io_uring_submit(&u->ring);
-		reap(u);
+		w->now_ms = clock_mono_ms();
+		accepted = reap(w, u);
 	} else {
-		rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
+		if (acc_listen(w, u))
+			rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1,
+							      &ts, NULL);
+		else
+			rc = io_uring_submit(&u->ring);
+		acc_quiet(u);
+		w->now_ms = clock_mono_ms();
 		/* A wait that brought few completions left none behind. */
 		if (io_uring_cq_ready(&u->ring) >= REAP_AFTER)
-			reap(u);
+			accepted = reap(w, u);
+		else
+			accepted = acc_take(w, u);
 	}
 	if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY &&
 	    rc != -EAGAIN) {
@@ -638,12 +787,12 @@ static void uring_wait(struct worker *w, unsigned timeout_ms)
 				strerror(-rc));
 		/* Never spin on a ring that keeps failing. */
 		usleep(10000);
+		w->now_ms = clock_mono_ms();
 	}
-	w->now_ms = clock_mono_ms();
 	/* The CQ head stays put until the scan is done: seen counts from it. */
 	head = *u->ring.cq.khead;
 	for (unsigned round = 0;; round++) {
-		unsigned n = io_uring_cq_ready(&u->ring), urgent = 0;
+		unsigned n = io_uring_cq_ready(&u->ring), urgent = accepted;
 
 		for (; seen < n; seen++) {
 			cqe = &u->ring.cq.cqes[(head + seen) & mask];
@@ -667,7 +816,7 @@ static void uring_wait(struct worker *w, unsigned timeout_ms)
 		    round == URGENT_ROUNDS)
 			break;
 		io_uring_submit(&u->ring);
-		reap(u);
+		accepted = reap(w, u);
 	}
 	io_uring_cq_advance(&u->ring, seen);
 	if ((u->peek.len | u->later.len) && io_uring_sq_ready(&u->ring))
