@@ -761,17 +761,9 @@ static void uring_wait(struct worker *w, unsigned timeout_ms)
 	int rc;
 
 	br_stock(w, u);
-	if (u->peek.len || u->later.len) {
-		/* Work carried over: look at the ring, never wait on it. */
-		rc = io_uring_submit(&u->ring);
-		w->now_ms = clock_mono_ms();
-		accepted = reap(w, u);
-	} else {
-		if (acc_listen(w, u))
-			rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1,
-							      &ts, NULL);
-		else
-			rc = io_uring_submit(&u->ring);
+	if (!(u->peek.len | u->later.len) && acc_listen(w, u)) {
+		rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts,
+						      NULL);
 		acc_quiet(u);
 		w->now_ms = clock_mono_ms();
 		/* A wait that brought few completions left none behind. */
@@ -779,6 +771,19 @@ static void uring_wait(struct worker *w, unsigned timeout_ms)
 			accepted = reap(w, u);
 		else
 			accepted = acc_take(w, u);
+	} else {
+		/*
+		 * Work carried over, or accepts waiting: look at the ring,
+		 * never wait on it. The look must run the ring's deferred
+		 * work (reap): a plain submit leaves it queued, and under a
+		 * steady stream of accepts every turn would take this branch
+		 * and the connections' receives, resets among them, would
+		 * wait for the first turn no client connected in.
+		 */
+		acc_quiet(u);
+		rc = io_uring_submit(&u->ring);
+		w->now_ms = clock_mono_ms();
+		accepted = reap(w, u);
 	}
 	if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY &&
 	    rc != -EAGAIN) {

@@ -2532,6 +2532,65 @@ class LoadTest(GatewayCase):
             M("acmeedge_proxy_tls_handshakes_total", result="ok"): 333,
             M("acmeedge_proxy_tls_handshakes_total", result="failed"): 0})
 
+    def test_reset_clients_released_while_others_keep_connecting(self):
+        """
+        A client that resets its connection is let go at once even when a
+        new client connects during every turn of the loop: acme-tls/1
+        hellos replayed by several threads keep the worker busy with
+        handshakes and its listener never empty, and each thread resets
+        its connection once the server's first flight is in. The workers
+        may then hold a few connections per thread, never a backlog of
+        reset ones (each holding a TLS state) waiting for a quiet turn.
+        """
+        gw = self.gw
+        gw.put_tls("resets.test", keyauth(new_token()))
+        hello = BioTls("resets.test", alpn=["acme-tls/1"]).first_flight()
+        threads_n, secs = 16, 3.0
+        stop = threading.Event()
+        done = [0] * threads_n
+        errors = []
+
+        def client(k):
+            linger = struct.pack("ii", 1, 0)
+            while not stop.is_set():
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                try:
+                    s.settimeout(10)
+                    s.connect(("127.0.0.1", gw.https))
+                    s.sendall(hello)
+                    if s.recv(1)[:1] != b"\x16":
+                        errors.append("no handshake record")
+                        return
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                    done[k] += 1
+                except OSError as e:
+                    errors.append(repr(e))
+                    return
+                finally:
+                    s.close()
+
+        ts = [threading.Thread(target=client, args=(k,), daemon=True)
+              for k in range(threads_n)]
+        for t in ts:
+            t.start()
+        active = []
+        t_end = time.monotonic() + secs
+        try:
+            while time.monotonic() < t_end:
+                active.append(gw.metrics().get(M("acmeedge_proxy_connections_active"), 0))
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            for t in ts:
+                t.join(15)
+        self.assertEqual(errors, [])
+        figure("reset acme-tls/1 clients, %d threads for %.0f s: %d handshakes, "
+               "connections held at most %d (median %d)", threads_n, secs, sum(done),
+               max(active), sorted(active)[len(active) // 2])
+        self.assertGreater(sum(done), threads_n)
+        self.assertLessEqual(max(active), 4 * threads_n,
+                             "reset connections piled up: %r" % active)
+
     @staticmethod
     def _job_data(j, d):
         if j.kind != "tls":
