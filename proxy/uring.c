@@ -88,7 +88,7 @@ struct uring {
 	/*
 	 * The listeners' accepts, on a ring of their own (see acc_take) when
 	 * the kernel makes one: aring_on. Its eventfd is signalled when an
-	 * accept's deferred work is queued; a read of it (wake_armed) on the
+	 * accept's completion is posted; a read of it (wake_armed) on the
 	 * connections' ring ends that ring's wait.
 	 */
 	struct io_uring aring;
@@ -245,8 +245,16 @@ static void held_drop(struct worker *w, struct held *h)
 
 /*
  * The accept ring: as many entries as accepts and their cancels can take,
- * the same deferred, single-issuer running as the connections' ring. A
- * kernel or a limit that refuses it leaves the accepts on the connections'
+ * one issuer like the connections' ring, but its completions run as
+ * ordinary task work, not deferred. The kernel runs that on the worker's
+ * next return from any system call, ahead of the connections' deferred
+ * work, and wakes the worker for it where it sleeps in the connections'
+ * ring's wait; the completion posted there signals the eventfd from the
+ * worker's own context, which ends the wait (acc_listen). A deferred ring
+ * signals its eventfd where the accept completes, in the network's
+ * softirq, and the kernel (6.18) postpones such a signal by an RCU grace
+ * period: an idle worker saw each new connection 14-16 ms late. A kernel
+ * or a limit that refuses the ring leaves the accepts on the connections'
  * ring, as they were before it (the worker only loses their head start).
  */
 static void aring_setup(struct worker *w, struct uring *u)
@@ -257,9 +265,12 @@ static void aring_setup(struct worker *w, struct uring *u)
 	while (entries < (w->nlisteners + 1) * (ACCEPT_DEPTH + 1))
 		entries *= 2;
 	memset(&p, 0, sizeof(p));
-	p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
-		  IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SINGLE_ISSUER |
-		  IORING_SETUP_DEFER_TASKRUN;
+	/*
+	 * Cooperative: a running worker is not interrupted (it runs the task
+	 * work at its next system call); a sleeping one is woken.
+	 */
+	p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
+		  IORING_SETUP_COOP_TASKRUN;
 	if (io_uring_queue_init_params(entries, &u->aring, &p) < 0)
 		return;
 	/* Blocking: a read of it on the ring waits for a signal. */
@@ -597,14 +608,13 @@ static void dispatch(struct worker *w, const struct io_uring_cqe *cqe)
 }
 
 /*
- * Delivers what the accept ring completed; returns how many. The kernel
- * runs a DEFER_TASKRUN ring's deferred work in the order it was queued,
- * and on one ring an accept would run behind every relay receive queued
- * before it (hundreds under bulk transfers, each copying up to a buffer).
- * On a ring of its own it runs as soon as this is called, which the loop
- * does at the start of a turn and between each batch of the connections'
- * ring's deferred work. The flag the kernel raises when the ring has
- * deferred work keeps the call free when it has none.
+ * Delivers what the accept ring completed; returns how many. On the
+ * connections' ring an accept's completion would run behind every relay
+ * receive the kernel deferred before it (hundreds under bulk transfers,
+ * each copying up to a buffer). The accept ring's completions are posted
+ * by task work the kernel runs on every return from a system call, so the
+ * loop finds them here at the start of a turn and between each batch of
+ * the connections' deferred work; looking costs no system call.
  */
 static unsigned acc_take(struct worker *w, struct uring *u)
 {
@@ -613,10 +623,9 @@ static unsigned acc_take(struct worker *w, struct uring *u)
 
 	if (!u->aring_on)
 		return 0;
-	/* Re-armed accepts go in with the same call. */
-	if (io_uring_sq_ready(&u->aring) ||
-	    (IO_URING_READ_ONCE(*u->aring.sq.kflags) & IORING_SQ_TASKRUN))
-		(void)io_uring_submit_and_get_events(&u->aring);
+	/* Re-armed accepts go in now, their completions with the next call. */
+	if (io_uring_sq_ready(&u->aring))
+		(void)io_uring_submit(&u->aring);
 	io_uring_for_each_cqe(&u->aring, head, cqe) {
 		deliver(w, io_uring_cqe_get_data64(cqe), cqe->res, NULL);
 		n++;
@@ -649,10 +658,13 @@ static bool acc_listen(struct worker *w, struct uring *u)
 		u->wake_armed = true;
 	}
 	(void)io_uring_cq_eventfd_toggle(&u->aring, true);
-	/* Work queued before the eventfd spoke raised no signal. */
+	/*
+	 * A completion posted before the eventfd spoke raised no signal.
+	 * One whose task work is still pending runs in the wait, which
+	 * signals it then.
+	 */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	return !(IO_URING_READ_ONCE(*u->aring.sq.kflags) & IORING_SQ_TASKRUN) &&
-	       !io_uring_cq_ready(&u->aring);
+	return !io_uring_cq_ready(&u->aring);
 }
 
 static void acc_quiet(struct uring *u)
