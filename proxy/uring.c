@@ -56,6 +56,7 @@
 #ifndef IORING_ACCEPT_POLL_FIRST
 #define IORING_ACCEPT_POLL_FIRST (1U << 2)
 #endif
+
 /* Accepts in flight per listener (at most 32: a bit each). */
 #define ACCEPT_DEPTH IO_ACCEPTED_PENDING_MAX
 
