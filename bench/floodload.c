@@ -116,8 +116,8 @@ static void usage(void)
 		"       floodload validate --http PORT --https PORT -s NAME -T TOKEN -K KEYAUTH\n"
 		"                          [-r RATE] [-w TIMEOUT] [-d S] [--trace]\n"
 		"  --trace: each check on stderr (start s, kind, ms, result, then ms to\n"
-		"  connect and to the server's first byte), to line a validator's slow\n"
-		"  checks up with what the server was doing\n");
+		"  connect and to the server's first byte, and its own port), to line a\n"
+		"  validator's slow checks up with what the server and the kernel did\n");
 	exit(2);
 }
 
@@ -516,6 +516,8 @@ struct check {
 	double lat;		/* seconds; < 0 while running */
 	double connected, answered;	/* when connect() completed, when the
 					 * server's first byte was read (0: never) */
+	uint16_t port;		/* the check's own (client) port, for --trace:
+				 * it names the connection in a kernel trace */
 	enum vfail result;
 };
 
@@ -554,6 +556,13 @@ static int connect_by(struct check *c, uint16_t port, double deadline, enum vfai
 			goto fail;
 	}
 	c->connected = now_s();
+	if (o.trace) {
+		struct sockaddr_in me;
+		socklen_t ml = sizeof(me);
+
+		if (getsockname(fd, (struct sockaddr *)&me, &ml) == 0)
+			c->port = ntohs(me.sin_port);
+	}
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	left = deadline - now_s();
 	if (left <= 0) {
@@ -862,11 +871,12 @@ static int run_validate(void)
 	if (o.trace)
 		fprintf(stderr, "START %.4f (CLOCK_MONOTONIC s)\n", t0);
 	for (int i = 0; o.trace && i < issued; i++)
-		fprintf(stderr, "CHECK %.4f %s %.3f %s connect %.3f answer %.3f\n",
+		fprintf(stderr, "CHECK %.4f %s %.3f %s connect %.3f answer %.3f port %u\n",
 			cs[i].start - t0, cs[i].tls ? "tls" : "http", cs[i].lat * 1000.0,
 			vfail_names[cs[i].result],
 			cs[i].connected ? (cs[i].connected - cs[i].start) * 1000.0 : -1.0,
-			cs[i].answered ? (cs[i].answered - cs[i].start) * 1000.0 : -1.0);
+			cs[i].answered ? (cs[i].answered - cs[i].start) * 1000.0 : -1.0,
+			(unsigned)cs[i].port);
 	printf("RESULT mode=validate secs=%.2f", now_s() - t0);
 	report("", cs, issued, -1);
 	report("http_", cs, issued, 0);
