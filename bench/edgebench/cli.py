@@ -18,7 +18,7 @@ from .flood_report import flood_chart, verdicts as flood_verdicts, wrong_answers
 from .common import BENCH, TOP, die, say
 from .peers import Ports
 from .prepare import (acme_edge_exe, build, compile_clients, install, make_certs, make_www,
-                      raise_somaxconn)
+                      raise_somaxconn, shield_server_cpu)
 from .proc import CLIENT_CPU, cpu_steal, port_free, sh, stop_all
 from .report import backends_text, measured, report, update_readme
 from .runner import Ctx, run_all
@@ -136,6 +136,7 @@ def prepare(ctx, a):
     if load > 0.5 and not a.quick:
         say("   warning: the machine is not quiet (load %.2f): figures will be noisy" % load)
     raise_somaxconn(ctx)
+    shield_server_cpu(ctx)
     make_certs(ctx.work)
     make_www(ctx.work)
     clean_stores(ctx)

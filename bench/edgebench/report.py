@@ -152,7 +152,7 @@ def head_section(ctx, v, wall):
     L.append("How it was measured: every server under test (acme-edge's proxy processes, "
              "nginx's master and workers, HAProxy's process) is pinned to CPU %s; the load "
              "generators (wrk, curl, tlsload, hold.py), the upstream nginx behind the "
-             "proxies and acme-edge's APIs are pinned to CPU %s. %s**The machine has %s "
+             "proxies and acme-edge's APIs are pinned to CPU %s. %s%s**The machine has %s "
              "cores, so the workers=2 runs put both workers on one core**: they measure "
              "the cost of running two workers, not a speed-up. *Per core* is the "
              "requests (or bytes) served divided by the server's own CPU time "
@@ -162,7 +162,7 @@ def head_section(ctx, v, wall):
              "with the min–max of the run-by-run ratios. Medians with (min–max) over the "
              "runs. `direct` is the load generator talking to the upstream itself: the "
              "ceiling of raw rate (its CPU is the upstream's, so no per-core figure)."
-             % (SERVER_CPU, CLIENT_CPU,
+             % (SERVER_CPU, CLIENT_CPU, shield_text(ctx),
                 "acme-edge runs twice, `acme-edge` (`io_backend = %s`) and `acme-edge-epoll` "
                 "(`io_backend = epoll`), each with its own listeners, API and store; both take "
                 "their turn in every scenario like the other servers. " % ctx.io_backend
@@ -170,6 +170,16 @@ def head_section(ctx, v, wall):
                 % ctx.io_backend, v["cores"]))
     L.append("")
     return L
+
+
+def shield_text(ctx):
+    """What was moved off the server CPU for the run (prepare.shield_server_cpu)."""
+    threads, irqs, wq = getattr(ctx, "shield", (0, 0, False))
+    return ("Nothing else runs on CPU %s during the run where the bench could move it: "
+            "%d threads of other processes, %d interrupts%s went to CPU %s, and got "
+            "their CPUs back afterwards (the server CPU's own kernel threads stay). "
+            % (SERVER_CPU, threads, irqs,
+               " and the kernel's unbound work queues" if wq else "", CLIENT_CPU))
 
 
 def backends_section(ctx, results, workers, erows):
