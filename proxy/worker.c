@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/edge.h"
@@ -305,6 +306,33 @@ static void worker_slice(struct worker *w)
 		log_info("proxy: workers run with a %u us scheduler slice", want);
 }
 
+/*
+ * Gives up the CPU at the end of a turn once a slice has passed since the
+ * last time. The scheduler takes the CPU from a running thread only when it
+ * sleeps, when a task it woke is due first, or at its tick (4 ms at HZ=250)
+ * once the slice is spent: two workers sharing a core under a flood never
+ * sleep and never wake each other, so each held the core for a whole tick,
+ * and a validator's connection on the other worker waited it out. A yield
+ * costs one system call, which returns at once when nothing else wants the
+ * CPU, and moves no share of it: the worker's deadline goes one slice on,
+ * its virtual runtime is untouched. With the kernel's own slice
+ * (sched_slice_us = 0) the kernel's ticks are left to decide.
+ */
+static void worker_yield(struct worker *w)
+{
+	struct timespec ts;
+	uint64_t now;
+
+	if (!w->slice_us)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	if (now - w->yielded_ns < (uint64_t)w->slice_us * 1000)
+		return;
+	sched_yield();
+	w->yielded_ns = now;
+}
+
 void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -347,6 +375,7 @@ void *worker_main(void *arg)
 		listeners_resume(w);
 		evict_log(w);
 		log_flush();
+		worker_yield(w);
 	}
 	log_batch(false);
 	return NULL;
