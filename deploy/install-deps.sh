@@ -6,7 +6,8 @@
 # the Debian package, Redis and its
 # Sentinel for the cluster tests: started by the tests themselves, on free
 # ports; the packages' own services are not needed; socat, which acme.sh
-# wants for its standalone and alpn modes in the clients' end-to-end test).
+# wants for its standalone and alpn modes in the clients' end-to-end test;
+# strace, which counts the proxy workers' yields).
 # Runs apt-get only when something is missing, so a second run is instant.
 set -euo pipefail
 
@@ -18,7 +19,7 @@ if [ "${1:-}" = "--test" ]; then
 	       pebble certbot dehydrated lego python3-acme python3-josepy
 	       python3-cryptography util-linux libseccomp-dev
 	       chromium chromium-driver python3-selenium lintian
-	       redis-server redis-tools redis-sentinel socat)
+	       redis-server redis-tools redis-sentinel socat strace)
 fi
 
 missing=()

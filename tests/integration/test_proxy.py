@@ -1861,6 +1861,10 @@ class RelayTest(GatewayCase):
             gw.reload()
         self.assertEqual(gw.wait_metric(pipes, lambda v: v == 0), 0)
 
+    def _proxy_pid(self):
+        return [int(p) for n, p in re.findall(r"run: started (\w+) \(pid (\d+)\)", self.gw.log())
+                if n == "proxy"][-1]
+
     def _slices(self):
         """Each thread of the proxy process: the slice the scheduler reports
         for it (sched_getattr's sched_runtime, ns)."""
@@ -1868,8 +1872,7 @@ class RelayTest(GatewayCase):
         if nr is None:
             self.skipTest("sched_getattr: no syscall number known for this machine")
         libc = ctypes.CDLL(None, use_errno=True)
-        pid = [int(p) for n, p in re.findall(r"run: started (\w+) \(pid (\d+)\)", self.gw.log())
-               if n == "proxy"][-1]
+        pid = self._proxy_pid()
         out = []
         for tid in os.listdir("/proc/%d/task" % pid):
             buf = ctypes.create_string_buffer(56)
@@ -1899,6 +1902,45 @@ class RelayTest(GatewayCase):
         finally:
             gw.reload()
         self.assertEqual(self._slices().count(100000), 2)
+
+    def _yields(self, requests=20):
+        """The sched_yield calls the proxy's threads make while `requests`
+        GETs are relayed one after another, counted by strace."""
+        if not shutil.which("strace"):
+            self.skipTest("strace is not installed")
+        out = os.path.join(self.tmp, "yields.strace")
+        p = subprocess.Popen(["strace", "-f", "-e", "trace=sched_yield", "-o", out,
+                              "-p", str(self._proxy_pid())],
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            first = p.stderr.readline()     # "Process N attached" once a thread
+            if "attached" not in first:
+                self.skipTest("strace cannot attach here: %s" % first.strip())
+            time.sleep(0.5)                 # the other threads' attach lines
+            for i in range(requests):
+                st, _, _, _ = parse_http(exchange(self.gw.http,
+                                                  http_req("GET", "/y%d" % i, "www.default.test")))
+                self.assertEqual(st, 200)
+                time.sleep(0.01)            # a turn each: the slice passes between them
+        finally:
+            p.send_signal(signal.SIGINT)
+            p.wait(10)
+        with open(out) as f:
+            return sum(1 for line in f if "sched_yield(" in line)
+
+    def test_busy_worker_yields(self):
+        """A worker that has run a slice (sched_slice_us) since it last
+        yielded gives up the CPU after its turn, so that a second worker on
+        its core does not wait for the scheduler's tick; with 0 the kernel
+        alone decides."""
+        gw = self.gw
+        self.assertGreater(self._yields(), 0, "no worker yielded")
+        try:
+            gw.reload(proxy={"sched_slice_us": "0"})
+            self.assertEqual(self._yields(), 0, "yielded with sched_slice_us = 0")
+        finally:
+            gw.reload()
+        self.assertGreater(self._yields(), 0, "no yield once the slice was back")
 
     def test_idle_relayed_connections_hold_no_buffer(self):
         held = M("acmeedge_proxy_relay_buffers_held")
