@@ -59,9 +59,8 @@ def shield_server_cpu(ctx):
     Without this a machine's own agents run there whenever they wake, and
     a validator arriving meanwhile waits them out whatever the server does
     (bench/README.md: what this was seen to cost). Threads kept to the
-    server CPU alone
-    (a CPU's own kernel threads) stay. ctx.shield: (threads, interrupts)
-    moved, and whether the work queues moved."""
+    server CPU alone (a CPU's own kernel threads) stay. ctx.shield:
+    (threads, interrupts) moved, and whether the work queues moved."""
     server, client = int(SERVER_CPU), int(CLIENT_CPU)
     threads, irqs, wq = [], [], None
     for pid in os.listdir("/proc"):
@@ -114,8 +113,11 @@ def shield_server_cpu(ctx):
             except OSError:
                 pass
         if wq is not None:
-            with open(WQ_CPUMASK, "w") as f:
-                f.write(wq)
+            try:
+                with open(WQ_CPUMASK, "w") as f:
+                    f.write(wq)
+            except OSError:
+                pass
     atexit.register(restore)
     ctx.shield = (len(threads), len(irqs), wq is not None)
 
