@@ -79,8 +79,10 @@ const char *log_escape(char *dst, size_t cap, const void *src, size_t n);
 void err_set(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Monotonic and wall clocks in milliseconds. */
+/* Monotonic and wall clocks in milliseconds; the monotonic one also in
+ * microseconds, for intervals shorter than a millisecond. */
 uint64_t clock_mono_ms(void);
+uint64_t clock_mono_us(void);
 int64_t clock_wall_ms(void);
 
 #endif

@@ -8,7 +8,6 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/edge.h"
@@ -320,17 +319,15 @@ static void worker_slice(struct worker *w)
  */
 static void worker_yield(struct worker *w)
 {
-	struct timespec ts;
 	uint64_t now;
 
 	if (!w->slice_us)
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-	if (now - w->yielded_ns < (uint64_t)w->slice_us * 1000)
+	now = clock_mono_us();
+	if (now - w->yielded_us < w->slice_us)
 		return;
 	sched_yield();
-	w->yielded_ns = now;
+	w->yielded_us = now;
 }
 
 void *worker_main(void *arg)

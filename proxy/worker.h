@@ -77,7 +77,7 @@ struct worker {
 	struct proxy *px;
 	struct live_cfg *lc;		/* this worker's current snapshot */
 	uint32_t slice_us;		/* sched_slice_us last applied */
-	uint64_t yielded_ns;		/* CLOCK_MONOTONIC of the last yield */
+	uint64_t yielded_us;		/* clock_mono_us() of the last yield */
 	struct pstats_worker *stats;
 	struct acme_tls_ctx *tls_ctx;
 

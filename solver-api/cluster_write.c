@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/edge.h"
 #include "solver-api/cluster_int.h"
@@ -44,14 +43,6 @@ struct cl_write {
 	char key[STORE_KEY_MAX + 1];
 	struct store_entry entry;	/* a put */
 };
-
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 /* ---- writes: completion ----------------------------------------------- */
 
@@ -86,7 +77,7 @@ static void write_finish(struct cl_write *w, enum cluster_outcome outcome,
 	}
 	if (outcome == CLUSTER_ACKED) {
 		cl->m_acked++;
-		cl_observe_ack(cl, (double)(now_us() - w->started_us) / 1e6);
+		cl_observe_ack(cl, (double)(clock_mono_us() - w->started_us) / 1e6);
 		/* The reply shows the entry as this node's store holds it. */
 		if (!w->is_delete)
 			store_lookup(cl->hooks.store, w->entry.kind, w->entry.key,
@@ -258,7 +249,7 @@ static struct cl_write *write_start(struct cluster *cl, cluster_done_fn done,
 	w->id = cl->next_id++;
 	w->done = done;
 	w->arg = arg;
-	w->started_us = now_us();
+	w->started_us = clock_mono_us();
 	/* Those live now must confirm; self always counts. */
 	for (unsigned i = 0; i < cl->nlive; i++)
 		strcpy(w->nodes[w->nnodes++], cl->live[i]);
