@@ -786,11 +786,17 @@ class ProxyGateway(Gateway):
         pre = ["setpriv", "--pdeathsig", "TERM"] if shutil.which("setpriv") else []
         self.spawn(pre + [ACME_EDGE, "run", "-c", self.conf])
 
+    def started(self):
+        """(part, pid) of every process the supervisor said it started, in order."""
+        return [(n, int(p)) for n, p in re.findall(r"run: started (\w+) \(pid (\d+)\)",
+                                                   self.log())]
+
     def child_pids(self):
-        pids = set()
-        for m in re.finditer(r"run: started (\w+) \(pid (\d+)\)", self.log()):
-            pids.add(int(m.group(2)))
-        return pids
+        return {pid for _, pid in self.started()}
+
+    def proxy_pid(self):
+        """The proxy process the supervisor started last."""
+        return [pid for n, pid in self.started() if n == "proxy"][-1]
 
     def kill(self):
         """Last resort (the watchdog's too): SIGKILL master and children by PID."""
@@ -1861,10 +1867,6 @@ class RelayTest(GatewayCase):
             gw.reload()
         self.assertEqual(gw.wait_metric(pipes, lambda v: v == 0), 0)
 
-    def _proxy_pid(self):
-        return [int(p) for n, p in re.findall(r"run: started (\w+) \(pid (\d+)\)", self.gw.log())
-                if n == "proxy"][-1]
-
     def _slices(self):
         """Each thread of the proxy process: the slice the scheduler reports
         for it (sched_getattr's sched_runtime, ns)."""
@@ -1872,7 +1874,7 @@ class RelayTest(GatewayCase):
         if nr is None:
             self.skipTest("sched_getattr: no syscall number known for this machine")
         libc = ctypes.CDLL(None, use_errno=True)
-        pid = self._proxy_pid()
+        pid = self.gw.proxy_pid()
         out = []
         for tid in os.listdir("/proc/%d/task" % pid):
             buf = ctypes.create_string_buffer(56)
@@ -1910,7 +1912,7 @@ class RelayTest(GatewayCase):
             self.skipTest("strace is not installed")
         out = os.path.join(self.tmp, "yields.strace")
         p = subprocess.Popen(["strace", "-f", "-e", "trace=sched_yield", "-o", out,
-                              "-p", str(self._proxy_pid())],
+                              "-p", str(self.gw.proxy_pid())],
                              stderr=subprocess.PIPE, text=True)
         try:
             first = p.stderr.readline()     # "Process N attached" once a thread
