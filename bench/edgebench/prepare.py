@@ -52,6 +52,19 @@ def _start_time(tid):
         return None
 
 
+def _swap(path, new):
+    """Sets a kernel setting: writes new(old text), or new itself; returns
+    the old text, or None where it cannot be read or set."""
+    try:
+        with open(path) as f:
+            old = f.read().strip()
+        with open(path, "w") as f:
+            f.write(new(old) if callable(new) else new)
+    except (OSError, ValueError):
+        return None
+    return old
+
+
 def shield_server_cpu(ctx):
     """The server CPU for the servers under test alone, for the run: every
     other thread allowed elsewhere too, every interrupt and the kernel's
@@ -62,7 +75,7 @@ def shield_server_cpu(ctx):
     server CPU alone (a CPU's own kernel threads) stay. ctx.shield:
     (threads, interrupts) moved, and whether the work queues moved."""
     server, client = int(SERVER_CPU), int(CLIENT_CPU)
-    threads, irqs, wq = [], [], None
+    threads, settings = [], []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -81,23 +94,16 @@ def shield_server_cpu(ctx):
             except OSError:     # gone, or a thread whose CPUs are fixed
                 continue
             threads.append((tid, started, old))
+    # An interrupt that cannot move (managed, per-CPU) keeps its CPUs.
     for irq in os.listdir("/proc/irq"):
         path = "/proc/irq/%s/smp_affinity_list" % irq
-        try:
-            with open(path) as f:
-                old = f.read().strip()
-            with open(path, "w") as f:
-                f.write(str(client))
-        except OSError:         # not movable (a managed or per-CPU interrupt)
-            continue
-        irqs.append((path, old))
-    try:
-        with open(WQ_CPUMASK) as f:
-            wq = f.read().strip()
-        with open(WQ_CPUMASK, "w") as f:
-            f.write("%x" % (int(wq, 16) & ~(1 << server)))
-    except (OSError, ValueError):
-        wq = None
+        old = _swap(path, str(client))
+        if old is not None:
+            settings.append((path, old))
+    irqs = len(settings)
+    wq = _swap(WQ_CPUMASK, lambda m: "%x" % (int(m, 16) & ~(1 << server)))
+    if wq is not None:
+        settings.append((WQ_CPUMASK, wq))
 
     def restore():
         for tid, started, old in threads:
@@ -106,20 +112,10 @@ def shield_server_cpu(ctx):
                     os.sched_setaffinity(tid, old)
                 except OSError:
                     pass
-        for path, old in irqs:
-            try:
-                with open(path, "w") as f:
-                    f.write(old)
-            except OSError:
-                pass
-        if wq is not None:
-            try:
-                with open(WQ_CPUMASK, "w") as f:
-                    f.write(wq)
-            except OSError:
-                pass
+        for path, old in settings:
+            _swap(path, old)
     atexit.register(restore)
-    ctx.shield = (len(threads), len(irqs), wq is not None)
+    ctx.shield = (len(threads), irqs, wq is not None)
 
 
 def install():
