@@ -27,7 +27,10 @@
  *     acme-tls/1 and the acmeIdentifier of the key authorization's
  *     SHA-256). A check that has no good answer within TIMEOUT seconds
  *     (default 10, about what a CA allows) fails. Latency: from socket()
- *     to the verified answer.
+ *     to the verified answer. Waited: the latency less the CPU time the
+ *     checker's own thread ran for the check (its TLS and HTTP client
+ *     work and the system calls it made), which leaves the time it waited:
+ *     for the server, and for the kernel to carry the packets.
  *
  * Connections are closed with an RST (SO_LINGER 0), so neither side keeps
  * TIME_WAIT sockets from the floods.
@@ -116,8 +119,9 @@ static void usage(void)
 		"       floodload validate --http PORT --https PORT -s NAME -T TOKEN -K KEYAUTH\n"
 		"                          [-r RATE] [-w TIMEOUT] [-d S] [--trace]\n"
 		"  --trace: each check on stderr (start s, kind, ms, result, then ms to\n"
-		"  connect and to the server's first byte, and its own port), to line a\n"
-		"  validator's slow checks up with what the server and the kernel did\n");
+		"  connect and to the server's first byte, its own port, and the ms its\n"
+		"  thread ran for it), to line a validator's slow checks up with what the\n"
+		"  server and the kernel did\n");
 	exit(2);
 }
 
@@ -516,6 +520,8 @@ struct check {
 	double lat;		/* seconds; < 0 while running */
 	double connected, answered;	/* when connect() completed, when the
 					 * server's first byte was read (0: never) */
+	double cpu;		/* seconds the checker's thread ran for it: the
+				 * client's own work, not the server's */
 	uint16_t port;		/* the check's own (client) port, for --trace:
 				 * it names the connection in a kernel trace */
 	enum vfail result;
@@ -689,11 +695,21 @@ out:
 	return why;
 }
 
+static double thread_cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void one_check(struct check *c)
 {
-	double deadline = c->start + o.timeout;
+	double deadline = c->start + o.timeout, cpu0 = thread_cpu_s();
 	enum vfail r = c->tls ? check_tls(c, deadline) : check_http(c, deadline);
 	double end = now_s();
+
+	c->cpu = thread_cpu_s() - cpu0;
 
 	c->result = end > deadline && r == V_OK ? V_TIMEOUT : r;
 	c->lat = end - c->start;
@@ -775,6 +791,7 @@ static double pct(const double *v, int n, double p)
 static void report(const char *tag, struct check *cs, int n, int want_tls)
 {
 	double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
+	double *w = malloc(sizeof(double) * (size_t)(n ? n : 1));
 	int m = 0, fails = 0, by[V_N] = { 0 };
 
 	for (int i = 0; i < n; i++) {
@@ -785,11 +802,15 @@ static void report(const char *tag, struct check *cs, int n, int want_tls)
 			by[cs[i].result]++;
 			continue;
 		}
+		w[m] = (cs[i].lat - cs[i].cpu) * 1000.0;
 		v[m++] = cs[i].lat * 1000.0;
 	}
 	qsort(v, (size_t)m, sizeof(double), cmp_double);
+	qsort(w, (size_t)m, sizeof(double), cmp_double);
 	printf(" %sn=%d %sfail=%d %sp50=%.3f %sp99=%.3f %smax=%.3f", tag, m + fails, tag, fails,
 	       tag, pct(v, m, 50), tag, pct(v, m, 99), tag, m ? v[m - 1] : 0.0);
+	printf(" %swait_p50=%.3f %swait_p99=%.3f", tag, pct(w, m, 50), tag, pct(w, m, 99));
+	free(w);
 	if (want_tls < 0)
 		for (int k = 1; k < V_N; k++)
 			if (by[k])
@@ -871,12 +892,12 @@ static int run_validate(void)
 	if (o.trace)
 		fprintf(stderr, "START %.4f (CLOCK_MONOTONIC s)\n", t0);
 	for (int i = 0; o.trace && i < issued; i++)
-		fprintf(stderr, "CHECK %.4f %s %.3f %s connect %.3f answer %.3f port %u\n",
+		fprintf(stderr, "CHECK %.4f %s %.3f %s connect %.3f answer %.3f port %u cpu %.3f\n",
 			cs[i].start - t0, cs[i].tls ? "tls" : "http", cs[i].lat * 1000.0,
 			vfail_names[cs[i].result],
 			cs[i].connected ? (cs[i].connected - cs[i].start) * 1000.0 : -1.0,
 			cs[i].answered ? (cs[i].answered - cs[i].start) * 1000.0 : -1.0,
-			(unsigned)cs[i].port);
+			(unsigned)cs[i].port, cs[i].cpu * 1000.0);
 	printf("RESULT mode=validate secs=%.2f", now_s() - t0);
 	report("", cs, issued, -1);
 	report("http_", cs, issued, 0);
