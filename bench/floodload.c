@@ -29,8 +29,9 @@
  *     (default 10, about what a CA allows) fails. Latency: from socket()
  *     to the verified answer. Waited: the latency less the CPU time the
  *     checker's own thread ran for the check (its TLS and HTTP client
- *     work and the system calls it made), which leaves the time it waited:
- *     for the server, and for the kernel to carry the packets.
+ *     work and the system calls it made, which on loopback deliver what it
+ *     sends), which leaves the time it waited: for the server, and for the
+ *     kernel to carry the packets.
  *
  * Connections are closed with an RST (SO_LINGER 0), so neither side keeps
  * TIME_WAIT sockets from the floods.
