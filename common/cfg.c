@@ -55,6 +55,7 @@ struct load_ctx {
 	unsigned api_run_as[2];		/* lines of [api] user, group; 0: unset */
 	unsigned proxy_run_as[2];	/* the same in [proxy] */
 	FILE *fp;
+	int read_errno;			/* why fp's reading stopped; 0: its end */
 	unsigned line;			/* of the line inih is handling */
 	bool line_continues;		/* it began with white space */
 	int errors;
@@ -1017,8 +1018,11 @@ static char *cfg_read_line(char *str, int num, void *stream)
 	struct load_ctx *c = stream;
 	size_t len;
 
-	if (!fgets(str, num, c->fp))
+	if (!fgets(str, num, c->fp)) {
+		if (ferror(c->fp))
+			c->read_errno = errno ? errno : EIO;
 		return NULL;
+	}
 	c->line++;
 	len = strlen(str);
 	if (len == (size_t)num - 1 && str[len - 1] != '\n' && !feof(c->fp)) {
@@ -1092,23 +1096,52 @@ static void cfg_defaults(struct cfg *cfg)
 	strcpy(cfg->cluster.prefix, "acme-edge:");
 }
 
-static int parse_file(struct load_ctx *c, const char *path)
+/*
+ * A file that cannot be read. One another file names (named_at > 0: its
+ * line in the file that names it, which c->file still is) is reported at
+ * that line, so that every error but the top file's own is FILE:LINE.
+ */
+static void unreadable(struct load_ctx *c, const char *path, unsigned named_at,
+		       int err)
 {
+	if (named_at) {
+		cfg_error(c, named_at, "%s: %s", path, strerror(err));
+		return;
+	}
+	c->errors++;
+	if (c->errs)
+		fprintf(c->errs, "%s: %s\n", path, strerror(err));
+}
+
+static int parse_file(struct load_ctx *c, const char *path, unsigned named_at)
+{
+	FILE *fp = fopen(path, "r");
+	struct stat sb;
 	int rc;
 
+	if (!fp) {
+		unreadable(c, path, named_at, errno);
+		return -1;
+	}
+	/* fopen takes a directory, whose reads then fail like an end of file:
+	 * a config or clients file named by mistake would read as empty. */
+	if (fstat(fileno(fp), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+		fclose(fp);
+		unreadable(c, path, named_at, EISDIR);
+		return -1;
+	}
+	c->fp = fp;
 	c->file = path;
 	c->line = 0;
 	c->kind = SECT_NONE;
 	c->sect_ok = false;
 	c->sect_name[0] = '\0';
-	c->fp = fopen(path, "r");
-	if (!c->fp) {
-		c->errors++;
-		if (c->errs)
-			fprintf(c->errs, "%s: %s\n", path, strerror(errno));
-		return -1;
-	}
+	c->read_errno = 0;
 	rc = ini_parse_stream(cfg_read_line, c, cfg_on_key, c);
+	/* What was read stays checked; the rest is missing, and said so. */
+	if (c->read_errno)
+		cfg_error(c, c->line + 1, "could not be read from this line on: %s",
+			  strerror(c->read_errno));
 	fclose(c->fp);
 	c->fp = NULL;
 	/* inih's own syntax errors: a line with neither '=' nor a section. */
@@ -1346,13 +1379,13 @@ int cfg_load(const char *path, struct cfg **out, FILE *errs)
 	snprintf(cfg->file, sizeof(cfg->file), "%s", path);
 	c.cfg = cfg;
 	c.errs = errs;
-	parse_file(&c, path);
+	parse_file(&c, path, 0);
 	if (cfg->api.clients_file[0] && !skip_clients_file) {
 		c.clients_only = true;
 		c.nsections = 0;
 		check_secret_file(&c, cfg->api.clients_file, c.clients_file_line,
 				  "clients file");
-		parse_file(&c, cfg->api.clients_file);
+		parse_file(&c, cfg->api.clients_file, c.clients_file_line);
 	}
 	validate(&c);
 	free(c.sections);

@@ -270,6 +270,22 @@ identifiers = a.example.com
                 self.assertIn("%04o" % mode, err)
                 self.assertIn("chmod 600", err)
 
+    def test_clients_file_that_cannot_be_read_is_named_at_its_line(self):
+        # Every error `check` prints is FILE:LINE, the clients file's too
+        # when it cannot be opened: the line of the config that names it.
+        for name, make in (("absent", None), ("a-directory", os.mkdir)):
+            with self.subTest(name):
+                clients = os.path.join(self.tmp, name)
+                if make:
+                    make(clients, 0o700)
+                main = self.write("main.conf", "[store]\npath = /dev/shm/x\n\n[api]\n"
+                                               "clients_file = %s\n" % clients)
+                rc, out, err = self.check(main)
+                self.assertEqual(rc, 1, (out, err))
+                got = self.errors_of(main, err)
+                self.assertEqual(len(got), len(err.splitlines()) - 1, err)
+                self.assertIn(5, [n for n, m in got if m.startswith(clients + ": ")], err)
+
     def test_clients_file_holds_only_clients(self):
         main, clients = self.clients_setup(
             0o600, "[client a]\ntoken_sha256 = %s\nidentifiers = *\n\n[store]\n"
