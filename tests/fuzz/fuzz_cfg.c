@@ -5,13 +5,14 @@
  * no file may crash the reader, leak, or yield a config the rest of the
  * code cannot use. The input is the whole file, read from a memfd. A
  * clients_file it names is looked up on the real filesystem, where the
- * names the dictionary offers do not exist: that path only reports.
+ * names the dictionary offers do not exist: that path mostly reports that
+ * it cannot be opened, at the line that named it.
  *
  * Invariants that trap, so a violation is a crash libFuzzer keeps:
  *  - cfg_load returns 0 with a config, or a count of errors without one,
- *    and the text it printed has exactly that many lines, each starting
- *    with the file's name (every error is "FILE:LINE: message" or
- *    "FILE: cause");
+ *    and the text it printed has exactly that many lines, each
+ *    "FILE:LINE: message" with the file's name (or, for an error inside
+ *    a clients file that exists, that file's absolute path and a line);
  *  - an accepted config keeps the promises its readers rely on: a client
  *    has a token and at least one pattern, a route that is not the
  *    default has names, every route has upstreams, a [stateless] rule has
@@ -23,6 +24,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE		/* memfd_create */
 #endif
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -56,6 +58,27 @@ static int load(const uint8_t *data, size_t size, struct cfg **out,
 	return n;
 }
 
+/* Whether s (up to end) starts ":LINE: ". */
+static bool file_line(const char *s, const char *end)
+{
+	const char *d = s + 1;
+
+	if (s >= end || *s != ':')
+		return false;
+	while (d < end && *d >= '0' && *d <= '9')
+		d++;
+	return d > s + 1 && d + 1 < end && d[0] == ':' && d[1] == ' ';
+}
+
+/* Whether the line [p, end) holds ":LINE: " after some path. */
+static bool other_file_line(const char *p, const char *end)
+{
+	for (const char *s = p + 1; s < end; s++)
+		if (*s == ':' && file_line(s, end))
+			return true;
+	return false;
+}
+
 static void check_errors(int n, size_t printed)
 {
 	size_t lines = 0, plen = strlen(path);
@@ -67,7 +90,10 @@ static void check_errors(int n, size_t printed)
 		const char *nl = strchr(p, '\n');
 
 		ASSERT(nl);
-		ASSERT(strncmp(p, path, plen) == 0 && p[plen] == ':');
+		if (strncmp(p, path, plen) == 0 && p[plen] == ':')
+			ASSERT(file_line(p + plen, nl));
+		else
+			ASSERT(p[0] == '/' && other_file_line(p, nl));
 		lines++;
 		p = nl + 1;
 	}
