@@ -97,12 +97,17 @@ static void on_term(int sig)
 	stopping = 1;
 }
 
-static double now_s(void)
+static double clock_s(clockid_t id)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(id, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double now_s(void)
+{
+	return clock_s(CLOCK_MONOTONIC);
 }
 
 static void die(const char *msg)
@@ -696,22 +701,13 @@ out:
 	return why;
 }
 
-static double thread_cpu_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void one_check(struct check *c)
 {
-	double deadline = c->start + o.timeout, cpu0 = thread_cpu_s();
+	double deadline = c->start + o.timeout, cpu0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
 	enum vfail r = c->tls ? check_tls(c, deadline) : check_http(c, deadline);
 	double end = now_s();
 
-	c->cpu = thread_cpu_s() - cpu0;
-
+	c->cpu = clock_s(CLOCK_THREAD_CPUTIME_ID) - cpu0;
 	c->result = end > deadline && r == V_OK ? V_TIMEOUT : r;
 	c->lat = end - c->start;
 	atomic_fetch_sub(&running, 1);
