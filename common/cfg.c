@@ -1187,7 +1187,7 @@ static void read_password_file(struct load_ctx *c, const char *path,
 	check_secret_file(c, path, line, "password file");
 	f = fopen(path, "r");
 	if (!f) {
-		cfg_error(c, line, "%s: %s", path, strerror(errno));
+		unreadable(c, path, line, errno);
 		return;
 	}
 	n = fread(buf, 1, sizeof(buf) - 1, f);
