@@ -153,10 +153,11 @@ def finish(ctx, a, out, results, speed, errors, t0):
     say("== results: %s%s%s" % (md, (" and " + png) if png else "",
                                  (" and " + fpng) if fpng else ""))
     for row in flood_verdicts(results, ctx.worker_counts):
-        say("   %-15s w%d %-15s validator p99 %6.1f ms, better peer %s: %s%s" % (
+        say("   %-15s w%d %-15s validator p99 %6.1f ms, better peer %s: %s%s%s" % (
             row[0], row[1], row[2], row[3], "%.1f ms" % row[4] if row[4] else "—", row[7],
             "; waited %.1f / %.1f ms" % (row[8], row[9])
-            if row[8] is not None and row[9] is not None else ""))
+            if row[8] is not None and row[9] is not None else "",
+            "; own CPU %.1f ms" % row[10] if row[10] is not None else ""))
     for row in measured(trows + erows):
         say("   %-62s w%d %-22s %-12s %s" % row)
     for w, sid, _, kind, cells in backend_rows(ctx, results, ctx.worker_counts):

@@ -209,13 +209,16 @@ def parse_validate(out, rc):
     res = {"n": int(r["n"]), "fail": int(r["fail"]),
            "lat": {"50": float(r["p50"]), "99": float(r["p99"]), "max": float(r["max"])},
            "fails": {k[5:]: int(v) for k, v in r.items() if k.startswith("fail_")},
-           "wait": {"50": float(r["wait_p50"]), "99": float(r["wait_p99"])}}
+           "wait": {"50": float(r["wait_p50"]), "99": float(r["wait_p99"])},
+           "own_cpu": {"50": float(r["cpu_p50"]), "99": float(r["cpu_p99"])}}
     for kind in ("http", "tls"):
         res[kind] = {"n": int(r[kind + "_n"]), "fail": int(r[kind + "_fail"]),
                      "50": float(r[kind + "_p50"]), "99": float(r[kind + "_p99"]),
                      "max": float(r[kind + "_max"]),
                      "wait": {"50": float(r[kind + "_wait_p50"]),
-                              "99": float(r[kind + "_wait_p99"])}}
+                              "99": float(r[kind + "_wait_p99"])},
+                     "own_cpu": {"50": float(r[kind + "_cpu_p50"]),
+                                 "99": float(r[kind + "_cpu_p99"])}}
     # The table's "rate" column: the validator's p99 in ms (lower is better).
     res["rate"] = res["lat"]["99"]
     return res

@@ -35,7 +35,8 @@ def runs_of(results, w, sid, server):
 
 def stat(runs, key, of="lat"):
     """Median over the runs of one validator figure (ms), with min and max:
-    its latency (of="lat") or the part of it spent waiting (of="wait")."""
+    its latency (of="lat"), the part of it spent waiting (of="wait") or the
+    validator's own CPU time (of="own_cpu")."""
     xs = [r[of][key] for r in runs if of in r]
     return (med(xs), min(xs), max(xs)) if xs else None
 
@@ -94,14 +95,25 @@ def waited(results, w, sid, server):
     return s[0] if s else None
 
 
+def own_cpu(results, w, sid, server):
+    """The median over the runs of the p99 of the validator's own CPU time
+    per check, or None. A check takes at least its own CPU time, so no run's
+    p99 can be under this run's figure, whatever the server does."""
+    s = stat(runs_of(results, w, sid, server), "99", "own_cpu")
+    return s[0] if s else None
+
+
 def ms_or_dash(x):
     return "—" if x is None else "%.1f" % x
 
 
 def verdicts(results, workers):
     """Rows (scenario, workers, instance, p99, better peer's p99, ratio,
-    failures, verdict, waited p99, the better peer's waited p99) for each
-    acme-edge instance; the verdict is on the p99s themselves."""
+    failures, verdict, waited p99, the better peer's waited p99, the
+    validator's own CPU p99 in the instance's runs) for each acme-edge
+    instance; the verdict is on the p99s themselves. Where the ratio is
+    missed and its bound lies under that CPU p99, the verdict says so: no
+    answer from the server could have met it in those runs."""
     rows = []
     for sc in of_kind("flood"):
         if sc.id == "flood-none":
@@ -120,11 +132,16 @@ def verdicts(results, workers):
                 fails = sum(r["fail"] for r in runs)
                 ratio = s[0] / best if best else None
                 ok = fails == 0 and s[0] <= P99_MAX_MS
-                if best is not None and peers[-1][0] > PEER_FLOOR_MS:
-                    ok = ok and ratio <= PEER_RATIO
-                rows.append((sc.id, w, ae, s[0], best, ratio, fails,
-                             "met" if ok else "not met", waited(results, w, sc.id, ae),
-                             best_waited))
+                cpu = own_cpu(results, w, sc.id, ae)
+                if not (best is not None and peers[-1][0] > PEER_FLOOR_MS) or \
+                        ratio <= PEER_RATIO:
+                    verdict = "met" if ok else "not met"
+                elif ok and cpu is not None and cpu > PEER_RATIO * best:
+                    verdict = "not met, under the validator's own CPU"
+                else:
+                    verdict = "not met"
+                rows.append((sc.id, w, ae, s[0], best, ratio, fails, verdict,
+                             waited(results, w, sc.id, ae), best_waited, cpu))
     return rows
 
 
@@ -208,14 +225,23 @@ def flood_section(ctx, results, workers, png):
                                                    PEER_FLOOR_MS))
     L.append("")
     L.append("| flood | workers | instance | p99 ms | better peer's p99 ms | ratio | "
-             "failed | verdict | waited p99 ms: instance / better peer | ratio |")
-    L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for sid, w, ae, p99, best, ratio, fails, v, wt, best_wt in verdicts(results, workers):
-        L.append("| %s | %d | %s | %.1f | %s | %s | %d | %s | %s / %s | %s |" % (
+             "failed | verdict | validator's own CPU p99 ms | "
+             "waited p99 ms: instance / better peer | ratio |")
+    L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for sid, w, ae, p99, best, ratio, fails, v, wt, best_wt, cpu in verdicts(results, workers):
+        L.append("| %s | %d | %s | %.1f | %s | %s | %d | %s | %s | %s / %s | %s |" % (
             sid, w, ae, p99, "%.1f" % best if best else "—",
-            "%.2f" % ratio if ratio else "—", fails, v,
+            "%.2f" % ratio if ratio else "—", fails, v, ms_or_dash(cpu),
             ms_or_dash(wt), ms_or_dash(best_wt),
             "%.2f" % (wt / best_wt) if wt is not None and best_wt else "—"))
+    L.append("")
+    L.append("*Validator's own CPU*: the p99 of the CPU time the validator's thread ran "
+             "for each check in this instance's runs. Every check takes at least its own "
+             "CPU time, so a run's p99 is never under that run's CPU p99 whatever the "
+             "server does; where %.0f %% of the better peer's p99 lies under it, no answer "
+             "could have met the ratio in those runs, and the verdict says so. The figure "
+             "grows under a flood because the flood's clients share the validator's CPU, "
+             "its caches and its network receive work." % (PEER_RATIO * 100))
     L.append("")
     L.append("*Waited*: each check's latency less the CPU time the validator's own "
              "thread ran for it (its TLS or HTTP client work and its system calls), "

@@ -83,11 +83,12 @@ def note(workers, sc, run, server, r, errors):
         bg = "; ".join("%s %.0f %s%s" % (k, v[1], v[0], (" (%d lost)" % v[2]) if v[2] else "")
                        for k, v in sorted(r["bg"].items()))
         say("  w%d %-15s %-15s run %d: validator p50 %.2f p99 %.2f max %.2f ms (http-01 "
-            "%.2f/%.2f, tls-alpn-01 %.2f/%.2f), waited p50 %.2f p99 %.2f, fail %d%s; %s; "
-            "steal %.1f %%" % (
+            "%.2f/%.2f, tls-alpn-01 %.2f/%.2f), waited p50 %.2f p99 %.2f, own CPU p99 %.2f, "
+            "fail %d%s; %s; steal %.1f %%" % (
                 workers, sid, server, run + 1, r["lat"]["50"], r["lat"]["99"],
                 r["lat"]["max"], r["http"]["50"], r["http"]["99"], r["tls"]["50"],
-                r["tls"]["99"], r["wait"]["50"], r["wait"]["99"], r["fail"],
+                r["tls"]["99"], r["wait"]["50"], r["wait"]["99"], r["own_cpu"]["99"],
+                r["fail"],
                 (" " + str(r["fails"])) if r["fails"] else "", bg, r.get("steal", 0)))
         return
     if sc.kind == "mem":
