@@ -88,18 +88,12 @@ def wrong_answers(results):
     return out
 
 
-def waited(results, w, sid, server):
-    """The median over the runs of the p99 of the server's checks with the
-    validator's own CPU time taken out of each, or None."""
-    s = stat(runs_of(results, w, sid, server), "99", "wait")
-    return s[0] if s else None
-
-
-def own_cpu(results, w, sid, server):
-    """The median over the runs of the p99 of the validator's own CPU time
-    per check, or None. A check takes at least its own CPU time, so no run's
-    p99 can be under this run's figure, whatever the server does."""
-    s = stat(runs_of(results, w, sid, server), "99", "own_cpu")
+def median_p99(results, w, sid, server, of):
+    """The median over the runs of one p99 (stat's `of`), or None: "wait",
+    the server's checks with the validator's own CPU time taken out of
+    each; "own_cpu", that CPU time, under which no run's p99 can fall
+    whatever the server does, since a check takes at least that long."""
+    s = stat(runs_of(results, w, sid, server), "99", of)
     return s[0] if s else None
 
 
@@ -123,7 +117,7 @@ def verdicts(results, workers):
             peers = sorted((s[0], p) for p in PEERS
                            for s in [stat(runs_of(results, w, sc.id, p), "99")] if s)
             best = peers[0][0] if peers else None
-            best_waited = waited(results, w, sc.id, peers[0][1]) if peers else None
+            best_waited = median_p99(results, w, sc.id, peers[0][1], "wait") if peers else None
             for ae in ACME_EDGES:
                 runs = runs_of(results, w, sc.id, ae)
                 s = stat(runs, "99")
@@ -132,7 +126,7 @@ def verdicts(results, workers):
                 fails = sum(r["fail"] for r in runs)
                 ratio = s[0] / best if best else None
                 ok = fails == 0 and s[0] <= P99_MAX_MS
-                cpu = own_cpu(results, w, sc.id, ae)
+                cpu = median_p99(results, w, sc.id, ae, "own_cpu")
                 if not (best is not None and peers[-1][0] > PEER_FLOOR_MS) or \
                         ratio <= PEER_RATIO:
                     verdict = "met" if ok else "not met"
@@ -141,7 +135,7 @@ def verdicts(results, workers):
                 else:
                     verdict = "not met"
                 rows.append((sc.id, w, ae, s[0], best, ratio, fails, verdict,
-                             waited(results, w, sc.id, ae), best_waited, cpu))
+                             median_p99(results, w, sc.id, ae, "wait"), best_waited, cpu))
     return rows
 
 
