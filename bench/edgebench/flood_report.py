@@ -127,13 +127,13 @@ def verdicts(results, workers):
                 ratio = s[0] / best if best else None
                 ok = fails == 0 and s[0] <= P99_MAX_MS
                 cpu = median_p99(results, w, sc.id, ae, "own_cpu")
-                if not (best is not None and peers[-1][0] > PEER_FLOOR_MS) or \
-                        ratio <= PEER_RATIO:
-                    verdict = "met" if ok else "not met"
-                elif ok and cpu is not None and cpu > PEER_RATIO * best:
-                    verdict = "not met, under the validator's own CPU"
+                ratio_due = best is not None and peers[-1][0] > PEER_FLOOR_MS
+                if ratio_due and ratio > PEER_RATIO:
+                    out_of_reach = ok and cpu is not None and cpu > PEER_RATIO * best
+                    verdict = "not met, under the validator's own CPU" if out_of_reach \
+                        else "not met"
                 else:
-                    verdict = "not met"
+                    verdict = "met" if ok else "not met"
                 rows.append((sc.id, w, ae, s[0], best, ratio, fails, verdict,
                              median_p99(results, w, sc.id, ae, "wait"), best_waited, cpu))
     return rows
