@@ -137,7 +137,7 @@ static void conn_release(struct worker *w, struct conn *c)
 	timer_unlink(w, c);
 	for (int i = 0; i < 2; i++)
 		if (c->io.fd[i] >= 0)
-			close(c->io.fd[i]);
+			worker_close_fd(w, c->io.fd[i]);
 	relay_release(w, c);
 	FREE_NULL(c->in);
 	FREE_NULL(c->out);

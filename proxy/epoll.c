@@ -800,6 +800,13 @@ static void run(struct ep *ep)
 	}
 }
 
+/* Every send is made in place (attempt): the turn's are out already. */
+static void ep_close(struct worker *w, int fd)
+{
+	(void)w;
+	close(fd);
+}
+
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	/* Only there to end a blocking loop turn. */
@@ -810,6 +817,7 @@ static void ep_wait(struct worker *w, unsigned timeout_ms)
 	struct ep *ep = w->io_priv;
 	int rc;
 
+	worker_closes_flush(w);
 	run(ep);
 	resume_listeners(ep);
 	if (has_work(ep)) {
@@ -976,4 +984,5 @@ const struct io_ops io_epoll_ops = {
 	.poll = ep_poll,
 	.cancel = ep_cancel,
 	.wait = ep_wait,
+	.close = ep_close,
 };

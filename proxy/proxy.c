@@ -127,8 +127,9 @@ static uint32_t reserve_for(uint32_t max_conns)
  * Descriptors a worker holds at most with the cap at max_conns: two per
  * relay (client and upstream), one per connection at the peek in the
  * reserve, two per splice pipe, each listener and the connections it has
- * accepted but not handed over yet. Slots still closing hold theirs for a
- * loop turn more; accept errors back off meanwhile.
+ * accepted but not handed over yet, and those released but not yet closed
+ * (worker_close_fd). Slots still closing hold theirs for a loop turn more;
+ * accept errors back off meanwhile.
  */
 static uint64_t worker_fds(const struct cfg *cfg, uint32_t max_conns)
 {
@@ -136,7 +137,7 @@ static uint64_t worker_fds(const struct cfg *cfg, uint32_t max_conns)
 
 	return 2 * (uint64_t)max_conns + reserve_for(max_conns) +
 	       2 * (uint64_t)cfg->proxy.splice_pipes +
-	       nlis * (1 + IO_ACCEPTED_PENDING_MAX) + FD_WORKER;
+	       nlis * (1 + IO_ACCEPTED_PENDING_MAX) + CLOSE_BATCH + FD_WORKER;
 }
 
 /*

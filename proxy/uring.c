@@ -318,7 +318,7 @@ static int uring_init(struct worker *w, char *err, size_t errlen)
 	static const int needed[] = {
 		IORING_OP_ACCEPT, IORING_OP_RECV, IORING_OP_SEND,
 		IORING_OP_CONNECT, IORING_OP_ASYNC_CANCEL,
-		IORING_OP_TIMEOUT, IORING_OP_POLL_ADD,
+		IORING_OP_TIMEOUT, IORING_OP_POLL_ADD, IORING_OP_CLOSE,
 		/*
 		 * Not used, but it arrived in 5.19 with cancel by descriptor,
 		 * which the probe cannot see directly and accept_stop needs.
@@ -328,7 +328,7 @@ static int uring_init(struct worker *w, char *err, size_t errlen)
 	};
 	static const char *const names[] = {
 		"accept", "recv", "send", "connect", "async_cancel",
-		"timeout", "poll_add", "socket (5.19: cancel by fd)",
+		"timeout", "poll_add", "close", "socket (5.19: cancel by fd)",
 	};
 	struct uring *u = calloc(1, sizeof(*u));
 	struct io_uring_params p;
@@ -357,6 +357,14 @@ static int uring_init(struct worker *w, char *err, size_t errlen)
 	if (!(p.features & IORING_FEAT_NODROP) || !(p.features & IORING_FEAT_EXT_ARG)) {
 		snprintf(err, errlen, "io_uring lacks NODROP or EXT_ARG (kernel "
 			 "older than 5.11)");
+		io_uring_queue_exit(&u->ring);
+		free(u);
+		return -ENOSYS;
+	}
+	/* uring_close posts no completion on success. */
+	if (!(p.features & IORING_FEAT_CQE_SKIP)) {
+		snprintf(err, errlen, "io_uring lacks CQE_SKIP (kernel older "
+			 "than 5.17)");
 		io_uring_queue_exit(&u->ring);
 		free(u);
 		return -ENOSYS;
@@ -585,6 +593,21 @@ static void uring_cancel(struct worker *w, struct io_conn *c, enum side s)
 					? io_ud(IO_CANCEL, s, c->gen, c->slot)
 					: io_ud(IO_IGNORE, 0, 0, 0));
 	}
+}
+
+/*
+ * Queued behind the turn's sends, so run after them in the same submission.
+ * The close of a socket never blocks (sockets have no flush), so it runs
+ * in place, not on an io-wq thread; a close failing (it cannot: the
+ * descriptor is ours) is the only completion posted.
+ */
+static void uring_close(struct worker *w, int fd)
+{
+	struct io_uring_sqe *sqe = get_sqe(w);
+
+	io_uring_prep_close(sqe, fd);
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	io_uring_sqe_set_data64(sqe, io_ud(IO_IGNORE, 0, 0, 0));
 }
 
 /* The pool buffer a completion brought, if any, now the caller's. */
@@ -819,6 +842,7 @@ static void uring_wait(struct worker *w, unsigned timeout_ms)
 	bool full = false;
 	int rc;
 
+	worker_closes_flush(w);
 	br_stock(w, u);
 	if (!(u->peek.len | u->later.len) && acc_listen(w, u)) {
 		rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts,
@@ -902,6 +926,7 @@ const struct io_ops io_uring_ops = {
 	.poll = uring_poll,
 	.cancel = uring_cancel,
 	.wait = uring_wait,
+	.close = uring_close,
 };
 
 /*

@@ -124,6 +124,20 @@ static void listeners_resume(struct worker *w)
 
 /* ---- decisions that wait for the end of the turn ---------------------- */
 
+void worker_close_fd(struct worker *w, int fd)
+{
+	if (w->nclosing == CLOSE_BATCH)
+		worker_closes_flush(w);
+	w->closing[w->nclosing++] = fd;
+}
+
+void worker_closes_flush(struct worker *w)
+{
+	for (uint32_t i = 0; i < w->nclosing; i++)
+		w->io->close(w, w->closing[i]);
+	w->nclosing = 0;
+}
+
 void worker_defer(struct worker *w, struct conn *c)
 {
 	BUG_ON(c->deferred);
@@ -374,6 +388,10 @@ void *worker_main(void *arg)
 		log_flush();
 		worker_yield(w);
 	}
+	/* The last wait closed what came before it; no wait follows these. */
+	for (uint32_t i = 0; i < w->nclosing; i++)
+		close(w->closing[i]);
+	w->nclosing = 0;
 	log_batch(false);
 	return NULL;
 }

@@ -39,6 +39,8 @@ enum timer_list {
 /* Bytes a splice pipe is asked to hold (F_SETPIPE_SZ); empty pipes kept. */
 #define PIPE_BYTES (256 * 1024)
 #define PIPE_KEEP 16
+/* Released descriptors a worker holds before closing them (worker_close_fd). */
+#define CLOSE_BATCH 64
 
 /* A splice pipe and the bytes it holds at most (F_SETPIPE_SZ may refuse). */
 struct splice_pipe {
@@ -125,6 +127,10 @@ struct worker {
 	uint32_t pipes_open;
 	bool no_splice;			/* splice(2) refused here: copy always */
 
+	/* Released by their connections, closed at the next wait (worker_close_fd). */
+	int closing[CLOSE_BATCH];
+	uint32_t nclosing;
+
 	uint8_t hello_scratch[16384];	/* ClientHello reassembly */
 	struct store_entry entry;	/* lookups copy here */
 };
@@ -162,6 +168,22 @@ void worker_defer(struct worker *w, struct conn *c);
 void worker_undefer(struct worker *w, struct conn *c);
 /* Carries out up to DEFER_BUDGET queued decisions; whether some remain. */
 bool worker_run_deferred(struct worker *w);
+
+/*
+ * A connection's socket, closed once the turn's answers have gone out. A
+ * close of a loopback or LAN connection runs the TCP teardown (FIN, and
+ * the peer's receive of it) in place; under a flood of short connections
+ * (invalid ClientHellos, oversized heads) each turn releases several, and
+ * closed on the spot they put that kernel work ahead of a validator's
+ * answer queued later in the same turn. The backend's wait closes them
+ * first thing, after what the turn queued (io_uring: close requests behind
+ * the turn's sends, in the same submission). CLOSE_BATCH at most are held
+ * (they are in the descriptor budget): one more closes those at once,
+ * still after what was queued.
+ */
+void worker_close_fd(struct worker *w, int fd);
+/* Closes what worker_close_fd held, through the backend (io_ops.close). */
+void worker_closes_flush(struct worker *w);
 
 /* Descriptors the worker's connections may hold (evict.h). */
 static inline uint32_t worker_fd_room(const struct worker *w)
