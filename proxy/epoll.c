@@ -817,7 +817,6 @@ static void ep_wait(struct worker *w, unsigned timeout_ms)
 	struct ep *ep = w->io_priv;
 	int rc;
 
-	worker_closes_flush(w);
 	run(ep);
 	resume_listeners(ep);
 	if (has_work(ep)) {

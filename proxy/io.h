@@ -143,11 +143,7 @@ struct io_ops {
 	void (*cancel)(struct worker *w, struct io_conn *c, enum side s);
 	/* Stops accepting on listener li; worker_accept_ended() follows. */
 	void (*accept_stop)(struct worker *w, unsigned li);
-	/*
-	 * Submits what is queued, waits up to timeout_ms, runs completions.
-	 * Before anything else it closes the descriptors the last turn
-	 * released (worker_closes_flush).
-	 */
+	/* Submits what is queued, waits up to timeout_ms, runs completions. */
 	void (*wait)(struct worker *w, unsigned timeout_ms);
 	/*
 	 * Closes fd after every request queued before it has gone to the

@@ -842,7 +842,6 @@ static void uring_wait(struct worker *w, unsigned timeout_ms)
 	bool full = false;
 	int rc;
 
-	worker_closes_flush(w);
 	br_stock(w, u);
 	if (!(u->peek.len | u->later.len) && acc_listen(w, u)) {
 		rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts,

@@ -379,6 +379,7 @@ void *worker_main(void *arg)
 				break;
 		}
 		w->turn_spliced = 0;
+		worker_closes_flush(w);
 		w->io->wait(w, busy ? 0 : LOOP_TICK_MS);
 		busy = worker_run_deferred(w);
 		busy |= relay_run_waiting(w);

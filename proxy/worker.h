@@ -127,7 +127,7 @@ struct worker {
 	uint32_t pipes_open;
 	bool no_splice;			/* splice(2) refused here: copy always */
 
-	/* Released by their connections, closed at the next wait (worker_close_fd). */
+	/* Released, closed before the next wait (worker_close_fd). */
 	int closing[CLOSE_BATCH];
 	uint32_t nclosing;
 
@@ -175,9 +175,9 @@ bool worker_run_deferred(struct worker *w);
  * the peer's receive of it) in place; under a flood of short connections
  * (invalid ClientHellos, oversized heads) each turn releases several, and
  * closed on the spot they put that kernel work ahead of a validator's
- * answer queued later in the same turn. The backend's wait closes them
- * first thing, after what the turn queued (io_uring: close requests behind
- * the turn's sends, in the same submission). CLOSE_BATCH at most are held
+ * answer queued later in the same turn. They are closed just before the
+ * next wait, after what the turn queued (io_uring: close requests behind
+ * the turn's sends, submitted by that wait). CLOSE_BATCH at most are held
  * (they are in the descriptor budget): one more closes those at once,
  * still after what was queued.
  */
