@@ -147,7 +147,7 @@ struct io_ops {
 	void (*wait)(struct worker *w, unsigned timeout_ms);
 	/*
 	 * Closes fd after every request queued before it has gone to the
-	 * kernel; nothing completes. Only worker_closes_flush calls it.
+	 * kernel; nothing completes. Only worker.c calls it, for a batch.
 	 */
 	void (*close)(struct worker *w, int fd);
 };

@@ -124,18 +124,19 @@ static void listeners_resume(struct worker *w)
 
 /* ---- decisions that wait for the end of the turn ---------------------- */
 
+/* Closes what worker_close_fd held, through the backend (io_ops.close). */
+static void worker_closes_flush(struct worker *w)
+{
+	for (uint32_t i = 0; i < w->nclosing; i++)
+		w->io->close(w, w->closing[i]);
+	w->nclosing = 0;
+}
+
 void worker_close_fd(struct worker *w, int fd)
 {
 	if (w->nclosing == CLOSE_BATCH)
 		worker_closes_flush(w);
 	w->closing[w->nclosing++] = fd;
-}
-
-void worker_closes_flush(struct worker *w)
-{
-	for (uint32_t i = 0; i < w->nclosing; i++)
-		w->io->close(w, w->closing[i]);
-	w->nclosing = 0;
 }
 
 void worker_defer(struct worker *w, struct conn *c)

@@ -173,7 +173,7 @@ bool worker_run_deferred(struct worker *w);
  * A connection's socket, closed once the turn's answers have gone out. A
  * close of a loopback or LAN connection runs the TCP teardown (FIN, and
  * the peer's receive of it) in place; under a flood of short connections
- * (invalid ClientHellos, oversized heads) each turn releases several, and
+ * (invalid ClientHellos, oversized heads) a turn may release many, and
  * closed on the spot they put that kernel work ahead of a validator's
  * answer queued later in the same turn. They are closed just before the
  * next wait, after what the turn queued (io_uring: close requests behind
@@ -182,8 +182,6 @@ bool worker_run_deferred(struct worker *w);
  * still after what was queued.
  */
 void worker_close_fd(struct worker *w, int fd);
-/* Closes what worker_close_fd held, through the backend (io_ops.close). */
-void worker_closes_flush(struct worker *w);
 
 /* Descriptors the worker's connections may hold (evict.h). */
 static inline uint32_t worker_fd_room(const struct worker *w)
