@@ -807,6 +807,12 @@ static void ep_close(struct worker *w, int fd)
 	close(fd);
 }
 
+/* Nothing waits to be handed over: see ep_close. */
+static void ep_submit(struct worker *w)
+{
+	(void)w;
+}
+
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	/* Only there to end a blocking loop turn. */
@@ -983,5 +989,6 @@ const struct io_ops io_epoll_ops = {
 	.poll = ep_poll,
 	.cancel = ep_cancel,
 	.wait = ep_wait,
+	.submit = ep_submit,
 	.close = ep_close,
 };

@@ -146,6 +146,11 @@ struct io_ops {
 	/* Submits what is queued, waits up to timeout_ms, runs completions. */
 	void (*wait)(struct worker *w, unsigned timeout_ms);
 	/*
+	 * Hands the kernel what is queued, without waiting; nothing is run.
+	 * The worker calls it before it gives up the CPU (worker_yield).
+	 */
+	void (*submit)(struct worker *w);
+	/*
 	 * Closes fd after every request queued before it has gone to the
 	 * kernel; nothing completes. Only worker.c calls it, for a batch.
 	 */

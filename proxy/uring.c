@@ -912,6 +912,14 @@ static void uring_wait(struct worker *w, unsigned timeout_ms)
 	held_run(w, &u->later);
 }
 
+static void uring_submit(struct worker *w)
+{
+	struct uring *u = w->io_priv;
+
+	if (io_uring_sq_ready(&u->ring))
+		(void)io_uring_submit(&u->ring);
+}
+
 const struct io_ops io_uring_ops = {
 	.name = "io_uring",
 	.init = uring_init,
@@ -925,6 +933,7 @@ const struct io_ops io_uring_ops = {
 	.poll = uring_poll,
 	.cancel = uring_cancel,
 	.wait = uring_wait,
+	.submit = uring_submit,
 	.close = uring_close,
 };
 
