@@ -273,13 +273,62 @@ int store_iterate(const struct store *st, int64_t now_ms,
 		  void *arg, struct store_entry *scratch)
 {
 	for (uint32_t s = 0; s < st->nslots; s++) {
-		if (slot_read(st, s, scratch) != 1 || scratch->expires_ms <= now_ms)
+		if (store_read_slot(st, s, now_ms, scratch) != 1)
 			continue;
 		int rc = fn(scratch, arg);
 		if (rc)
 			return rc;
 	}
 	return 0;
+}
+
+uint64_t store_changes(const struct store *st)
+{
+	return atomic_load_explicit(&st->hdr->mutations, memory_order_acquire);
+}
+
+uint32_t store_nslots(const struct store *st)
+{
+	return st->nslots;
+}
+
+/* slot_read()'s seqlock over the few fields that say what a slot holds. */
+int store_slot_version(const struct store *st, uint32_t s,
+		       enum store_kind kind, int64_t now_ms, uint64_t *version)
+{
+	struct store_slot *slot;
+
+	if (s >= st->nslots)
+		return 0;
+	slot = &st->slots[s];
+	for (int tries = 0; tries < READ_RETRIES; tries++) {
+		uint32_t seq1 = atomic_load_explicit(&slot->seq,
+						     memory_order_acquire);
+		if (seq1 & 1)
+			continue;
+		bool live = slot->state == SLOT_USED && slot->kind == kind &&
+			    slot->expires_ms > now_ms;
+		uint64_t v = slot->version;
+
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&slot->seq, memory_order_relaxed) != seq1)
+			continue;
+		if (live)
+			*version = v;
+		return live;
+	}
+	return -EAGAIN;
+}
+
+int store_read_slot(const struct store *st, uint32_t s, int64_t now_ms,
+		    struct store_entry *out)
+{
+	int rc;
+
+	if (s >= st->nslots)
+		return 0;
+	rc = slot_read(st, s, out);
+	return rc == 1 && out->expires_ms <= now_ms ? 0 : rc;
 }
 
 /* A count from the header, which another process may have scribbled on. */

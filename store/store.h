@@ -128,6 +128,27 @@ int store_iterate(const struct store *st, int64_t now_ms,
 
 void store_get_stats(const struct store *st, struct store_stats *out);
 
+/*
+ * For a reader that keeps something derived from entries (a parsed
+ * certificate) and wants to learn which entries are new without copying
+ * each one out.
+ *
+ * store_changes() moves whenever the writer has changed an entry, after
+ * the change is readable: one load tells whether anything is new.
+ * store_nslots() is the number of slots, and store_slot_version() says
+ * whether slot s (below that number) holds a live entry of that kind, and
+ * its version: 1, 0 when it holds none (free, another kind, expired at
+ * now_ms), -EAGAIN when the writer kept changing it. A version names one
+ * payload forever. store_read_slot() copies out the live entry in slot s,
+ * with the same returns.
+ */
+uint64_t store_changes(const struct store *st);
+uint32_t store_nslots(const struct store *st);
+int store_slot_version(const struct store *st, uint32_t s,
+		       enum store_kind kind, int64_t now_ms, uint64_t *version);
+int store_read_slot(const struct store *st, uint32_t s, int64_t now_ms,
+		    struct store_entry *out);
+
 const char *store_kind_name(enum store_kind kind);
 
 #endif

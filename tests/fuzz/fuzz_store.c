@@ -236,6 +236,28 @@ static void exercise(const struct store *st)
 		ASSERT(store_iterate(st, nows[i], visit, &v, &scratch) == 0);
 		ASSERT(v.n <= NSLOTS);
 	}
+	/* The slot-by-slot look agrees with the copies, whatever the bytes. */
+	(void)store_changes(st);
+	ASSERT(store_nslots(st) <= NSLOTS);
+	for (uint32_t s = 0; s <= store_nslots(st); s++) {
+		int got = store_read_slot(st, s, T0, &scratch);
+		uint64_t version;
+
+		ASSERT(got == 0 || got == 1 || got == -EAGAIN);
+		if (got == 1) {
+			check_entry(&scratch, T0);
+			ASSERT(scratch.slot == s);
+		}
+		for (int kind = STORE_HTTP01; kind <= STORE_TLSALPN01; kind++) {
+			int peek = store_slot_version(st, s, (enum store_kind)kind,
+						      T0, &version);
+
+			ASSERT(peek == 0 || peek == 1 || peek == -EAGAIN);
+			if (peek == 1 && got == 1)
+				ASSERT(scratch.kind != kind ||
+				       scratch.version == version);
+		}
+	}
 	/*
 	 * A truncation plus header patches can make a consistent store of a
 	 * smaller capacity (never a larger one: offsets wrap at the file's

@@ -552,6 +552,74 @@ static void test_iterate(void)
 	store_close(w);
 }
 
+/*
+ * The cheap look at what changed (store_changes, store_slot_version) agrees
+ * with the full copies, slot by slot, through puts, replaces, deletes and
+ * expiry; the counter moves with every change, and only then.
+ */
+static void test_slot_version(void)
+{
+	const char *path = test_path("slotversion");
+	struct store *w = open_writer_ok(path, 16);
+	struct store *r = open_reader_ok(path);
+	const int64_t t0 = 1700000000000LL;
+	uint64_t ch = store_changes(r), v;
+	char key[32];
+
+	CHECK(store_nslots(r) == 17);
+	for (uint32_t s = 0; s < store_nslots(r); s++) {
+		CHECK(store_slot_version(r, s, STORE_TLSALPN01, t0, &v) == 0);
+		CHECK(store_read_slot(r, s, t0, &e_out) == 0);
+	}
+	for (uint32_t i = 0; i < 12; i++) {
+		snprintf(key, sizeof(key), "sv-%u", i);
+		make_entry(&e_in, i % 2 ? STORE_HTTP01 : STORE_TLSALPN01, key, i,
+			   40, i % 3 == 2 ? t0 : t0 + 1000);
+		CHECK(store_put(w, &e_in, t0 - 1) == 0);
+		CHECK(store_changes(r) != ch);
+		ch = store_changes(r);
+	}
+	CHECK(store_changes(r) == ch);
+	snprintf(key, sizeof(key), "sv-%u", 4);
+	make_entry(&e_in, STORE_TLSALPN01, key, 99, 50, t0 + 1000);
+	CHECK(store_put(w, &e_in, t0 - 1) == 1);
+	CHECK(store_changes(r) != ch);
+	ch = store_changes(r);
+	CHECK(store_delete(w, STORE_TLSALPN01, "sv-6", 4) == 0);
+	CHECK(store_changes(r) != ch);
+
+	unsigned live[3] = {0};
+	for (uint32_t s = 0; s < store_nslots(r); s++) {
+		int got = store_read_slot(r, s, t0, &e_out);
+
+		CHECK(got == 0 || got == 1);
+		for (int kind = STORE_HTTP01; kind <= STORE_TLSALPN01; kind++) {
+			int peek = store_slot_version(r, s, (enum store_kind)kind,
+						      t0, &v);
+			bool same = got == 1 && e_out.kind == kind;
+
+			CHECKF(peek == same, "slot %u kind %d: peek %d, copy %d",
+			       s, kind, peek, got);
+			if (same) {
+				CHECK(v == e_out.version && e_out.slot == s);
+				live[kind]++;
+			}
+		}
+	}
+	/* Of 12: 4 expired at t0 (i % 3 == 2), sv-6 deleted; sv-4 replaced. */
+	CHECK(live[STORE_HTTP01] == 4 && live[STORE_TLSALPN01] == 3);
+	snprintf(key, sizeof(key), "sv-%u", 4);
+	CHECK(store_lookup(r, STORE_TLSALPN01, key, strlen(key), t0, &e_out) == 0);
+	CHECK(store_slot_version(r, e_out.slot, STORE_TLSALPN01, t0, &v) == 1 &&
+	      v == e_out.version);
+	/* Another kind in that slot is none; so is a slot out of range. */
+	CHECK(store_slot_version(r, e_out.slot, STORE_HTTP01, t0, &v) == 0);
+	CHECK(store_slot_version(r, store_nslots(r), STORE_TLSALPN01, t0, &v) == 0);
+	CHECK(store_read_slot(r, UINT32_MAX, t0, &e_out) == 0);
+	store_close(r);
+	store_close(w);
+}
+
 /* ---- random operations against a shadow model -------------------------- */
 
 #define MODEL_KEYS 300		/* per kind */
@@ -1668,6 +1736,7 @@ int main(void)
 	test_expiry();
 	test_full();
 	test_iterate();
+	test_slot_version();
 	test_validation();
 	test_open_writer_lock();
 	test_open_reader_missing();
