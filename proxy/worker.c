@@ -13,6 +13,7 @@
 #include "common/edge.h"
 #include "common/ident.h"
 #include "common/log.h"
+#include "proxy/acme_tls.h"
 #include "proxy/conn.h"
 #include "proxy/evict.h"
 #include "proxy/peek.h"
@@ -388,6 +389,8 @@ void *worker_main(void *arg)
 		busy = worker_run_deferred(w);
 		busy |= relay_run_waiting(w);
 		busy |= worker_tick(w);
+		if (w->lc->cfg->proxy.nhttps)
+			busy |= acme_tls_warm(w->tls_ctx, px->store, w->now_ms);
 		listeners_resume(w);
 		evict_log(w);
 		log_flush();

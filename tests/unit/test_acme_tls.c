@@ -17,6 +17,7 @@
 #include <stdlib.h>	/* before check.h, which uses abort() */
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
@@ -859,6 +860,108 @@ static void test_cache(struct acme_tls_ctx *ctx)
 	free(e);
 }
 
+/* Calls acme_tls_warm() until its pass is over; how many calls it took. */
+static unsigned warm_all(struct acme_tls_ctx *ctx, const struct store *st,
+			 int64_t now_ms)
+{
+	unsigned calls = 1;
+
+	while (acme_tls_warm(ctx, st, now_ms) && calls < 1000)
+		calls++;
+	CHECKF(calls < 1000, "warm: the pass did not end");
+	return calls;
+}
+
+/*
+ * A handshake with e's slot and version but other's payload serves what
+ * the cache holds for that version: e's certificate when a pass parsed it.
+ */
+static bool warmed(struct acme_tls_ctx *ctx, const struct store_entry *e,
+		   struct fixture *other)
+{
+	struct hs_result r;
+	struct hs_opts o = opts_for(other, cctx_any, 0);
+
+	other->e.slot = e->slot;
+	other->e.version = e->version;
+	handshake(ctx, &other->e, &o, &r);
+	return r.server == ACME_TLS_DONE && served(&r, e);
+}
+
+/*
+ * acme_tls_warm() against a real store: new tls-alpn-01 entries are parsed
+ * before any handshake asks for them, a pass ends, a new one waits for the
+ * store to change and for its gap, and an entry that cannot be parsed
+ * neither stops a pass nor is served.
+ */
+static void test_warm(void)
+{
+	struct shm_owner own = {.uid = geteuid(), .gid = getegid()};
+	struct fixture *a = malloc(sizeof(*a)), *b = malloc(sizeof(*b));
+	struct store_entry *e = malloc(sizeof(*e));
+	struct store *w = NULL, *rd = NULL;
+	struct acme_tls_ctx *ctx;
+	char path[96], lock[104], err[200];
+	int64_t now = 1000;
+
+	BUG_ON(!a || !b || !e);
+	snprintf(path, sizeof(path), "/dev/shm/acme-edge-test-acme-tls-%d",
+		 (int)getpid());
+	snprintf(lock, sizeof(lock), "%s.lock", path);
+	CHECKF(store_open_writer(path, NSLOTS - 1, own, &w, err, sizeof(err)) == 0,
+	       "%s", err);
+	CHECKF(store_open_reader(path, geteuid(), &rd, err, sizeof(err)) == 0,
+	       "%s", err);
+	ctx = acme_tls_ctx_new(NSLOTS, err, sizeof(err));
+	BUG_ON(!w || !rd || !ctx);
+	BUG_ON(fixture_build(a, "warm.example.com", 0, 0) < 0 ||
+	       fixture_build(b, "warm.example.com", 0, 0) < 0);
+
+	/* Nothing stored yet: a pass over empty slots, over at once. */
+	CHECK(!acme_tls_warm(ctx, rd, now));
+	CHECK(!acme_tls_warm(ctx, rd, now += 2000));
+
+	/* An http-01 entry beside it, parsed by nobody. */
+	memset(e, 0, sizeof(*e));
+	e->kind = STORE_HTTP01;
+	memcpy(e->key, "warmtoken", 9);
+	e->key_len = 9;
+	e->payload_len = 5;
+	memcpy(e->payload, "ka.ka", 5);
+	e->created_ms = 1;
+	e->expires_ms = INT64_MAX;
+	CHECK(store_put(w, e, 1) == 0);
+	CHECK(store_put(w, &a->e, 1) == 0);
+	warm_all(ctx, rd, now += 2000);
+	CHECK(warmed(ctx, &a->e, b));
+
+	/* A put right after the pass waits for the gap; nothing before. */
+	CHECK(store_put(w, &b->e, 1) == 1);
+	CHECK(!acme_tls_warm(ctx, rd, now + 1));
+	warm_all(ctx, rd, now += 2000);
+	CHECK(warmed(ctx, &b->e, a));
+	CHECK(!acme_tls_warm(ctx, rd, now += 2000));
+
+	/* A payload that does not parse: the pass ends, no handshake starts. */
+	a->e.payload[0] ^= 0xff;
+	CHECK(store_put(w, &a->e, 1) == 1);
+	warm_all(ctx, rd, now += 2000);
+	CHECK(acme_tls_new(ctx, &a->e, err, sizeof(err)) == NULL);
+	CHECKF(strstr(err, "certificate DER") != NULL, "warm: %s", err);
+	CHECK(!acme_tls_warm(ctx, rd, now += 2000));
+
+	acme_tls_ctx_free(ctx);
+	store_close(rd);
+	store_close(w);
+	unlink(path);
+	unlink(lock);
+	fixture_free(a);
+	fixture_free(b);
+	free(a);
+	free(b);
+	free(e);
+}
+
 /* Someone else's stale error on this thread must not fail our handshake. */
 static void test_stale_queue(struct acme_tls_ctx *ctx)
 {
@@ -1047,6 +1150,7 @@ int main(void)
 	test_garbage(ctx);
 	test_bad_entries(ctx);
 	test_cache(ctx);
+	test_warm();
 	test_stale_queue(ctx);
 	test_threads();
 	test_many(ctx, hooks);
