@@ -129,6 +129,13 @@ static struct io_uring_sqe *ring_sqe(struct io_uring *ring)
 	return sqe;
 }
 
+/* Submits what r holds, if anything: an empty submit is still a system call. */
+static void ring_flush(struct io_uring *r)
+{
+	if (io_uring_sq_ready(r))
+		(void)io_uring_submit(r);
+}
+
 static struct io_uring_sqe *get_sqe(struct worker *w)
 {
 	return ring_sqe(&((struct uring *)w->io_priv)->ring);
@@ -693,8 +700,7 @@ static unsigned acc_take(struct worker *w, struct uring *u)
 	if (!u->aring_on)
 		return 0;
 	/* Re-armed accepts go in now, their completions with the next call. */
-	if (io_uring_sq_ready(&u->aring))
-		(void)io_uring_submit(&u->aring);
+	ring_flush(&u->aring);
 	io_uring_for_each_cqe(&u->aring, head, cqe) {
 		acc_note(w, cqe);
 		deliver(w, io_uring_cqe_get_data64(cqe), cqe->res, NULL);
@@ -718,8 +724,7 @@ static bool acc_listen(struct worker *w, struct uring *u)
 	if (!u->aring_on)
 		return true;
 	/* No listener goes unwatched through the wait. */
-	if (io_uring_sq_ready(&u->aring))
-		(void)io_uring_submit(&u->aring);
+	ring_flush(&u->aring);
 	if (!u->wake_armed) {
 		sqe = get_sqe(w);
 		io_uring_prep_read(sqe, u->wake_fd, &u->wake_val,
@@ -906,18 +911,15 @@ static void uring_wait(struct worker *w, unsigned timeout_ms)
 		accepted = reap(w, u);
 	}
 	io_uring_cq_advance(&u->ring, seen);
-	if ((u->peek.len | u->later.len) && io_uring_sq_ready(&u->ring))
-		io_uring_submit(&u->ring);
+	if (u->peek.len | u->later.len)
+		ring_flush(&u->ring);
 	held_run(w, &u->peek);
 	held_run(w, &u->later);
 }
 
 static void uring_submit(struct worker *w)
 {
-	struct uring *u = w->io_priv;
-
-	if (io_uring_sq_ready(&u->ring))
-		(void)io_uring_submit(&u->ring);
+	ring_flush(&((struct uring *)w->io_priv)->ring);
 }
 
 const struct io_ops io_uring_ops = {
