@@ -125,11 +125,12 @@ def verdicts(results, workers):
     that too: the flood delayed nothing, and the validator's own time under
     the flood is the rest."""
     rows = []
+    floors = {w: calm_floor(results, w) for w in workers}
     for sc in of_kind("flood"):
         if sc.id == "flood-none":
             continue
         for w in workers:
-            floor = calm_floor(results, w)
+            floor = floors[w]
             # (p99, peer), the better peer first.
             peers = sorted((s[0], p) for p in PEERS
                            for s in [stat(runs_of(results, w, sc.id, p), "99")] if s)
